@@ -1,0 +1,322 @@
+"""Typed, frozen configuration: dataclasses, TOML loading and ``--set a.b=value`` overrides.
+
+A run is described by one :class:`Config` with a section per concern. Every value is type
+checked when it is loaded from TOML, JSON or the command line; an unknown key is an error that
+lists the valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from darec.errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "EvalConfig",
+    "Config",
+    "load_config",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the interactions come from and how they are cleaned."""
+
+    path: str = ""
+    """Data file or folder. Empty means the MovieLens-100K copy shipped in the ``recbole`` wheel."""
+    format: Literal["auto", "atomic", "csv", "movielens", "amazon"] = "auto"
+    """Reader; ``auto`` picks one from the file names."""
+    name: str = ""
+    """Dataset name for reports; defaults to the file or folder name."""
+    item_path: str = ""
+    """Optional item file: CSV item attributes, or an Amazon ``meta_*.json(.gz)`` file."""
+    user_column: str = "user_id"
+    item_column: str = "item_id"
+    time_column: str = "timestamp"
+    """Column names for the CSV reader (the time column may be absent: file order is used)."""
+    delimiter: str = ","
+    """Field delimiter for the CSV reader."""
+    user_min: int = 5
+    """k-core: keep users with at least this many interactions (applied iteratively with items)."""
+    item_min: int = 5
+    """k-core: keep items with at least this many interactions."""
+    drop_duplicates: bool = True
+    """Drop repeated (user, item) pairs, keeping the first occurrence in time."""
+    cache: bool = True
+    """Cache the processed dataset in the cache folder, keyed by source content and options."""
+
+    def __post_init__(self) -> None:
+        if self.user_min < 1 or self.item_min < 1:
+            raise ConfigError(
+                f"data.user_min and data.item_min must be >= 1, got {self.user_min}, {self.item_min}"
+            )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model and its size. Fields a model does not use are ignored by it."""
+
+    name: str = "sasrec"
+    """Model name from the registry: pop, gru4rec, sasrec, bert4rec."""
+    max_seq_len: int = 50
+    """Longest history the model reads (the most recent items)."""
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    inner_size: int = 256
+    """Feed-forward width of transformer blocks."""
+    dropout: float = 0.5
+    attn_dropout: float = 0.5
+    loss: Literal["ce", "bpr"] = "ce"
+    """ce: cross-entropy over the whole catalog; bpr: one sampled negative per position."""
+    mask_prob: float = 0.2
+    """BERT4Rec: share of items masked in training."""
+
+    def __post_init__(self) -> None:
+        if self.max_seq_len < 1 or self.hidden_size < 1 or self.num_layers < 1:
+            raise ConfigError("model.max_seq_len, hidden_size and num_layers must be >= 1")
+        if self.num_heads < 1 or self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"model.hidden_size ({self.hidden_size}) must be divisible by "
+                f"model.num_heads ({self.num_heads})"
+            )
+        for key in ("dropout", "attn_dropout", "mask_prob"):
+            value = getattr(self, key)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"model.{key} must be in [0, 1), got {value}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The one training loop shared by every model."""
+
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    """Clip the gradient norm to this value; 0 disables clipping."""
+    warmup_steps: int = 0
+    scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    """Learning-rate schedule after warm-up, over ``epochs`` epochs."""
+    patience: int = 10
+    """Stop after this many validations without improving the selection metric; 0 disables."""
+    eval_every: int = 1
+    """Validate every this many epochs."""
+    seed: int = 42
+    windows: Literal["last", "all"] = "all"
+    """last: train on each user's most recent max_seq_len items; all: cut the whole training
+    sequence into windows so every interaction is a target once."""
+    threads: int = 0
+    """torch intra-op threads; 0 keeps torch's default."""
+    device: str = "cpu"
+    checkpoint_every_steps: int = 0
+    """Also save a resumable checkpoint every this many steps inside an epoch; 0: per epoch only."""
+    max_minutes: float = 0.0
+    """Stop training after this many minutes (then select and test as usual); 0: no limit."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.eval_every < 1:
+            raise ConfigError(
+                "train.epochs must be >= 0, train.batch_size and train.eval_every >= 1, "
+                "train.lr > 0"
+            )
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Full-ranking evaluation."""
+
+    ks: tuple[int, ...] = (5, 10, 20)
+    exclude_history: bool = True
+    """Remove the items already in a user's history from the ranking (the target never is)."""
+    batch_size: int = 512
+    """Users scored at once."""
+    max_scores: int = 1 << 24
+    """Memory bound: at most this many scores (users x items) are held at once; larger catalogs
+    are scored in chunks."""
+    select_metric: str = "NDCG@10"
+    """Validation metric for checkpoint selection and early stopping."""
+    seed: int = 0
+    """Seed of the random tie-breaking."""
+
+    def __post_init__(self) -> None:
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise ConfigError(f"eval.ks must be positive integers, got {self.ks}")
+        name, _, k = self.select_metric.partition("@")
+        if name not in ("HR", "NDCG", "MRR") or not k.isdigit():
+            raise ConfigError(
+                f"eval.select_metric must look like NDCG@10, HR@20 or MRR@5, "
+                f"got {self.select_metric!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    cache_dir: str = ""
+    """Cache folder; empty: $DAREC_CACHE_DIR, else the user cache folder (e.g. ~/.cache/darec)."""
+
+
+# ---------------------------------------------------------------- conversion and validation
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (converting where lossless)."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        (inner, *_rest) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return tuple(_convert(v, inner, key) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{key}: union types are not supported in configs")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported config type {tp!r}")  # pragma: no cover
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(
+                f"unknown config key {full!r}; valid keys here: {', '.join(names)}"
+            )
+        tp = hints[key]
+        if _is_dataclass_type(tp):
+            kwargs[key] = _build(tp, value, full + ".")
+        else:
+            kwargs[key] = _convert(value, tp, full)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build a validated :class:`Config` from nested plain data (TOML or JSON)."""
+    return _build(Config, data, "")
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested data (JSON-serialisable) of a config dataclass."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = config_to_dict(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a TOML file (or the defaults) and apply ``section.key=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+        try:
+            cfg = config_from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}") from None
+    else:
+        cfg = Config()
+    return apply_overrides(cfg, overrides or [])
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Return a copy of ``cfg`` with ``section.key=value`` strings applied, type-checked."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        cfg = _set(cfg, key.strip().split("."), raw.strip(), key.strip())
+    return cfg
+
+
+def _set(obj: Any, parts: list[str], raw: str, full: str) -> Any:
+    names = [f.name for f in dataclasses.fields(obj)]
+    head = parts[0]
+    if head not in names:
+        prefix = full[: len(full) - len(".".join(parts))]
+        raise ConfigError(
+            f"unknown config key {full!r}; valid keys under {prefix or 'the top level'!r}: "
+            f"{', '.join(prefix + n for n in names)}"
+        )
+    tp = typing.get_type_hints(type(obj))[head]
+    if _is_dataclass_type(tp):
+        if len(parts) == 1:
+            raise ConfigError(f"{full!r} is a section; set one of its keys, e.g. {full}.<key>=...")
+        return dataclasses.replace(obj, **{head: _set(getattr(obj, head), parts[1:], raw, full)})
+    if len(parts) > 1:
+        raise ConfigError(f"{'.'.join(full.split('.')[:-len(parts) + 1])!r} is not a section")
+    return dataclasses.replace(obj, **{head: _convert(raw, tp, full)})

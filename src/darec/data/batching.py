@@ -1,0 +1,57 @@
+"""Training windows and padded batches."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from darec.models.base import TrainBatch
+
+__all__ = ["training_windows", "pad_left", "make_batch"]
+
+
+def training_windows(
+    train_sequences: list[np.ndarray], max_len: int, mode: Literal["last", "all"]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Cut training sequences into windows of at most ``max_len + 1`` items.
+
+    A window of n items gives n - 1 (input, next item) pairs. ``last`` keeps each user's most
+    recent window (the original SASRec recipe); ``all`` tiles the whole sequence from its end so
+    that every interaction after the first is a target exactly once. Returns the windows and the
+    internal user id of each.
+    """
+    windows: list[np.ndarray] = []
+    owners: list[int] = []
+    span = max_len + 1
+    for user, seq in enumerate(train_sequences):
+        if len(seq) < 2:
+            continue
+        end = len(seq)
+        while end >= 2:
+            start = max(0, end - span)
+            windows.append(seq[start:end])
+            owners.append(user)
+            if mode == "last":
+                break
+            # the next window ends at this window's first item, which becomes its last target
+            end = start + 1
+    return windows, np.asarray(owners, dtype=np.int64)
+
+
+def pad_left(sequences: list[np.ndarray], length: int) -> torch.Tensor:
+    """(B, length) int64 tensor of the last ``length`` items of each sequence, left-padded with 0."""
+    out = np.zeros((len(sequences), length), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        tail = seq[-length:] if length > 0 else seq[:0]
+        if len(tail):
+            out[row, length - len(tail) :] = tail
+    return torch.from_numpy(out)
+
+
+def make_batch(windows: list[np.ndarray], users: np.ndarray, max_len: int) -> TrainBatch:
+    """Inputs are each window without its last item, targets the window shifted by one."""
+    inputs = pad_left([w[:-1] for w in windows], max_len)
+    targets = pad_left([w[1:] for w in windows], max_len)
+    return TrainBatch(inputs=inputs, targets=targets, users=torch.as_tensor(users, dtype=torch.long))
