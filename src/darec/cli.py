@@ -1,0 +1,298 @@
+"""The ``darec`` command line: thin wrappers that parse, call the library and print."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from darec.config import Config, apply_overrides, load_config
+from darec.errors import DarecError
+
+app = typer.Typer(
+    help="DARec: LLM-based sequential recommendation with honest full-ranking evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err = Console(stderr=True)
+
+SHOWN_METRICS = ("HR@10", "NDCG@10", "MRR@10", "HR@20", "NDCG@20")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config value: section.key=value (repeatable)."),
+]
+DataOpt = Annotated[
+    str | None, typer.Option("--data", "-d", help="Data file or folder (sets data.path).")
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", "-f", help="auto, atomic, csv, movielens or amazon (data.format)."),
+]
+
+
+def _fail(exc: BaseException) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _config(config: Path | None, sets: list[str] | None, **fields: str | None) -> Config:
+    overrides = list(sets or [])
+    overrides = [f"{k}={v}" for k, v in fields.items() if v is not None] + overrides
+    return load_config(config, overrides)
+
+
+class _Progress:
+    """Rich progress bar driven by the trainer's callbacks."""
+
+    def __init__(self, progress: Progress, label: str) -> None:
+        self.progress, self.label, self.task = progress, label, None
+        self.best: float | None = None
+
+    def on_epoch_start(self, epoch: int, steps: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(
+            f"{self.label} epoch {epoch + 1}", total=steps, loss=""
+        )
+
+    def on_step(self, epoch: int, step: int, loss: float) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=step + 1, loss=f"loss {loss:.4f}")
+
+    def on_validation(self, epoch: int, metrics: dict[str, float], improved: bool) -> None:
+        mark = "[green]*[/]" if improved else " "
+        shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in ("HR@10", "NDCG@10") if k in metrics)
+        self.progress.console.print(f"{self.label} epoch {epoch:3d}  valid {shown} {mark}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _metrics_table(title: str, rows: list[tuple[str, dict[str, float]]]) -> Table:
+    table = Table(title=title)
+    table.add_column("model")
+    for name in SHOWN_METRICS:
+        table.add_column(name, justify="right")
+    for label, metrics in rows:
+        table.add_row(label, *(f"{metrics.get(m, float('nan')):.4f}" for m in SHOWN_METRICS))
+    return table
+
+
+@app.command()
+def train(
+    config: ConfigOpt = None,
+    data: DataOpt = None,
+    fmt: FormatOpt = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name.")] = None,
+    sets: SetOpt = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder.")] = Path("runs/run"),
+    resume: Annotated[bool, typer.Option(help="Continue the run in --output.")] = False,
+) -> None:
+    """Train a model, select it on validation NDCG@10, evaluate the test split once."""
+    from darec.experiment import run_experiment
+
+    try:
+        cfg = _config(config, sets, **{"data.path": data, "data.format": fmt, "model.name": model})
+        with _progress() as progress:
+            callback = _Progress(progress, cfg.model.name)
+            result, record = run_experiment(cfg, output, callback, resume=resume)
+    except DarecError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err.print(f"interrupted; continue with: darec train ... --output {output} --resume")
+        raise typer.Exit(130) from None
+    console.print(
+        f"{record.model} on {record.dataset}: best epoch {result.best_epoch} of {result.epochs} "
+        f"({result.stopped}), {result.train_seconds:.0f}s; run folder {output}"
+    )
+    console.print(_metrics_table("test (full ranking)", [(record.model, result.test)]))
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `darec train`.")],
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    include_history: Annotated[
+        bool, typer.Option(help="Rank history items too (default: excluded).")
+    ] = False,
+    data: DataOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+) -> None:
+    """Evaluate a trained run on the valid or test split with full ranking."""
+    from darec.data.dataset import load_dataset
+    from darec.data.split import leave_one_out
+    from darec.evaluation.evaluator import evaluate as run_eval
+    from darec.paths import cache_dir
+    from darec.training.trainer import load_trained_model
+
+    try:
+        if split not in ("valid", "test"):
+            raise DarecError(f"--split must be 'valid' or 'test', got {split!r}")
+        cfg, model, ids = load_trained_model(run)
+        data_cfg = cfg.data if data is None else dataclasses.replace(cfg.data, path=data)
+        dataset = load_dataset(data_cfg, cache_dir(cfg.cache_dir) if cfg.data.cache else None)
+        if dataset.item_ids != ids["item_ids"]:
+            raise DarecError(f"the data no longer matches the items run {run} was trained on")
+        eval_cfg = dataclasses.replace(cfg.eval, exclude_history=not include_history)
+        parts = leave_one_out(dataset)
+        result = run_eval(
+            model, getattr(parts, split), eval_cfg, cfg.model.max_seq_len, "cpu"
+        )
+    except DarecError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps({"split": split, "users": result.num_users, **result.metrics}))
+        return
+    title = (
+        f"{split}: {result.num_users} users, full ranking, history "
+        f"{'excluded' if result.exclude_history else 'included'}"
+    )
+    console.print(_metrics_table(title, [(cfg.model.name, result.metrics)]))
+
+
+@app.command()
+def recommend(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `darec train`.")],
+    user: Annotated[str | None, typer.Option(help="A user id of the training data.")] = None,
+    items: Annotated[
+        str | None, typer.Option(help="Comma-separated item ids, oldest first (a new user).")
+    ] = None,
+    k: Annotated[int, typer.Option("--k", "-k", help="How many items.")] = 10,
+    exclude: Annotated[str, typer.Option(help="Comma-separated item ids to leave out.")] = "",
+    include_history: Annotated[bool, typer.Option(help="Allow already seen items.")] = False,
+    data: DataOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Top-k items for a known user, or for a given item history."""
+    from darec.serving.recommend import Recommender
+
+    try:
+        if (user is None) == (items is None):
+            raise DarecError("give exactly one of --user or --items")
+        rec = Recommender(run, data)
+        banned = [e for e in exclude.split(",") if e]
+        if user is not None:
+            recs = rec.for_user(user, k, banned, not include_history)
+        else:
+            history = [i for i in (items or "").split(",") if i]
+            recs = rec.for_history(history, k, banned, not include_history)
+    except DarecError as exc:
+        _fail(exc)
+    if as_json:
+        for r in recs:
+            print(json.dumps(dataclasses.asdict(r)))
+        return
+    table = Table(title=f"top {k} for {'user ' + user if user else 'the given history'}")
+    for col in ("rank", "item", "score"):
+        table.add_column(col)
+    for r in recs:
+        table.add_row(str(r.rank), r.item, f"{r.score:.4f}")
+    console.print(table)
+
+
+@data_app.command("info")
+def data_info(
+    path: Annotated[str | None, typer.Argument(help="Data file or folder (default ML-100K).")] = None,
+    fmt: FormatOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+) -> None:
+    """Users, items, interactions, sequence lengths and density after preprocessing."""
+    from darec.data.dataset import load_dataset
+    from darec.data.info import dataset_stats
+    from darec.paths import cache_dir
+
+    try:
+        cfg = _config(config, sets, **{"data.path": path, "data.format": fmt})
+        ds = load_dataset(cfg.data, cache_dir(cfg.cache_dir) if cfg.data.cache else None)
+        stats = dataset_stats(ds)
+    except DarecError as exc:
+        _fail(exc)
+    table = Table(title=f"dataset {ds.name} (k-core {cfg.data.user_min}/{cfg.data.item_min})")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for key, value in _flatten(stats):
+        table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+def _flatten(stats: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            out += _flatten(value, f"{prefix}{key} ")
+        else:
+            out.append((prefix + key, value))
+    return out
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the runs.")] = Path(
+        "runs/demo"
+    ),
+    models: Annotated[str, typer.Option(help="Comma-separated models to compare.")] = (
+        "pop,gru4rec,sasrec,bert4rec"
+    ),
+    sets: SetOpt = None,
+) -> None:
+    """Train and compare models on MovieLens-100K (shipped in the recbole wheel), print a table."""
+    from darec.experiment import DEMO_MODELS, demo_config, run_experiment
+
+    rows: list[tuple[str, dict[str, float]]] = []
+    try:
+        names = [m for m in models.split(",") if m]
+        for name in names:
+            if name not in DEMO_MODELS:
+                raise DarecError(f"unknown demo model {name!r}; valid: {', '.join(DEMO_MODELS)}")
+        for name in names:
+            cfg = apply_overrides(demo_config(name), list(sets or []))
+            run_dir = output / name
+            resume = (run_dir / "checkpoints" / "pointers.json").exists()
+            with _progress() as progress:
+                result, record = run_experiment(cfg, run_dir, _Progress(progress, name), resume)
+            console.print(
+                f"[bold]{name}[/]: best epoch {result.best_epoch}/{result.epochs}, "
+                f"{result.train_seconds:.0f}s, test NDCG@10 {result.test['NDCG@10']:.4f}"
+            )
+            rows.append((f"{name} ({record.train_seconds:.0f}s)", result.test))
+    except DarecError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err.print(f"interrupted; run the same command again to resume from {output}")
+        raise typer.Exit(130) from None
+    console.print(
+        _metrics_table(
+            "MovieLens-100K, leave-one-out, test split, full ranking (history excluded)", rows
+        )
+    )
+
+
+def main() -> None:  # pragma: no cover - entry point for `python -m darec`
+    app(prog_name="darec")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

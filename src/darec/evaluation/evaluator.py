@@ -1,0 +1,142 @@
+"""Full-ranking evaluation: every target is ranked against the whole catalog.
+
+Memory is bounded by ``EvalConfig.max_scores``: users are scored in batches and, when a batch
+times the catalog would exceed the bound, the catalog is scored in chunks (then twice: once to
+read each target's score, once to count the items above it, so that both come from the very same
+computation and float noise can never turn a tie into a win).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from darec.config import EvalConfig
+from darec.data.batching import pad_left
+from darec.data.split import EvalSet
+from darec.evaluation.metrics import metrics_from_ranks, tie_aware_rank
+from darec.models.base import SequentialRecommender
+
+__all__ = ["EvalResult", "evaluate", "iter_catalog_chunks", "chunk_size_for"]
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    ranks: np.ndarray
+    """1-based rank of each user's target, aligned with the EvalSet's users."""
+    num_users: int
+    exclude_history: bool
+
+
+def chunk_size_for(num_users: int, num_candidates: int, max_scores: int) -> int:
+    """Catalog chunk length so that ``num_users x chunk`` stays within ``max_scores``."""
+    return max(1, min(num_candidates, max_scores // max(1, num_users)))
+
+
+def iter_catalog_chunks(
+    model: SequentialRecommender,
+    state: torch.Tensor,
+    history: torch.Tensor,
+    exclude_history: bool,
+    chunk: int,
+    keep: torch.Tensor | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield ``(items (C,), scores (B, C), allowed (B, C))`` over the catalog 0..N in chunks.
+
+    ``allowed`` is False for the padding item 0 and, with ``exclude_history``, for every item in
+    a user's ``history`` (B, L) except ``keep[b]`` (the user's target, which is never excluded).
+    NaN scores count as the lowest possible score.
+    """
+    num_candidates = model.num_items + 1
+    device = history.device
+    for lo in range(0, num_candidates, chunk):
+        hi = min(num_candidates, lo + chunk)
+        items = torch.arange(lo, hi, device=device)
+        scores = model.score_items(state, items).float()  # (B, C)
+        scores = torch.nan_to_num(scores, nan=float("-inf"))
+        allowed = torch.ones_like(scores, dtype=torch.bool)
+        if lo == 0:
+            allowed[:, 0] = False
+        if exclude_history:
+            inside = (history >= lo) & (history < hi) & (history > 0)  # (B, L)
+            if keep is not None:
+                inside &= history != keep[:, None]
+            rows, cols = inside.nonzero(as_tuple=True)
+            allowed[rows, history[rows, cols] - lo] = False
+        yield items, scores, allowed
+
+
+@torch.inference_mode()
+def evaluate(
+    model: SequentialRecommender,
+    data: EvalSet,
+    cfg: EvalConfig,
+    max_seq_len: int,
+    device: torch.device | str = "cpu",
+) -> EvalResult:
+    """Rank each target against all items and average HR/NDCG/MRR at ``cfg.ks``."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(cfg.seed)
+    num_candidates = model.num_items + 1
+    all_ranks: list[torch.Tensor] = []
+    try:
+        for start in range(0, len(data.targets), cfg.batch_size):
+            stop = start + cfg.batch_size
+            history = pad_left(data.histories[start:stop], max_seq_len).to(device)  # (B, L)
+            # exclusion uses the whole history, not only the part the model reads
+            full_history = pad_left(
+                data.histories[start:stop], max(len(h) for h in data.histories[start:stop])
+            ).to(device)
+            targets = torch.as_tensor(data.targets[start:stop], dtype=torch.long, device=device)
+            state = model.encode_users(history)
+            chunk = chunk_size_for(len(targets), num_candidates, cfg.max_scores)
+            ranks = _rank_batch(model, state, full_history, targets, cfg.exclude_history, chunk)
+            all_ranks.append(tie_aware_rank(ranks[0].cpu(), ranks[1].cpu(), generator))
+    finally:
+        model.train(was_training)
+    ranks_np = torch.cat(all_ranks).numpy() if all_ranks else np.zeros(0, dtype=np.int64)
+    return EvalResult(
+        metrics=metrics_from_ranks(ranks_np, cfg.ks),
+        ranks=ranks_np,
+        num_users=len(ranks_np),
+        exclude_history=cfg.exclude_history,
+    )
+
+
+def _rank_batch(
+    model: SequentialRecommender,
+    state: torch.Tensor,
+    history: torch.Tensor,
+    targets: torch.Tensor,
+    exclude_history: bool,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Counts of strictly better and of equally scored allowed items, per user."""
+    batch = targets.shape[0]
+    rows = torch.arange(batch, device=targets.device)
+    target_score = torch.full((batch,), float("nan"), device=targets.device)
+    single = chunk >= model.num_items + 1
+    cached: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    for items, scores, allowed in iter_catalog_chunks(
+        model, state, history, exclude_history, chunk, keep=targets
+    ):
+        lo = int(items[0])
+        inside = (targets >= lo) & (targets < lo + items.shape[0])
+        target_score[inside] = scores[rows[inside], targets[inside] - lo]
+        if single:
+            cached.append((items, scores, allowed))
+    greater = torch.zeros(batch, dtype=torch.long, device=targets.device)
+    ties = torch.zeros(batch, dtype=torch.long, device=targets.device)
+    chunks = cached or iter_catalog_chunks(
+        model, state, history, exclude_history, chunk, keep=targets
+    )
+    for items, scores, allowed in chunks:
+        others = allowed & (items[None, :] != targets[:, None])  # the target never ties itself
+        greater += ((scores > target_score[:, None]) & others).sum(dim=1)
+        ties += ((scores == target_score[:, None]) & others).sum(dim=1)
+    return greater, ties

@@ -1,0 +1,84 @@
+"""Glue used by the CLI, the demo and the benchmarks: config -> dataset -> split -> trained run."""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from darec.config import Config, apply_overrides
+from darec.data.dataset import load_dataset
+from darec.data.split import leave_one_out
+from darec.paths import cache_dir
+from darec.training.checkpoint import provenance
+from darec.training.trainer import FitResult, TrainCallback, Trainer
+
+__all__ = ["RunRecord", "run_experiment", "DEMO_MODELS", "demo_config"]
+
+
+@dataclass
+class RunRecord:
+    """One benchmark/demo row (the schema of benchmarks/results/*.json)."""
+
+    dataset: str
+    model: str
+    seed: int
+    valid: dict[str, float]
+    test: dict[str, float]
+    epochs: int
+    best_epoch: int
+    train_seconds: float
+    peak_rss_mb: float
+    commit: str
+    run_dir: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def run_experiment(
+    cfg: Config, run_dir: str | Path, callback: TrainCallback | None = None, resume: bool = False
+) -> tuple[FitResult, RunRecord]:
+    """Load (cached) data, split leave-one-out, train, select on valid, test once."""
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    dataset = load_dataset(cfg.data, cache_dir(cfg.cache_dir) if cfg.data.cache else None)
+    split = leave_one_out(dataset)
+    trainer = Trainer(cfg, dataset, split, run_dir, callback)
+    result = trainer.fit(resume=resume)
+    record = RunRecord(
+        dataset=dataset.name,
+        model=cfg.model.name,
+        seed=cfg.train.seed,
+        valid=result.valid,
+        test=result.test,
+        epochs=result.epochs,
+        best_epoch=result.best_epoch,
+        train_seconds=round(result.train_seconds, 2),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        commit=provenance()["commit"],
+        run_dir=str(run_dir),
+    )
+    return result, record
+
+
+# Settings chosen on ML-100K *validation* NDCG@10 (benchmarks/tune_baselines.py); the test split
+# played no part in choosing them.
+DEMO_MODELS: dict[str, list[str]] = {
+    "pop": ["model.name=pop"],
+    "gru4rec": ["model.name=gru4rec", "model.num_layers=1", "model.dropout=0.2"],
+    "sasrec": ["model.name=sasrec", "model.dropout=0.2", "model.attn_dropout=0.2"],
+    "bert4rec": ["model.name=bert4rec", "model.dropout=0.2", "model.attn_dropout=0.2"],
+}
+
+
+def demo_config(model: str, base: Config | None = None, extra: list[str] | None = None) -> Config:
+    """The demo's config for ``model`` on MovieLens-100K (the copy in the recbole wheel)."""
+    cfg = apply_overrides(
+        base or Config(),
+        ["data.format=movielens", "train.epochs=200", "train.patience=10", "model.max_seq_len=50"],
+    )
+    return apply_overrides(cfg, DEMO_MODELS[model] + (extra or []))

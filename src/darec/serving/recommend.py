@@ -1,0 +1,132 @@
+"""Top-k recommendation from a trained run folder, for a known user or a given item history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from darec.data.batching import pad_left
+from darec.data.dataset import load_dataset
+from darec.data.types import SequenceDataset
+from darec.errors import CheckpointError, ConfigError
+from darec.evaluation.evaluator import chunk_size_for, iter_catalog_chunks
+from darec.models.base import SequentialRecommender
+from darec.paths import cache_dir
+from darec.training.trainer import load_trained_model
+
+__all__ = ["top_k", "Recommendation", "Recommender"]
+
+
+@torch.inference_mode()
+def top_k(
+    model: SequentialRecommender,
+    histories: list[np.ndarray],
+    excluded: list[np.ndarray],
+    k: int,
+    max_seq_len: int,
+    max_scores: int = 1 << 24,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best ``k`` items (B, k) and their scores for each history, never an ``excluded`` item.
+
+    The catalog is scored in memory-bounded chunks and the running top-k merged, so any catalog
+    size works. Fewer than ``k`` allowed items give -inf scores and item 0 in the tail.
+    """
+    model.eval()
+    history = pad_left(histories, max_seq_len)
+    width = max(1, max((len(e) for e in excluded), default=1))
+    banned = pad_left(excluded, width)
+    state = model.encode_users(history)
+    chunk = chunk_size_for(len(histories), model.num_items + 1, max_scores)
+    best_scores = torch.full((len(histories), 0), float("-inf"))
+    best_items = torch.zeros((len(histories), 0), dtype=torch.long)
+    for items, scores, allowed in iter_catalog_chunks(model, state, banned, True, chunk):
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        cand_scores = torch.cat([best_scores, scores], dim=1)
+        cand_items = torch.cat([best_items, items.expand(len(histories), -1)], dim=1)
+        take = min(k, cand_scores.shape[1])
+        best_scores, pos = cand_scores.topk(take, dim=1)
+        best_items = cand_items.gather(1, pos)
+    best_items = best_items.masked_fill(torch.isneginf(best_scores), 0)
+    return best_items, best_scores
+
+
+@dataclass
+class Recommendation:
+    item: str
+    score: float
+    rank: int
+
+
+class Recommender:
+    """A trained run folder ready to recommend by external ids."""
+
+    def __init__(self, run_dir: str | Path, data_path: str | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.cfg, self.model, ids = load_trained_model(self.run_dir)
+        self.item_ids: list[str] = ids["item_ids"]
+        self._item_index = {it: i for i, it in enumerate(self.item_ids) if i > 0}
+        self._dataset_key: str = ids.get("dataset_key", "")
+        self._data_path = data_path
+        self._dataset: SequenceDataset | None = None
+
+    def dataset(self) -> SequenceDataset:
+        """The run's dataset, read (from cache) on first use; needed for known users."""
+        if self._dataset is None:
+            import dataclasses
+
+            data_cfg = self.cfg.data
+            if self._data_path is not None:
+                data_cfg = dataclasses.replace(data_cfg, path=self._data_path)
+            ds = load_dataset(data_cfg, cache_dir(self.cfg.cache_dir))
+            if ds.item_ids != self.item_ids:
+                raise CheckpointError(
+                    f"the data at {data_cfg.path or 'MovieLens-100K'!r} no longer matches the "
+                    f"item ids the run {self.run_dir} was trained on; pass the original data"
+                )
+            self._dataset = ds
+        return self._dataset
+
+    def item_index(self, item: str) -> int:
+        if item not in self._item_index:
+            example = ", ".join(repr(i) for i in self.item_ids[1:4])
+            raise ConfigError(
+                f"unknown item id {item!r}: the run knows {len(self.item_ids) - 1} items "
+                f"(e.g. {example})"
+            )
+        return self._item_index[item]
+
+    def for_history(
+        self, items: list[str], k: int = 10, exclude: list[str] = (), exclude_history: bool = True
+    ) -> list[Recommendation]:
+        """Top-k next items after the given chronological item history."""
+        history = np.asarray([self.item_index(i) for i in items], dtype=np.int64)
+        banned = [self.item_index(i) for i in exclude]
+        if exclude_history:
+            banned += history.tolist()
+        return self._rank(history, np.asarray(banned, dtype=np.int64), k)
+
+    def for_user(
+        self, user: str, k: int = 10, exclude: list[str] = (), exclude_history: bool = True
+    ) -> list[Recommendation]:
+        """Top-k next items for a user of the training data, after their whole history."""
+        ds = self.dataset()
+        history = ds.sequence(ds.user_index(user))
+        banned = [self.item_index(i) for i in exclude]
+        if exclude_history:
+            banned += history.tolist()
+        return self._rank(history, np.asarray(banned, dtype=np.int64), k)
+
+    def _rank(self, history: np.ndarray, banned: np.ndarray, k: int) -> list[Recommendation]:
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        items, scores = top_k(
+            self.model, [history], [banned], k, self.cfg.model.max_seq_len, self.cfg.eval.max_scores
+        )
+        return [
+            Recommendation(self.item_ids[int(i)], float(s), r + 1)
+            for r, (i, s) in enumerate(zip(items[0], scores[0], strict=True))
+            if int(i) > 0
+        ]

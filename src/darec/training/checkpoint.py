@@ -1,0 +1,215 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else, atomic writes, no pickle.
+
+A run folder looks like::
+
+    run/
+      config.json        the full Config
+      ids.json           external user and item ids (index = internal id)
+      metrics.json       final valid/test metrics, seed, versions, commit
+      history.jsonl      one line per validation
+      checkpoints/
+        pointers.json    {"last": "step-00001234", "best": "step-00000980"}
+        step-00001234/   model.safetensors, optimizer.safetensors, state.json
+
+Each checkpoint folder is written under a temporary name and renamed into place; the pointer file
+is replaced atomically afterwards, so a crash at any moment leaves the previous checkpoint usable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import darec
+from darec.errors import CheckpointError
+
+__all__ = [
+    "atomic_write_json",
+    "read_json",
+    "provenance",
+    "CheckpointState",
+    "save_checkpoint",
+    "load_checkpoint",
+    "checkpoint_path",
+    "optimizer_to_flat",
+    "optimizer_from_flat",
+]
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+
+
+def provenance() -> dict[str, str]:
+    """Package version, git commit of the source tree (if any), torch and Python versions."""
+    commit = "unknown"
+    src = Path(darec.__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=5
+        )
+        if out.returncode == 0:
+            commit = out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "darec": darec.__version__,
+        "commit": commit,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+# ------------------------------------------------------------------------- optimizer state
+
+
+def optimizer_to_flat(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer ``state_dict`` into tensors and JSON-able structure."""
+    tensors: dict[str, torch.Tensor] = {}
+    per_param: dict[str, dict[str, Any]] = {}
+    for idx, slots in state["state"].items():
+        plain: dict[str, Any] = {}
+        for name, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{idx}.{name}"] = value.detach().contiguous()
+                plain[name] = {"tensor": f"{idx}.{name}"}
+            else:
+                plain[name] = value
+        per_param[str(idx)] = plain
+    groups = [
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+        for g in state["param_groups"]
+    ]
+    return tensors, {"state": per_param, "param_groups": groups}
+
+
+def optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for idx, slots in meta["state"].items():
+        state[int(idx)] = {
+            name: tensors[v["tensor"]] if isinstance(v, dict) and "tensor" in v else v
+            for name, v in slots.items()
+        }
+    groups = [
+        {k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]
+    ]
+    return {"state": state, "param_groups": groups}
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+@dataclass
+class CheckpointState:
+    """Everything needed to continue training exactly where it stopped."""
+
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any] | None
+    scheduler: dict[str, Any] | None
+    rng: torch.Tensor
+    trainer: dict[str, Any]
+    """Epoch, step inside the epoch, global step, best metric, patience counter..."""
+
+
+def _pointers(run_dir: Path) -> dict[str, str]:
+    path = run_dir / "checkpoints" / "pointers.json"
+    return read_json(path) if path.exists() else {}
+
+
+def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
+    """Folder of the ``best`` or ``last`` checkpoint of a run."""
+    pointers = _pointers(run_dir)
+    if which not in pointers:
+        raise CheckpointError(
+            f"{run_dir} has no {which!r} checkpoint (expected {run_dir}/checkpoints/pointers.json "
+            "naming one; was the run trained with `darec train`?)"
+        )
+    return run_dir / "checkpoints" / pointers[which]
+
+
+def save_checkpoint(run_dir: Path, name: str, state: CheckpointState, is_best: bool) -> Path:
+    """Write checkpoint ``name`` atomically and make it ``last`` (and ``best`` if ``is_best``)."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
+    try:
+        save_file({k: v.detach().contiguous() for k, v in state.model.items()},
+                  str(tmp / "model.safetensors"))
+        extra: dict[str, Any] = {"trainer": state.trainer, "scheduler": state.scheduler}
+        opt_tensors: dict[str, torch.Tensor] = {"rng.torch": state.rng}
+        if state.optimizer is not None:
+            flat, meta = optimizer_to_flat(state.optimizer)
+            opt_tensors.update({f"optim.{k}": v for k, v in flat.items()})
+            extra["optimizer"] = meta
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(extra, indent=2), encoding="utf-8")
+        final = root / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    pointers = _pointers(run_dir)
+    pointers["last"] = name
+    if is_best or "best" not in pointers:
+        pointers["best"] = name
+    atomic_write_json(root / "pointers.json", pointers)
+    keep = {pointers["last"], pointers["best"]}
+    for old in root.iterdir():
+        if old.is_dir() and old.name not in keep and not old.name.startswith("."):
+            shutil.rmtree(old, ignore_errors=True)
+    return root / name
+
+
+def load_checkpoint(folder: Path, with_training_state: bool = True) -> CheckpointState:
+    """Read a checkpoint folder written by :func:`save_checkpoint`."""
+    model_file = folder / "model.safetensors"
+    if not model_file.exists():
+        raise CheckpointError(f"{model_file} is missing: the checkpoint is incomplete")
+    model = load_file(str(model_file))
+    if not with_training_state:
+        return CheckpointState(model, None, None, torch.empty(0, dtype=torch.uint8), {})
+    extra = read_json(folder / "state.json")
+    tensors = load_file(str(folder / "optimizer.safetensors"))
+    optimizer = None
+    if "optimizer" in extra:
+        flat = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
+        optimizer = optimizer_from_flat(flat, extra["optimizer"])
+    return CheckpointState(
+        model=model,
+        optimizer=optimizer,
+        scheduler=extra.get("scheduler"),
+        rng=tensors["rng.torch"],
+        trainer=extra["trainer"],
+    )

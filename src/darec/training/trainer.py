@@ -1,0 +1,343 @@
+"""One training loop for every model: AdamW, warm-up + schedule, gradient clipping, validation
+on full ranking, early stopping, resumable checkpoints, and a single read of the test split."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from darec.config import Config, config_to_dict
+from darec.data.batching import make_batch, training_windows
+from darec.data.split import Split
+from darec.data.types import SequenceDataset
+from darec.errors import CheckpointError, DarecError
+from darec.evaluation.evaluator import EvalResult, evaluate
+from darec.models.base import SequentialRecommender
+from darec.models.registry import build_model
+from darec.training.checkpoint import (
+    CheckpointState,
+    atomic_write_json,
+    checkpoint_path,
+    load_checkpoint,
+    provenance,
+    read_json,
+    save_checkpoint,
+)
+
+__all__ = ["Trainer", "FitResult", "TrainCallback", "TrainingError", "load_trained_model"]
+
+
+class TrainingError(DarecError):
+    """Training cannot go on (e.g. the loss became NaN)."""
+
+
+class TrainCallback(Protocol):
+    """Progress hooks; the CLI draws a progress bar with them. All optional."""
+
+    def on_epoch_start(self, epoch: int, steps: int) -> None: ...
+    def on_step(self, epoch: int, step: int, loss: float) -> None: ...
+    def on_validation(self, epoch: int, metrics: dict[str, float], improved: bool) -> None: ...
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    valid: dict[str, float]
+    test: dict[str, float]
+    epochs: int
+    train_seconds: float
+    stopped: str
+    """Why training ended: ``epochs``, ``early_stopping``, ``time_limit`` or ``untrainable``."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _schedule(cfg: Config, total_steps: int) -> Callable[[int], float]:
+    warmup, kind = cfg.train.warmup_steps, cfg.train.scheduler
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant" or total_steps <= warmup:
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        if kind == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class Trainer:
+    """Trains ``cfg.model.name`` on ``split.train``, selects on ``split.valid``, tests once.
+
+    The run folder receives the config, the id maps, checkpoints and the final metrics. With
+    ``resume=True`` training continues from the last checkpoint exactly: same parameters,
+    optimizer and scheduler state, RNG, epoch and position inside the epoch.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        dataset: SequenceDataset,
+        split: Split,
+        run_dir: str | Path,
+        callback: TrainCallback | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.dataset = dataset
+        self.split = split
+        self.run_dir = Path(run_dir)
+        self.callback = callback
+        self.device = torch.device(_pick_device(cfg.train.device))
+        torch.manual_seed(cfg.train.seed)  # the run's seed: model initialisation
+        self.model: SequentialRecommender = build_model(cfg.model, dataset.num_items)
+        self.model.prepare(split.train)
+        self.model.to(self.device)
+        self.windows, self.owners = training_windows(
+            split.train, cfg.model.max_seq_len, cfg.train.windows
+        )
+        self.steps_per_epoch = math.ceil(len(self.windows) / cfg.train.batch_size)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        if self.model.trainable:
+            if not self.windows:
+                raise TrainingError(
+                    "no training windows: every user's training sequence has fewer than 2 "
+                    "items (check data.user_min and the split)"
+                )
+            self.optimizer = torch.optim.AdamW(
+                [p for p in self.model.parameters() if p.requires_grad],
+                lr=cfg.train.lr,
+                weight_decay=cfg.train.weight_decay,
+            )
+            total = cfg.train.epochs * self.steps_per_epoch
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, _schedule(cfg, total)
+            )
+        self.state: dict[str, Any] = {
+            "epoch": 0,  # completed epochs
+            "step_in_epoch": 0,  # completed steps of the current epoch
+            "global_step": 0,
+            "best_metric": -math.inf,
+            "best_epoch": 0,
+            "bad_evals": 0,
+            "elapsed": 0.0,
+            "history": [],
+            "stopped": None,
+        }
+
+    # ------------------------------------------------------------------ run folder
+
+    def _write_run_files(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.run_dir / "config.json", config_to_dict(self.cfg))
+        atomic_write_json(
+            self.run_dir / "ids.json",
+            {
+                "dataset": self.dataset.name,
+                "dataset_key": self.dataset.key,
+                "user_ids": self.dataset.user_ids,
+                "item_ids": self.dataset.item_ids,
+            },
+        )
+
+    def _checkpoint(self, is_best: bool) -> None:
+        state = CheckpointState(
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict() if self.optimizer else None,
+            scheduler=self.scheduler.state_dict() if self.scheduler else None,
+            rng=torch.get_rng_state(),
+            trainer=self.state,
+        )
+        save_checkpoint(self.run_dir, f"step-{self.state['global_step']:08d}", state, is_best)
+
+    def _restore(self) -> None:
+        saved_cfg = read_json(self.run_dir / "config.json")
+        if saved_cfg != config_to_dict(self.cfg):
+            raise CheckpointError(
+                f"{self.run_dir}/config.json differs from the config given now; resume with the "
+                "same config (or train into a new folder)"
+            )
+        ckpt = load_checkpoint(checkpoint_path(self.run_dir, "last"))
+        self.model.load_state_dict(ckpt.model)
+        if self.optimizer is not None and ckpt.optimizer is not None:
+            self.optimizer.load_state_dict(ckpt.optimizer)
+        if self.scheduler is not None and ckpt.scheduler is not None:
+            self.scheduler.load_state_dict(ckpt.scheduler)
+        torch.set_rng_state(ckpt.rng)
+        self.state = ckpt.trainer
+
+    # ------------------------------------------------------------------ training
+
+    def _validate(self, epoch: int) -> bool:
+        result = self.evaluate_split("valid")
+        metric = result.metrics[self.cfg.eval.select_metric]
+        improved = metric > self.state["best_metric"]
+        if improved:
+            self.state.update(best_metric=metric, best_epoch=epoch, bad_evals=0)
+        else:
+            self.state["bad_evals"] += 1
+        record = {"epoch": epoch, "step": self.state["global_step"], **result.metrics}
+        self.state["history"].append(record)
+        if self.callback:
+            self.callback.on_validation(epoch, result.metrics, improved)
+        return improved
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        # a generator seeded by (seed, epoch) makes the order reproducible after a resume
+        gen = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.windows), generator=gen)
+
+    def _train_epoch(self, epoch: int, started: float) -> bool:
+        """Run the rest of epoch ``epoch``; False if the time limit stopped it."""
+        cfg = self.cfg.train
+        assert self.optimizer is not None and self.scheduler is not None
+        order = self._epoch_order(epoch).numpy()
+        if self.callback:
+            self.callback.on_epoch_start(epoch, self.steps_per_epoch)
+        self.model.train()
+        for step in range(self.state["step_in_epoch"], self.steps_per_epoch):
+            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            batch = make_batch(
+                [self.windows[i] for i in idx], self.owners[idx], self.cfg.model.max_seq_len
+            ).to(self.device)
+            loss = self.model.loss(batch)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                    "lower train.lr or raise train.grad_clip (the last checkpoint is intact)"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.state["step_in_epoch"] = step + 1
+            self.state["global_step"] += 1
+            if self.callback:
+                self.callback.on_step(epoch, step, float(loss))
+            if cfg.checkpoint_every_steps and self.state["global_step"] % cfg.checkpoint_every_steps == 0:
+                self.state["elapsed"] += time.monotonic() - started
+                started = time.monotonic()
+                self._checkpoint(is_best=False)
+            if cfg.max_minutes and self._elapsed(started) > cfg.max_minutes * 60:
+                return False
+        return True
+
+    def _elapsed(self, started: float) -> float:
+        return self.state["elapsed"] + time.monotonic() - started
+
+    def fit(self, resume: bool = False) -> FitResult:
+        """Train (or resume), select the best validation checkpoint, evaluate test once."""
+        cfg = self.cfg.train
+        if resume:
+            self._restore()
+        else:
+            if (self.run_dir / "checkpoints" / "pointers.json").exists():
+                raise CheckpointError(
+                    f"{self.run_dir} already holds a trained run; pass resume to continue it "
+                    "or choose a new output folder"
+                )
+            self._write_run_files()
+        started = time.monotonic()
+        if not self.model.trainable and not self.state["history"]:
+            self._validate(0)
+            self._checkpoint(is_best=True)
+        while (
+            self.model.trainable
+            and self.state.get("stopped") is None
+            and self.state["epoch"] < cfg.epochs
+        ):
+            epoch = self.state["epoch"]
+            finished = self._train_epoch(epoch, started)
+            if finished:
+                self.state.update(epoch=epoch + 1, step_in_epoch=0)
+            improved = False
+            if not finished or (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                improved = self._validate(epoch + 1)
+            if not finished:
+                self.state["stopped"] = "time_limit"
+            elif cfg.patience and self.state["bad_evals"] >= cfg.patience:
+                self.state["stopped"] = "early_stopping"
+            self.state["elapsed"] = self._elapsed(started)
+            started = time.monotonic()
+            self._checkpoint(is_best=improved)
+        stopped = self.state.get("stopped") or ("epochs" if self.model.trainable else "untrainable")
+        return self._finish(stopped)
+
+    def _finish(self, stopped: str) -> FitResult:
+        best = load_checkpoint(checkpoint_path(self.run_dir, "best"), with_training_state=False)
+        self.model.load_state_dict(best.model)
+        valid = next(
+            (h for h in reversed(self.state["history"]) if h["epoch"] == self.state["best_epoch"]),
+            self.state["history"][-1] if self.state["history"] else {},
+        )
+        valid = {k: v for k, v in valid.items() if "@" in k}
+        test = self.evaluate_split("test").metrics  # the only read of the test split
+        result = FitResult(
+            best_epoch=self.state["best_epoch"],
+            valid=valid,
+            test=test,
+            epochs=self.state["epoch"],
+            train_seconds=self.state["elapsed"],
+            stopped=stopped,
+            history=self.state["history"],
+        )
+        atomic_write_json(
+            self.run_dir / "metrics.json",
+            {
+                "dataset": self.dataset.name,
+                "model": self.cfg.model.name,
+                "seed": self.cfg.train.seed,
+                "exclude_history": self.cfg.eval.exclude_history,
+                "select_metric": self.cfg.eval.select_metric,
+                "best_epoch": result.best_epoch,
+                "epochs": result.epochs,
+                "stopped": stopped,
+                "train_seconds": result.train_seconds,
+                "valid": valid,
+                "test": test,
+                "provenance": provenance(),
+            },
+        )
+        return result
+
+    def evaluate_split(self, which: str) -> EvalResult:
+        data = self.split.valid if which == "valid" else self.split.test
+        return evaluate(self.model, data, self.cfg.eval, self.cfg.model.max_seq_len, self.device)
+
+
+def _pick_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DarecError(f"train.device={name!r} but no CUDA device is available; use 'cpu'")
+    return name
+
+
+def load_trained_model(run_dir: str | Path, which: str = "best") -> tuple[Config, SequentialRecommender, dict[str, Any]]:
+    """Config, model with the ``best`` (or ``last``) weights, and the id maps of a run folder."""
+    from darec.config import config_from_dict
+
+    run = Path(run_dir)
+    if not (run / "config.json").exists():
+        raise CheckpointError(f"{run} is not a run folder (no config.json); train one with `darec train`")
+    cfg = config_from_dict(read_json(run / "config.json"))
+    ids = read_json(run / "ids.json")
+    model = build_model(cfg.model, len(ids["item_ids"]) - 1)
+    ckpt = load_checkpoint(checkpoint_path(run, which), with_training_state=False)
+    missing, unexpected = model.load_state_dict(ckpt.model, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{run}: checkpoint does not fit model {cfg.model.name!r} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    model.eval()
+    return cfg, model, ids
