@@ -12,7 +12,7 @@ from darec.config import Config, apply_overrides
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def write_tiny_atomic(folder: Path, users: int = 40, items: int = 12, seed: int = 0) -> Path:
+def write_tiny_atomic(folder: Path, users: int = 40, items: int = 30, seed: int = 0) -> Path:
     """A RecBole atomic dataset with a learnable pattern: users walk the catalog in steps of 1
     or 2 (by user parity) from a random start, so the next item follows from the last one."""
     rng = np.random.default_rng(seed)

@@ -41,7 +41,7 @@ def test_train_evaluate_recommend_end_to_end(tiny_data, tmp_path):
                               "-k", "20", "--json"], env=env)
     assert out.exit_code == 0, out.output
     items = [json.loads(line)["item"] for line in out.output.strip().splitlines()]
-    assert not {"i1", "i2", "i3"} & set(items) and len(items) == 12 - 3
+    assert not {"i1", "i2", "i3"} & set(items) and len(items) == 20
 
     out = runner.invoke(app, ["recommend", str(run), "--user", "nobody"], env=env)
     assert out.exit_code == 2 and "unknown user id 'nobody'" in out.output

@@ -121,4 +121,5 @@ def test_early_stopping_and_learning(tiny_cfg, tmp_path):
     assert result.stopped == "early_stopping" and result.epochs < 60
     assert result.best_epoch == result.epochs - 3
     # the tiny data is a deterministic walk: a trained SASRec beats random guessing by far
-    assert result.valid["HR@1"] if "HR@1" in result.valid else result.valid["HR@5"] > 0.5
+    # (random guessing among the ~22 allowed items would give HR@5 of about 0.23)
+    assert result.valid["HR@5"] > 0.6

@@ -148,7 +148,8 @@ class EvalConfig:
     """Memory bound: at most this many scores (users x items) are held at once; larger catalogs
     are scored in chunks."""
     select_metric: str = "NDCG@10"
-    """Validation metric for checkpoint selection and early stopping."""
+    """Validation metric for checkpoint selection and early stopping (its k is always computed,
+    even when it is not in ``ks``)."""
     seed: int = 0
     """Seed of the random tie-breaking."""
 
@@ -294,29 +295,36 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """Return a copy of ``cfg`` with ``section.key=value`` strings applied, type-checked."""
+    """Return a copy of ``cfg`` with ``section.key=value`` strings applied, type-checked.
+
+    All overrides are applied before validation, so their order never matters.
+    """
+    if not overrides:
+        return cfg
+    data = config_to_dict(cfg)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r} must look like section.key=value")
-        cfg = _set(cfg, key.strip().split("."), raw.strip(), key.strip())
-    return cfg
+        _set(type(cfg), data, key.strip().split("."), raw.strip(), key.strip())
+    return config_from_dict(data)
 
 
-def _set(obj: Any, parts: list[str], raw: str, full: str) -> Any:
-    names = [f.name for f in dataclasses.fields(obj)]
+def _set(cls: type, data: dict[str, Any], parts: list[str], raw: str, full: str) -> None:
+    names = [f.name for f in dataclasses.fields(cls)]
     head = parts[0]
+    prefix = full[: len(full) - len(".".join(parts))]
     if head not in names:
-        prefix = full[: len(full) - len(".".join(parts))]
         raise ConfigError(
             f"unknown config key {full!r}; valid keys under {prefix or 'the top level'!r}: "
             f"{', '.join(prefix + n for n in names)}"
         )
-    tp = typing.get_type_hints(type(obj))[head]
+    tp = typing.get_type_hints(cls)[head]
     if _is_dataclass_type(tp):
         if len(parts) == 1:
             raise ConfigError(f"{full!r} is a section; set one of its keys, e.g. {full}.<key>=...")
-        return dataclasses.replace(obj, **{head: _set(getattr(obj, head), parts[1:], raw, full)})
+        _set(tp, data[head], parts[1:], raw, full)
+        return
     if len(parts) > 1:
-        raise ConfigError(f"{'.'.join(full.split('.')[:-len(parts) + 1])!r} is not a section")
-    return dataclasses.replace(obj, **{head: _convert(raw, tp, full)})
+        raise ConfigError(f"{prefix + head!r} is not a section")
+    data[head] = _convert(raw, tp, full)

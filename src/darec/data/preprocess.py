@@ -31,12 +31,10 @@ def kcore_mask(users: np.ndarray, items: np.ndarray, user_min: int, item_min: in
     the fixed point is the maximal core.
     """
     keep = np.arange(users.shape[0])  # (K,) indices of the surviving rows
-    user_count = np.bincount(users)
-    item_count = np.bincount(items)
     while keep.size:
         u, i = users[keep], items[keep]  # (K,), (K,)
-        user_count = np.bincount(u, minlength=user_count.size)
-        item_count = np.bincount(i, minlength=item_count.size)
+        user_count = np.bincount(u)
+        item_count = np.bincount(i)
         ok = (user_count[u] >= user_min) & (item_count[i] >= item_min)
         if ok.all():
             break
@@ -96,7 +94,7 @@ def preprocess(raw: RawData, cfg: DataConfig, name: str) -> SequenceDataset:
     counts = np.bincount(users, minlength=len(user_ids))  # (U + 1,), counts[0] == 0
     offsets = np.zeros(len(user_ids) + 1, dtype=np.int64)  # (U + 2,)
     np.cumsum(counts, out=offsets[1:])
-    catalog = [{}] + [dict(raw.catalog.get(item, {})) for item in item_ids[1:]]
+    catalog: list[dict[str, str]] = [{}, *(dict(raw.catalog.get(i, {})) for i in item_ids[1:])]
     return SequenceDataset(
         name=name,
         user_ids=user_ids,

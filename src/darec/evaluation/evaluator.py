@@ -100,8 +100,9 @@ def evaluate(
     finally:
         model.train(was_training)
     ranks_np = torch.cat(all_ranks).numpy() if all_ranks else np.zeros(0, dtype=np.int64)
+    select_k = int(cfg.select_metric.partition("@")[2])
     return EvalResult(
-        metrics=metrics_from_ranks(ranks_np, cfg.ks),
+        metrics=metrics_from_ranks(ranks_np, tuple(sorted({*cfg.ks, select_k}))),
         ranks=ranks_np,
         num_users=len(ranks_np),
         exclude_history=cfg.exclude_history,

@@ -222,7 +222,7 @@ class Trainer:
             self.state["step_in_epoch"] = step + 1
             self.state["global_step"] += 1
             if self.callback:
-                self.callback.on_step(epoch, step, float(loss))
+                self.callback.on_step(epoch, step, loss.item())
             if cfg.checkpoint_every_steps and self.state["global_step"] % cfg.checkpoint_every_steps == 0:
                 self.state["elapsed"] += time.monotonic() - started
                 started = time.monotonic()

@@ -146,9 +146,7 @@ def _find_meta(reviews: Path) -> Path | None:
         candidate = reviews.parent / f"meta_{category}{suffix}"
         if candidate.is_file():
             return candidate
-    metas = sorted(
-        p for p in reviews.parent.glob("meta_*") if p.name.lower().endswith(_SUFFIXES)
-    )
+    metas = sorted(p for p in reviews.parent.glob("meta_*") if p.name.lower().endswith(_SUFFIXES))
     return metas[0] if len(metas) == 1 else None
 
 

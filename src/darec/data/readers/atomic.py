@@ -24,7 +24,15 @@ from darec.data.readers._common import (
 from darec.data.types import RawData
 from darec.errors import DataError
 
-__all__ = ["AtomicTable", "read_table", "read_atomic", "atomic_files", "read", "source_files"]
+__all__ = [
+    "AtomicTable",
+    "read_table",
+    "read_item_attributes",
+    "read_atomic",
+    "atomic_files",
+    "read",
+    "source_files",
+]
 
 FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
 ATTRIBUTE_TYPES = ("token", "token_seq", "float")
@@ -137,9 +145,7 @@ def read_item_attributes(path: Path, id_column: str) -> dict[str, dict[str, str]
     table = read_table(path)
     ids = table.require(id_column, "item id")
     kept = [
-        name
-        for name, kind in table.types.items()
-        if name != id_column and kind in ATTRIBUTE_TYPES
+        name for name, kind in table.types.items() if name != id_column and kind in ATTRIBUTE_TYPES
     ]
     for name in kept:
         if table.types[name] == "float":

@@ -1,0 +1,140 @@
+"""Train and evaluate the ID baselines on MovieLens-100K and Amazon Beauty; write results.
+
+Each (dataset, model, seed) runs in its own process so that ``peak_rss_mb`` is that run's own
+peak. Records go to ``benchmarks/results/baselines.json`` and a table to ``docs/results.md``.
+
+    python benchmarks/baselines.py                       # everything (about an hour on 2 cores)
+    python benchmarks/baselines.py --datasets ml-100k --models sasrec --seeds 1,2,3
+
+Model settings per dataset are below; they were chosen on *validation* NDCG@10 only
+(``benchmarks/tune.py``), never on test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "baselines.json"
+DOC = ROOT / "docs" / "results.md"
+BEAUTY = ROOT.parent / "shared" / "data" / "amazon-beauty"
+
+DATASETS: dict[str, list[str]] = {
+    "ml-100k": ["data.format=movielens", "data.user_min=5", "data.item_min=5"],
+    "amazon-beauty": [f"data.path={BEAUTY}", "data.format=atomic", "data.user_min=5",
+                      "data.item_min=5"],
+}
+
+# Shared by every run: full ranking, history excluded, selection on valid NDCG@10.
+COMMON = ["train.epochs=200", "train.patience=10", "model.max_seq_len=50", "train.threads=2"]
+
+SETTINGS: dict[str, dict[str, list[str]]] = {
+    "ml-100k": {
+        "pop": ["model.name=pop"],
+        "gru4rec": ["model.name=gru4rec", "model.num_layers=1", "model.dropout=0.2"],
+        "sasrec": ["model.name=sasrec", "model.dropout=0.2", "model.attn_dropout=0.2"],
+        "bert4rec": ["model.name=bert4rec", "model.dropout=0.2", "model.attn_dropout=0.2",
+                     "model.mask_prob=0.2"],
+    },
+    "amazon-beauty": {
+        "pop": ["model.name=pop"],
+        "gru4rec": ["model.name=gru4rec", "model.num_layers=1", "model.dropout=0.5"],
+        "sasrec": ["model.name=sasrec", "model.dropout=0.5", "model.attn_dropout=0.5"],
+        "bert4rec": ["model.name=bert4rec", "model.dropout=0.5", "model.attn_dropout=0.5",
+                     "model.mask_prob=0.4"],
+    },
+}
+
+
+def run_one(dataset: str, model: str, seed: int, extra: list[str], out: Path) -> None:
+    """Child process: one training run, its record written to ``out``."""
+    from darec.config import Config, apply_overrides
+    from darec.experiment import run_experiment
+
+    cfg = apply_overrides(
+        Config(),
+        DATASETS[dataset] + COMMON + SETTINGS[dataset][model] + [f"train.seed={seed}"] + extra,
+    )
+    with tempfile.TemporaryDirectory() as run_dir:
+        _, record = run_experiment(cfg, Path(run_dir) / "run")
+    row = record.to_json()
+    row.pop("run_dir")
+    row["dataset"] = dataset
+    row["settings"] = SETTINGS[dataset][model] + extra
+    out.write_text(json.dumps(row))
+
+
+def markdown(records: list[dict]) -> str:
+    cols = ["HR@10", "NDCG@10", "MRR@10", "HR@20", "NDCG@20"]
+    lines = [
+        "| dataset | model | seed | " + " | ".join(f"test {c}" for c in cols)
+        + " | valid NDCG@10 | epochs | train s | peak RSS MB |",
+        "|" + "---|" * (len(cols) + 7),
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | {r['seed']} | "
+            + " | ".join(f"{r['test'][c]:.4f}" for c in cols)
+            + f" | {r['valid'].get('NDCG@10', float('nan')):.4f} | {r['epochs']} | "
+            f"{r['train_seconds']:.0f} | {r['peak_rss_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_doc(records: list[dict]) -> None:
+    begin, end = "<!-- baselines:begin -->", "<!-- baselines:end -->"
+    block = f"{begin}\n{markdown(records)}\n{end}"
+    text = DOC.read_text() if DOC.exists() else "# Results\n\n"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text += "\n" + block + "\n"
+    DOC.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="ml-100k,amazon-beauty")
+    parser.add_argument("--models", default="pop,gru4rec,sasrec,bert4rec")
+    parser.add_argument("--seeds", default="42")
+    parser.add_argument("--set", action="append", default=[], help="extra override")
+    parser.add_argument("--one", nargs=4, metavar=("DATASET", "MODEL", "SEED", "OUT"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        dataset, model, seed, out = args.one
+        run_one(dataset, model, int(seed), args.set, Path(out))
+        return
+
+    existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    for dataset in args.datasets.split(","):
+        if dataset == "amazon-beauty" and not BEAUTY.exists():
+            print(f"skipping amazon-beauty: {BEAUTY} not found", file=sys.stderr)
+            continue
+        for model in args.models.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+                    cmd = [sys.executable, __file__, "--one", dataset, model, str(seed), tmp.name]
+                    for s in args.set:
+                        cmd += ["--set", s]
+                    subprocess.run(cmd, check=True)
+                    record = json.loads(Path(tmp.name).read_text())
+                print(json.dumps({k: record[k] for k in ("dataset", "model", "seed", "epochs",
+                                                         "train_seconds")}
+                                 | {"test NDCG@10": record["test"]["NDCG@10"]}), flush=True)
+                existing = [
+                    r for r in existing
+                    if (r["dataset"], r["model"], r["seed"]) != (dataset, model, seed)
+                ] + [record]
+                RESULTS.parent.mkdir(parents=True, exist_ok=True)
+                RESULTS.write_text(json.dumps(existing, indent=2))
+    write_doc(existing)
+
+
+if __name__ == "__main__":
+    main()
