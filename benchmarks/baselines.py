@@ -26,8 +26,12 @@ BEAUTY = ROOT.parent / "shared" / "data" / "amazon-beauty"
 
 DATASETS: dict[str, list[str]] = {
     "ml-100k": ["data.format=movielens", "data.user_min=5", "data.item_min=5"],
-    "amazon-beauty": [f"data.path={BEAUTY}", "data.format=atomic", "data.user_min=5",
-                      "data.item_min=5"],
+    "amazon-beauty": [
+        f"data.path={BEAUTY}",
+        "data.format=atomic",
+        "data.user_min=5",
+        "data.item_min=5",
+    ],
 }
 
 # Shared by every run: full ranking, history excluded, selection on valid NDCG@10.
@@ -38,15 +42,23 @@ SETTINGS: dict[str, dict[str, list[str]]] = {
         "pop": ["model.name=pop"],
         "gru4rec": ["model.name=gru4rec", "model.num_layers=1", "model.dropout=0.2"],
         "sasrec": ["model.name=sasrec", "model.dropout=0.2", "model.attn_dropout=0.2"],
-        "bert4rec": ["model.name=bert4rec", "model.dropout=0.2", "model.attn_dropout=0.2",
-                     "model.mask_prob=0.2"],
+        "bert4rec": [
+            "model.name=bert4rec",
+            "model.dropout=0.2",
+            "model.attn_dropout=0.2",
+            "model.mask_prob=0.2",
+        ],
     },
     "amazon-beauty": {
         "pop": ["model.name=pop"],
         "gru4rec": ["model.name=gru4rec", "model.num_layers=1", "model.dropout=0.5"],
         "sasrec": ["model.name=sasrec", "model.dropout=0.5", "model.attn_dropout=0.5"],
-        "bert4rec": ["model.name=bert4rec", "model.dropout=0.5", "model.attn_dropout=0.5",
-                     "model.mask_prob=0.4"],
+        "bert4rec": [
+            "model.name=bert4rec",
+            "model.dropout=0.5",
+            "model.attn_dropout=0.5",
+            "model.mask_prob=0.4",
+        ],
     },
 }
 
@@ -72,7 +84,8 @@ def run_one(dataset: str, model: str, seed: int, extra: list[str], out: Path) ->
 def markdown(records: list[dict]) -> str:
     cols = ["HR@10", "NDCG@10", "MRR@10", "HR@20", "NDCG@20"]
     lines = [
-        "| dataset | model | seed | " + " | ".join(f"test {c}" for c in cols)
+        "| dataset | model | seed | "
+        + " | ".join(f"test {c}" for c in cols)
         + " | valid NDCG@10 | epochs | train s | peak RSS MB |",
         "|" + "---|" * (len(cols) + 7),
     ]
@@ -91,7 +104,7 @@ def write_doc(records: list[dict]) -> None:
     block = f"{begin}\n{markdown(records)}\n{end}"
     text = DOC.read_text() if DOC.exists() else "# Results\n\n"
     if begin in text and end in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
     else:
         text += "\n" + block + "\n"
     DOC.write_text(text)
@@ -103,8 +116,9 @@ def main() -> None:
     parser.add_argument("--models", default="pop,gru4rec,sasrec,bert4rec")
     parser.add_argument("--seeds", default="42")
     parser.add_argument("--set", action="append", default=[], help="extra override")
-    parser.add_argument("--one", nargs=4, metavar=("DATASET", "MODEL", "SEED", "OUT"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--one", nargs=4, metavar=("DATASET", "MODEL", "SEED", "OUT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.one:
         dataset, model, seed, out = args.one
@@ -124,11 +138,19 @@ def main() -> None:
                         cmd += ["--set", s]
                     subprocess.run(cmd, check=True)
                     record = json.loads(Path(tmp.name).read_text())
-                print(json.dumps({k: record[k] for k in ("dataset", "model", "seed", "epochs",
-                                                         "train_seconds")}
-                                 | {"test NDCG@10": record["test"]["NDCG@10"]}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            k: record[k]
+                            for k in ("dataset", "model", "seed", "epochs", "train_seconds")
+                        }
+                        | {"test NDCG@10": record["test"]["NDCG@10"]}
+                    ),
+                    flush=True,
+                )
                 existing = [
-                    r for r in existing
+                    r
+                    for r in existing
                     if (r["dataset"], r["model"], r["seed"]) != (dataset, model, seed)
                 ] + [record]
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)

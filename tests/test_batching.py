@@ -18,7 +18,11 @@ def test_last_window_is_most_recent():
 
 def test_pad_left_and_batch_shift():
     assert pad_left([np.array([3, 4]), np.array([1, 2, 3, 4, 5])], 4).tolist() == [
-        [0, 0, 3, 4], [2, 3, 4, 5]]
-    batch = make_batch([np.array([5, 6, 7])], np.array([1]), 4)
-    assert batch.inputs.tolist() == [[0, 0, 5, 6]]
-    assert batch.targets.tolist() == [[0, 0, 6, 7]]
+        [0, 0, 3, 4],
+        [2, 3, 4, 5],
+    ]
+    batch = make_batch([np.array([5, 6, 7]), np.array([8, 9])], np.array([1, 2]), 4)
+    assert batch.inputs.tolist() == [[5, 6], [0, 8]]  # trimmed to the longest window
+    assert batch.targets.tolist() == [[6, 7], [0, 9]]
+    long = make_batch([np.arange(1, 10)], np.array([1]), 4)
+    assert long.inputs.tolist() == [[5, 6, 7, 8]] and long.targets.tolist() == [[6, 7, 8, 9]]

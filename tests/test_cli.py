@@ -8,9 +8,20 @@ from darec.cli import app
 runner = CliRunner()
 
 TINY = [
-    "--set", "data.user_min=3", "--set", "data.item_min=1", "--set", "model.max_seq_len=8",
-    "--set", "model.hidden_size=16", "--set", "model.inner_size=32", "--set", "train.epochs=2",
-    "--set", "train.batch_size=8",
+    "--set",
+    "data.user_min=3",
+    "--set",
+    "data.item_min=1",
+    "--set",
+    "model.max_seq_len=8",
+    "--set",
+    "model.hidden_size=16",
+    "--set",
+    "model.inner_size=32",
+    "--set",
+    "train.epochs=2",
+    "--set",
+    "train.batch_size=8",
 ]
 
 
@@ -21,8 +32,11 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def test_train_evaluate_recommend_end_to_end(tiny_data, tmp_path):
     env = _env(tmp_path)
     run = tmp_path / "run"
-    out = runner.invoke(app, ["train", "--data", str(tiny_data), "--model", "sasrec",
-                              "--output", str(run), *TINY], env=env)
+    out = runner.invoke(
+        app,
+        ["train", "--data", str(tiny_data), "--model", "sasrec", "--output", str(run), *TINY],
+        env=env,
+    )
     assert out.exit_code == 0, out.output
     assert "NDCG@10" in out.output and (run / "metrics.json").exists()
     test_metrics = json.loads((run / "metrics.json").read_text())["test"]
@@ -31,14 +45,16 @@ def test_train_evaluate_recommend_end_to_end(tiny_data, tmp_path):
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["NDCG@10"] == test_metrics["NDCG@10"]
 
-    out = runner.invoke(app, ["recommend", str(run), "--user", "u1", "-k", "3", "--json"],
-                        env=env)
+    out = runner.invoke(app, ["recommend", str(run), "--user", "u1", "-k", "3", "--json"], env=env)
     assert out.exit_code == 0, out.output
     recs = [json.loads(line) for line in out.output.strip().splitlines()]
     assert [r["rank"] for r in recs] == [1, 2, 3]
 
-    out = runner.invoke(app, ["recommend", str(run), "--items", "i1,i2", "--exclude", "i3",
-                              "-k", "20", "--json"], env=env)
+    out = runner.invoke(
+        app,
+        ["recommend", str(run), "--items", "i1,i2", "--exclude", "i3", "-k", "20", "--json"],
+        env=env,
+    )
     assert out.exit_code == 0, out.output
     items = [json.loads(line)["item"] for line in out.output.strip().splitlines()]
     assert not {"i1", "i2", "i3"} & set(items) and len(items) == 20
@@ -50,28 +66,44 @@ def test_train_evaluate_recommend_end_to_end(tiny_data, tmp_path):
 
 
 def test_data_info(tiny_data, tmp_path):
-    out = runner.invoke(app, ["data", "info", str(tiny_data), "--set", "data.item_min=1",
-                              "--set", "data.user_min=3"], env=_env(tmp_path))
+    out = runner.invoke(
+        app,
+        ["data", "info", str(tiny_data), "--set", "data.item_min=1", "--set", "data.user_min=3"],
+        env=_env(tmp_path),
+    )
     assert out.exit_code == 0, out.output
     assert "users" in out.output and "40" in out.output and "density" in out.output
 
 
 def test_clear_errors(tiny_data, tmp_path):
     env = _env(tmp_path)
-    out = runner.invoke(app, ["train", "--data", str(tiny_data), "--model", "nosuch",
-                              "--output", str(tmp_path / "r"), *TINY], env=env)
+    out = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(tiny_data),
+            "--model",
+            "nosuch",
+            "--output",
+            str(tmp_path / "r"),
+            *TINY,
+        ],
+        env=env,
+    )
     assert out.exit_code == 2 and "valid models" in out.output and "sasrec" in out.output
     assert "Traceback" not in out.output
-    out = runner.invoke(app, ["train", "--data", str(tiny_data), "--set", "train.lr=fast"],
-                        env=env)
+    out = runner.invoke(app, ["train", "--data", str(tiny_data), "--set", "train.lr=fast"], env=env)
     assert out.exit_code == 2 and "train.lr must be a number" in out.output
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "bad.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n"
-                                   "u1\ti1\t1\nu1\ti2\tnot-a-time\n")
+    (bad / "bad.inter").write_text(
+        "user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t1\nu1\ti2\tnot-a-time\n"
+    )
     out = runner.invoke(app, ["data", "info", str(bad)], env=env)
     assert out.exit_code == 2 and "bad.inter:3" in out.output
-    out = runner.invoke(app, ["data", "info", str(tiny_data), "--set", "data.user_min=100"],
-                        env=env)
+    out = runner.invoke(
+        app, ["data", "info", str(tiny_data), "--set", "data.user_min=100"], env=env
+    )
     assert out.exit_code == 2 and "user_min" in out.output
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.safetensors"))

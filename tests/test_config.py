@@ -44,7 +44,11 @@ def test_toml_loading_validates(tmp_path: Path):
     good.write_text('[model]\nname = "gru4rec"\nhidden_size = 32\n[train]\nlr = 0.002\n')
     cfg = load_config(good, ["train.seed=7"])
     assert (cfg.model.name, cfg.model.hidden_size, cfg.train.lr, cfg.train.seed) == (
-        "gru4rec", 32, 0.002, 7)
+        "gru4rec",
+        32,
+        0.002,
+        7,
+    )
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nepochs = 'many'\n")
     with pytest.raises(ConfigError, match=r"bad.toml: train.epochs must be an integer"):

@@ -103,8 +103,7 @@ def test_exclusion_uses_whole_history_not_only_model_window():
 
 def test_top_k_chunked_and_excluding():
     model = TableScorer([0.0, 1, 7, 3, 9, 5, 8])
-    items, scores = top_k(model, [np.array([1])], [np.array([4])], k=3, max_seq_len=2,
-                          max_scores=2)
+    items, scores = top_k(model, [np.array([1])], [np.array([4])], k=3, max_seq_len=2, max_scores=2)
     assert items[0].tolist() == [6, 2, 5] and scores[0].tolist() == [8, 7, 5]
     items, _ = top_k(model, [np.array([1])], [np.array([1, 2, 3, 4, 5])], k=3, max_seq_len=2)
     assert items[0].tolist() == [6, 0, 0]  # only one allowed item left

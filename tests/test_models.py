@@ -12,6 +12,7 @@ from darec.config import ModelConfig
 from darec.data.batching import make_batch, pad_left
 from darec.errors import ConfigError
 from darec.models.base import SequentialRecommender, TrainBatch
+from darec.models.bert4rec import BERT4Rec
 from darec.models.layers import sample_negatives
 from darec.models.registry import MODELS, build_model
 
@@ -255,3 +256,14 @@ def test_registry_unknown_name_lists_models() -> None:
     assert "'nope'" in message
     for name in ("pop", "gru4rec", "sasrec", "bert4rec"):
         assert name in message
+
+
+def test_bert4rec_sees_whole_windows_of_a_trimmed_batch():
+    cfg = ModelConfig(name="bert4rec", max_seq_len=4, hidden_size=16, num_heads=2)
+    model = BERT4Rec(cfg, num_items=20)
+    batch = make_batch(
+        [np.array([1, 2, 3]), np.array([4, 5]), np.arange(6, 12)], np.arange(3), cfg.max_seq_len
+    )
+    items = model._window_items(batch)
+    # short windows keep every item; a window longer than max_seq_len keeps its newest items
+    assert items.tolist() == [[0, 1, 2, 3], [0, 0, 4, 5], [8, 9, 10, 11]]

@@ -37,8 +37,13 @@ class CrashAt:
 @pytest.mark.parametrize("model", ["sasrec", "gru4rec", "bert4rec"])
 def test_resume_after_crash_is_exact(tiny_cfg, tmp_path, model):
     cfg = apply_overrides(
-        tiny_cfg, [f"model.name={model}", "train.checkpoint_every_steps=2",
-                   "train.scheduler=cosine", "train.warmup_steps=2"]
+        tiny_cfg,
+        [
+            f"model.name={model}",
+            "train.checkpoint_every_steps=2",
+            "train.scheduler=cosine",
+            "train.warmup_steps=2",
+        ],
     )
     straight = _trainer(cfg, tmp_path / "a")
     res_a = straight.fit()
@@ -115,8 +120,10 @@ def test_nan_loss_is_a_clear_error(tiny_cfg, tmp_path, monkeypatch):
 
 
 def test_early_stopping_and_learning(tiny_cfg, tmp_path):
-    cfg = apply_overrides(tiny_cfg, ["train.epochs=60", "train.patience=3",
-                                     "model.dropout=0.0", "model.attn_dropout=0.0"])
+    cfg = apply_overrides(
+        tiny_cfg,
+        ["train.epochs=60", "train.patience=3", "model.dropout=0.0", "model.attn_dropout=0.0"],
+    )
     result = _trainer(cfg, tmp_path / "run").fit()
     assert result.stopped == "early_stopping" and result.epochs < 60
     assert result.best_epoch == result.epochs - 3

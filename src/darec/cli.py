@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from darec.config import Config, apply_overrides, load_config
@@ -23,6 +29,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+config_app = typer.Typer(help="Show the configuration and its reference.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 console = Console()
 err = Console(stderr=True)
 
@@ -57,15 +65,14 @@ class _Progress:
     """Rich progress bar driven by the trainer's callbacks."""
 
     def __init__(self, progress: Progress, label: str) -> None:
-        self.progress, self.label, self.task = progress, label, None
+        self.progress, self.label = progress, label
+        self.task: TaskID | None = None
         self.best: float | None = None
 
     def on_epoch_start(self, epoch: int, steps: int) -> None:
         if self.task is not None:
             self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(
-            f"{self.label} epoch {epoch + 1}", total=steps, loss=""
-        )
+        self.task = self.progress.add_task(f"{self.label} epoch {epoch + 1}", total=steps, loss="")
 
     def on_step(self, epoch: int, step: int, loss: float) -> None:
         if self.task is not None:
@@ -157,9 +164,7 @@ def evaluate(
             raise DarecError(f"the data no longer matches the items run {run} was trained on")
         eval_cfg = dataclasses.replace(cfg.eval, exclude_history=not include_history)
         parts = leave_one_out(dataset)
-        result = run_eval(
-            model, getattr(parts, split), eval_cfg, cfg.model.max_seq_len, "cpu"
-        )
+        result = run_eval(model, getattr(parts, split), eval_cfg, cfg.model.max_seq_len, "cpu")
     except DarecError as exc:
         _fail(exc)
     if as_json:
@@ -214,7 +219,9 @@ def recommend(
 
 @data_app.command("info")
 def data_info(
-    path: Annotated[str | None, typer.Argument(help="Data file or folder (default ML-100K).")] = None,
+    path: Annotated[
+        str | None, typer.Argument(help="Data file or folder (default ML-100K).")
+    ] = None,
     fmt: FormatOpt = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
@@ -246,6 +253,22 @@ def _flatten(stats: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         else:
             out.append((prefix + key, value))
     return out
+
+
+@config_app.command("defaults")
+def config_defaults() -> None:
+    """Print the default configuration as TOML (a starting point for --config)."""
+    from darec.config_docs import default_toml
+
+    print(default_toml(), end="")
+
+
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (docs/configuration.md) as markdown."""
+    from darec.config_docs import reference_markdown
+
+    print(reference_markdown(), end="")
 
 
 @app.command()
@@ -295,4 +318,4 @@ def main() -> None:  # pragma: no cover - entry point for `python -m darec`
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -43,9 +43,11 @@ class DataConfig:
     item_path: str = ""
     """Optional item file: CSV item attributes, or an Amazon ``meta_*.json(.gz)`` file."""
     user_column: str = "user_id"
+    """User id column (CSV; for atomic files the field name without its ``:token`` type)."""
     item_column: str = "item_id"
+    """Item id column (CSV and atomic files, also the id column of an item file)."""
     time_column: str = "timestamp"
-    """Column names for the CSV reader (the time column may be absent: file order is used)."""
+    """Time column; when it is absent (and not set explicitly) file order is used."""
     delimiter: str = ","
     """Field delimiter for the CSV reader."""
     user_min: int = 5
@@ -60,7 +62,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.user_min < 1 or self.item_min < 1:
             raise ConfigError(
-                f"data.user_min and data.item_min must be >= 1, got {self.user_min}, {self.item_min}"
+                "data.user_min and data.item_min must be >= 1, "
+                f"got {self.user_min}, {self.item_min}"
             )
 
 
@@ -73,12 +76,17 @@ class ModelConfig:
     max_seq_len: int = 50
     """Longest history the model reads (the most recent items)."""
     hidden_size: int = 64
+    """Width of item embeddings and hidden states."""
     num_layers: int = 2
+    """Transformer blocks (SASRec, BERT4Rec) or GRU layers (GRU4Rec)."""
     num_heads: int = 2
+    """Attention heads; must divide hidden_size."""
     inner_size: int = 256
     """Feed-forward width of transformer blocks."""
     dropout: float = 0.5
+    """Dropout on embeddings and hidden states."""
     attn_dropout: float = 0.5
+    """Dropout on attention weights."""
     loss: Literal["ce", "bpr"] = "ce"
     """ce: cross-entropy over the whole catalog; bpr: one sampled negative per position."""
     mask_prob: float = 0.2
@@ -103,12 +111,17 @@ class TrainConfig:
     """The one training loop shared by every model."""
 
     epochs: int = 200
+    """Most epochs (early stopping usually ends training sooner)."""
     batch_size: int = 256
+    """Training windows per step."""
     lr: float = 1e-3
+    """AdamW learning rate."""
     weight_decay: float = 0.0
+    """AdamW decoupled weight decay."""
     grad_clip: float = 1.0
     """Clip the gradient norm to this value; 0 disables clipping."""
     warmup_steps: int = 0
+    """Linear learning-rate warm-up steps."""
     scheduler: Literal["constant", "linear", "cosine"] = "constant"
     """Learning-rate schedule after warm-up, over ``epochs`` epochs."""
     patience: int = 10
@@ -116,12 +129,17 @@ class TrainConfig:
     eval_every: int = 1
     """Validate every this many epochs."""
     seed: int = 42
+    """Seed of initialisation, batch order, dropout and sampling (recorded with the results)."""
     windows: Literal["last", "all"] = "all"
     """last: train on each user's most recent max_seq_len items; all: cut the whole training
     sequence into windows so every interaction is a target once."""
+    bucket_by_length: bool = True
+    """Batch windows of similar length together and trim the padding (much faster on sparse
+    data; the batches stay random)."""
     threads: int = 0
     """torch intra-op threads; 0 keeps torch's default."""
     device: str = "cpu"
+    """cpu, cuda, cuda:N or auto."""
     checkpoint_every_steps: int = 0
     """Also save a resumable checkpoint every this many steps inside an epoch; 0: per epoch only."""
     max_minutes: float = 0.0
@@ -140,6 +158,7 @@ class EvalConfig:
     """Full-ranking evaluation."""
 
     ks: tuple[int, ...] = (5, 10, 20)
+    """Cut-offs of HR@k, NDCG@k and MRR@k."""
     exclude_history: bool = True
     """Remove the items already in a user's history from the ranking (the target never is)."""
     batch_size: int = 512
@@ -189,7 +208,9 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+            raise ConfigError(
+                f"{key} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+            )
         return value
     if origin in (tuple, list):
         (inner, *_rest) = typing.get_args(tp)
@@ -244,9 +265,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in names:
-            raise ConfigError(
-                f"unknown config key {full!r}; valid keys here: {', '.join(names)}"
-            )
+            raise ConfigError(f"unknown config key {full!r}; valid keys here: {', '.join(names)}")
         tp = hints[key]
         if _is_dataclass_type(tp):
             kwargs[key] = _build(tp, value, full + ".")

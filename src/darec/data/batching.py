@@ -41,7 +41,7 @@ def training_windows(
 
 
 def pad_left(sequences: list[np.ndarray], length: int) -> torch.Tensor:
-    """(B, length) int64 tensor of the last ``length`` items of each sequence, left-padded with 0."""
+    """(B, length) int64: the last ``length`` items of each sequence, left-padded with 0."""
     out = np.zeros((len(sequences), length), dtype=np.int64)
     for row, seq in enumerate(sequences):
         tail = seq[-length:] if length > 0 else seq[:0]
@@ -51,7 +51,14 @@ def pad_left(sequences: list[np.ndarray], length: int) -> torch.Tensor:
 
 
 def make_batch(windows: list[np.ndarray], users: np.ndarray, max_len: int) -> TrainBatch:
-    """Inputs are each window without its last item, targets the window shifted by one."""
-    inputs = pad_left([w[:-1] for w in windows], max_len)
-    targets = pad_left([w[1:] for w in windows], max_len)
-    return TrainBatch(inputs=inputs, targets=targets, users=torch.as_tensor(users, dtype=torch.long))
+    """Inputs are each window without its last item, targets the window shifted by one.
+
+    The batch is only as long as its longest window (at most ``max_len``): models give the same
+    states whatever the amount of left padding, so trimming it only saves time.
+    """
+    length = min(max_len, max(len(w) for w in windows) - 1)
+    inputs = pad_left([w[:-1] for w in windows], length)
+    targets = pad_left([w[1:] for w in windows], length)
+    return TrainBatch(
+        inputs=inputs, targets=targets, users=torch.as_tensor(users, dtype=torch.long)
+    )

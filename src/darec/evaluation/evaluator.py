@@ -87,11 +87,11 @@ def evaluate(
     try:
         for start in range(0, len(data.targets), cfg.batch_size):
             stop = start + cfg.batch_size
-            history = pad_left(data.histories[start:stop], max_seq_len).to(device)  # (B, L)
-            # exclusion uses the whole history, not only the part the model reads
-            full_history = pad_left(
-                data.histories[start:stop], max(len(h) for h in data.histories[start:stop])
-            ).to(device)
+            longest = max(1, *(len(h) for h in data.histories[start:stop]))
+            # the model reads the most recent max_seq_len items (no wider than needed) ...
+            history = pad_left(data.histories[start:stop], min(max_seq_len, longest)).to(device)
+            # ... while exclusion uses the whole history
+            full_history = pad_left(data.histories[start:stop], longest).to(device)
             targets = torch.as_tensor(data.targets[start:stop], dtype=torch.long, device=device)
             state = model.encode_users(history)
             chunk = chunk_size_for(len(targets), num_candidates, cfg.max_scores)

@@ -48,12 +48,14 @@ class BERT4Rec(SequentialRecommender):
         return self.encoder(self.item_embedding(inputs), inputs)  # (B, L, D)
 
     def _window_items(self, batch: TrainBatch) -> torch.Tensor:
-        """(B, L) the most recent L items of each window: inputs shifted left + the last target.
+        """(B, <= max_seq_len) each window's items, left-padded: inputs + the last target.
 
-        ``make_batch`` stores a window w as inputs = w[:-1] and targets = w[1:], both left-padded,
-        so this is w[-L:] left-padded (only a full window of L + 1 items loses its first item).
+        ``make_batch`` stores a window w as inputs = w[:-1] and targets = w[1:], both left-padded
+        to the same width, so appending the last target column gives w; only a window longer
+        than max_seq_len loses its oldest item (which the previous window trains on).
         """
-        return torch.cat([batch.inputs[:, 1:], batch.targets[:, -1:]], dim=1)  # (B, L)
+        items = torch.cat([batch.inputs, batch.targets[:, -1:]], dim=1)  # (B, L' + 1)
+        return items[:, -self.cfg.max_seq_len :]
 
     def loss(self, batch: TrainBatch) -> torch.Tensor:
         items = self._window_items(batch)  # (B, L)

@@ -23,7 +23,5 @@ MODELS: dict[str, type[SequentialRecommender]] = {
 def build_model(cfg: ModelConfig, num_items: int) -> SequentialRecommender:
     """Instantiate the model named ``cfg.name`` for a catalog of ``num_items`` items."""
     if cfg.name not in MODELS:
-        raise ConfigError(
-            f"unknown model {cfg.name!r}; valid models: {', '.join(sorted(MODELS))}"
-        )
+        raise ConfigError(f"unknown model {cfg.name!r}; valid models: {', '.join(sorted(MODELS))}")
     return MODELS[cfg.name](cfg, num_items)

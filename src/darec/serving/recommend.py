@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +100,11 @@ class Recommender:
         return self._item_index[item]
 
     def for_history(
-        self, items: list[str], k: int = 10, exclude: list[str] = (), exclude_history: bool = True
+        self,
+        items: list[str],
+        k: int = 10,
+        exclude: Sequence[str] = (),
+        exclude_history: bool = True,
     ) -> list[Recommendation]:
         """Top-k next items after the given chronological item history."""
         history = np.asarray([self.item_index(i) for i in items], dtype=np.int64)
@@ -109,7 +114,7 @@ class Recommender:
         return self._rank(history, np.asarray(banned, dtype=np.int64), k)
 
     def for_user(
-        self, user: str, k: int = 10, exclude: list[str] = (), exclude_history: bool = True
+        self, user: str, k: int = 10, exclude: Sequence[str] = (), exclude_history: bool = True
     ) -> list[Recommendation]:
         """Top-k next items for a user of the training data, after their whole history."""
         ds = self.dataset()

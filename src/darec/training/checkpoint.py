@@ -163,8 +163,10 @@ def save_checkpoint(run_dir: Path, name: str, state: CheckpointState, is_best: b
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
     try:
-        save_file({k: v.detach().contiguous() for k, v in state.model.items()},
-                  str(tmp / "model.safetensors"))
+        save_file(
+            {k: v.detach().contiguous() for k, v in state.model.items()},
+            str(tmp / "model.safetensors"),
+        )
         extra: dict[str, Any] = {"trainer": state.trainer, "scheduler": state.scheduler}
         opt_tensors: dict[str, torch.Tensor] = {"rng.torch": state.rng}
         if state.optimizer is not None:
@@ -204,7 +206,7 @@ def load_checkpoint(folder: Path, with_training_state: bool = True) -> Checkpoin
     tensors = load_file(str(folder / "optimizer.safetensors"))
     optimizer = None
     if "optimizer" in extra:
-        flat = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
+        flat = {k[len("optim.") :]: v for k, v in tensors.items() if k.startswith("optim.")}
         optimizer = optimizer_from_flat(flat, extra["optimizer"])
     return CheckpointState(
         model=model,

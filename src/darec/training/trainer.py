@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from darec.config import Config, config_to_dict
@@ -102,6 +103,7 @@ class Trainer:
         self.windows, self.owners = training_windows(
             split.train, cfg.model.max_seq_len, cfg.train.windows
         )
+        self.window_lengths = np.array([len(w) for w in self.windows], dtype=np.int64)
         self.steps_per_epoch = math.ceil(len(self.windows) / cfg.train.batch_size)
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
@@ -189,21 +191,36 @@ class Trainer:
             self.callback.on_validation(epoch, result.metrics, improved)
         return improved
 
-    def _epoch_order(self, epoch: int) -> torch.Tensor:
-        # a generator seeded by (seed, epoch) makes the order reproducible after a resume
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """Window indices of every batch of ``epoch``, reproducible from (seed, epoch).
+
+        With ``train.bucket_by_length`` windows of similar length share a batch (sorted inside
+        groups of 64 random batches, then the batches shuffled), so little time goes to padding.
+        """
         gen = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch)
-        return torch.randperm(len(self.windows), generator=gen)
+        order = torch.randperm(len(self.windows), generator=gen).numpy()
+        size = self.cfg.train.batch_size
+        if not self.cfg.train.bucket_by_length:
+            return [order[i : i + size] for i in range(0, len(order), size)]
+        batches: list[np.ndarray] = []
+        group = size * 64
+        for g in range(0, len(order), group):
+            idx = order[g : g + group]
+            idx = idx[np.argsort(self.window_lengths[idx], kind="stable")]
+            batches += [idx[i : i + size] for i in range(0, len(idx), size)]
+        shuffle = torch.randperm(len(batches), generator=gen).tolist()
+        return [batches[i] for i in shuffle]
 
     def _train_epoch(self, epoch: int, started: float) -> bool:
         """Run the rest of epoch ``epoch``; False if the time limit stopped it."""
         cfg = self.cfg.train
         assert self.optimizer is not None and self.scheduler is not None
-        order = self._epoch_order(epoch).numpy()
+        batches = self._epoch_batches(epoch)
         if self.callback:
             self.callback.on_epoch_start(epoch, self.steps_per_epoch)
         self.model.train()
         for step in range(self.state["step_in_epoch"], self.steps_per_epoch):
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            idx = batches[step]
             batch = make_batch(
                 [self.windows[i] for i in idx], self.owners[idx], self.cfg.model.max_seq_len
             ).to(self.device)
@@ -223,7 +240,10 @@ class Trainer:
             self.state["global_step"] += 1
             if self.callback:
                 self.callback.on_step(epoch, step, loss.item())
-            if cfg.checkpoint_every_steps and self.state["global_step"] % cfg.checkpoint_every_steps == 0:
+            if (
+                cfg.checkpoint_every_steps
+                and self.state["global_step"] % cfg.checkpoint_every_steps == 0
+            ):
                 self.state["elapsed"] += time.monotonic() - started
                 started = time.monotonic()
                 self._checkpoint(is_best=False)
@@ -322,13 +342,17 @@ def _pick_device(name: str) -> str:
     return name
 
 
-def load_trained_model(run_dir: str | Path, which: str = "best") -> tuple[Config, SequentialRecommender, dict[str, Any]]:
+def load_trained_model(
+    run_dir: str | Path, which: str = "best"
+) -> tuple[Config, SequentialRecommender, dict[str, Any]]:
     """Config, model with the ``best`` (or ``last``) weights, and the id maps of a run folder."""
     from darec.config import config_from_dict
 
     run = Path(run_dir)
     if not (run / "config.json").exists():
-        raise CheckpointError(f"{run} is not a run folder (no config.json); train one with `darec train`")
+        raise CheckpointError(
+            f"{run} is not a run folder (no config.json); train one with `darec train`"
+        )
     cfg = config_from_dict(read_json(run / "config.json"))
     ids = read_json(run / "ids.json")
     model = build_model(cfg.model, len(ids["item_ids"]) - 1)
