@@ -40,15 +40,22 @@ class RunRecord:
 
 
 def run_experiment(
-    cfg: Config, run_dir: str | Path, callback: TrainCallback | None = None, resume: bool = False
+    cfg: Config,
+    run_dir: str | Path,
+    callback: TrainCallback | None = None,
+    resume: bool = False,
+    test: bool = True,
 ) -> tuple[FitResult, RunRecord]:
-    """Load (cached) data, split leave-one-out, train, select on valid, test once."""
+    """Load (cached) data, split leave-one-out, train, select on valid, test once.
+
+    ``test=False`` is for tuning: the test split is not read and ``record.test`` is empty.
+    """
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     dataset = load_dataset(cfg.data, cache_dir(cfg.cache_dir) if cfg.data.cache else None)
     split = leave_one_out(dataset)
     trainer = Trainer(cfg, dataset, split, run_dir, callback)
-    result = trainer.fit(resume=resume)
+    result = trainer.fit(resume=resume, test=test)
     record = RunRecord(
         dataset=dataset.name,
         model=cfg.model.name,

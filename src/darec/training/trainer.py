@@ -254,16 +254,19 @@ class Trainer:
     def _elapsed(self, started: float) -> float:
         return self.state["elapsed"] + time.monotonic() - started
 
-    def fit(self, resume: bool = False) -> FitResult:
-        """Train (or resume), select the best validation checkpoint, evaluate test once."""
+    def fit(self, resume: bool = False, test: bool = True) -> FitResult:
+        """Train (or resume), select the best validation checkpoint, evaluate test once.
+
+        ``test=False`` (hyper-parameter tuning) never reads the test split.
+        """
         cfg = self.cfg.train
         if resume:
             self._restore()
         else:
             if (self.run_dir / "checkpoints" / "pointers.json").exists():
                 raise CheckpointError(
-                    f"{self.run_dir} already holds a trained run; pass resume to continue it "
-                    "or choose a new output folder"
+                    f"{self.run_dir} already holds a trained run; continue it with "
+                    "`darec train ... --resume` or choose a new output folder"
                 )
             self._write_run_files()
         started = time.monotonic()
@@ -290,9 +293,9 @@ class Trainer:
             started = time.monotonic()
             self._checkpoint(is_best=improved)
         stopped = self.state.get("stopped") or ("epochs" if self.model.trainable else "untrainable")
-        return self._finish(stopped)
+        return self._finish(stopped, test)
 
-    def _finish(self, stopped: str) -> FitResult:
+    def _finish(self, stopped: str, read_test: bool) -> FitResult:
         best = load_checkpoint(checkpoint_path(self.run_dir, "best"), with_training_state=False)
         self.model.load_state_dict(best.model)
         valid = next(
@@ -300,7 +303,8 @@ class Trainer:
             self.state["history"][-1] if self.state["history"] else {},
         )
         valid = {k: v for k, v in valid.items() if "@" in k}
-        test = self.evaluate_split("test").metrics  # the only read of the test split
+        # the only read of the test split
+        test = self.evaluate_split("test").metrics if read_test else {}
         result = FitResult(
             best_epoch=self.state["best_epoch"],
             valid=valid,

@@ -1,0 +1,73 @@
+"""Choose baseline settings on *validation* NDCG@10 only; the test split is never read here.
+
+    python benchmarks/tune.py --dataset ml-100k --model sasrec
+
+Runs a small grid (below) with the settings of benchmarks/baselines.py as the base, and appends
+one record per grid point to benchmarks/results/tuning.json. Copy the winner into SETTINGS in
+baselines.py (and DEMO_MODELS in src/darec/experiment.py for ML-100K).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import tempfile
+from pathlib import Path
+
+from baselines import COMMON, DATASETS, SETTINGS
+
+from darec.config import Config, apply_overrides
+from darec.experiment import run_experiment
+
+RESULTS = Path(__file__).resolve().parent / "results" / "tuning.json"
+
+GRIDS: dict[str, dict[str, list[str]]] = {
+    "sasrec": {"model.dropout": ["0.2", "0.5"], "train.lr": ["0.001", "0.002"]},
+    "gru4rec": {"model.dropout": ["0.2", "0.5"], "train.lr": ["0.001", "0.002"]},
+    "bert4rec": {"model.mask_prob": ["0.2", "0.4"], "model.dropout": ["0.2", "0.5"]},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="ml-100k", choices=sorted(DATASETS))
+    parser.add_argument("--model", required=True, choices=sorted(GRIDS))
+    parser.add_argument("--set", action="append", default=[], help="extra override")
+    args = parser.parse_args()
+    grid = GRIDS[args.model]
+    records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    for values in itertools.product(*grid.values()):
+        point = [f"{k}={v}" for k, v in zip(grid, values, strict=True)]
+        if "model.dropout=" in " ".join(point):  # tie attention dropout to hidden dropout
+            point.append(f"model.attn_dropout={values[list(grid).index('model.dropout')]}")
+        cfg = apply_overrides(
+            Config(),
+            DATASETS[args.dataset] + COMMON + SETTINGS[args.dataset][args.model] + point + args.set,
+        )
+        with tempfile.TemporaryDirectory() as run_dir:
+            result, record = run_experiment(cfg, Path(run_dir) / "run", test=False)
+        row = {
+            "dataset": args.dataset,
+            "model": args.model,
+            "point": point + args.set,
+            "valid": result.valid,
+            "best_epoch": result.best_epoch,
+            "epochs": result.epochs,
+            "train_seconds": record.train_seconds,
+            "commit": record.commit,
+        }
+        print(
+            json.dumps(
+                {k: row[k] for k in ("model", "point", "best_epoch")}
+                | {"valid NDCG@10": row["valid"]["NDCG@10"]}
+            ),
+            flush=True,
+        )
+        records.append(row)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(records, indent=2))
+
+
+if __name__ == "__main__":
+    main()
