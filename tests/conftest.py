@@ -6,10 +6,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from darec.config import Config, apply_overrides
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from several threads, and spinning OpenMP threads make the suite
+    crawl when the machine is busy with other work."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def write_tiny_atomic(folder: Path, users: int = 40, items: int = 30, seed: int = 0) -> Path:
