@@ -227,28 +227,17 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str):
+    if tp in (int, float):
+        what = "an integer" if tp is int else "a number"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if tp is float or isinstance(value, int):
+                return tp(value)
+        elif isinstance(value, str):
             try:
-                return int(value)
+                return tp(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} must be a number, got {value!r}")
+        raise ConfigError(f"{key} must be {what}, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
