@@ -24,8 +24,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "tuning.json"
 
 GRIDS: dict[str, dict[str, list[str]]] = {
     "sasrec": {"model.dropout": ["0.2", "0.5"], "train.lr": ["0.001", "0.002"]},
-    "gru4rec": {"model.dropout": ["0.2", "0.5"], "train.lr": ["0.001", "0.002"]},
-    "bert4rec": {"model.mask_prob": ["0.2", "0.4"], "model.dropout": ["0.2", "0.5"]},
+    "gru4rec": {"model.dropout": ["0.2", "0.5"]},
+    "bert4rec": {"model.mask_prob": ["0.2", "0.4"]},
 }
 
 
