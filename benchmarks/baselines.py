@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from darec.experiment import DEMO_MODELS
+from darec.training.checkpoint import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "baselines.json"
@@ -157,7 +158,7 @@ def main() -> None:
                     if (r["dataset"], r["model"], r["seed"]) != (dataset, model, seed)
                 ] + [record]
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                RESULTS.write_text(json.dumps(existing, indent=2))
+                atomic_write_json(RESULTS, existing)
     write_doc(existing)
 
 

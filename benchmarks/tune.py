@@ -19,6 +19,7 @@ from baselines import COMMON, DATASETS, SETTINGS
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
+from darec.training.checkpoint import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tuning.json"
 
@@ -66,7 +67,7 @@ def main() -> None:
         )
         records.append(row)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(records, indent=2))
+        atomic_write_json(RESULTS, records)
 
 
 if __name__ == "__main__":

@@ -291,3 +291,15 @@ def test_movielens_from_a_folder(tmp_path: Path) -> None:
     raw = read_raw(cfg)
     assert frame_rows(raw) == [("1", "10", 100.0)]
     assert raw.catalog == {"10": {"title": "Heat", "year": "1995", "genres": "Action, Crime"}}
+
+
+def test_atomic_named_time_column_must_exist(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.inter", "user_id:token\titem_id:token\ttimestamp:float\nu\ti\t1\n")
+    with pytest.raises(DataError, match="time column 'ts'"):
+        read_raw(DataConfig(path=str(path), time_column="ts"))
+
+
+def test_csv_repeated_column_names_are_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.csv", "user_id,item_id,item_id\nu,i,j\n")
+    with pytest.raises(DataError, match=r"x.csv:1: .*item_id twice"):
+        read_raw(DataConfig(path=str(path)))

@@ -1,15 +1,18 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from darec.config import apply_overrides
 from darec.data.dataset import load_dataset
 from darec.data.split import leave_one_out
-from darec.errors import CheckpointError
+from darec.errors import CheckpointError, DataError
 from darec.training import checkpoint as ckpt_mod
 from darec.training.checkpoint import checkpoint_path, read_json
 from darec.training.trainer import Trainer, TrainingError, load_trained_model
+
+from .conftest import tiny_config
 
 
 def _trainer(cfg, run_dir, callback=None):
@@ -34,8 +37,17 @@ class CrashAt:
         pass
 
 
-@pytest.mark.parametrize("model", ["sasrec", "gru4rec", "bert4rec"])
-def test_resume_after_crash_is_exact(tiny_cfg, tmp_path, model):
+@pytest.mark.parametrize(
+    ("model", "crash"),
+    [
+        ("sasrec", (1, 2)),
+        ("gru4rec", (1, 2)),
+        ("bert4rec", (1, 2)),
+        ("sasrec", (1, 0)),
+        ("sasrec", (2, 3)),
+    ],
+)
+def test_resume_after_crash_is_exact(tiny_cfg, tmp_path, model, crash):
     cfg = apply_overrides(
         tiny_cfg,
         [
@@ -48,7 +60,7 @@ def test_resume_after_crash_is_exact(tiny_cfg, tmp_path, model):
     straight = _trainer(cfg, tmp_path / "a")
     res_a = straight.fit()
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _trainer(cfg, tmp_path / "b", CrashAt(epoch=1, step=2)).fit()
+        _trainer(cfg, tmp_path / "b", CrashAt(*crash)).fit()
     resumed = _trainer(cfg, tmp_path / "b")
     res_b = resumed.fit(resume=True)
     a, b = straight.model.state_dict(), resumed.model.state_dict()
@@ -106,10 +118,61 @@ def test_existing_run_and_changed_config_are_refused(tiny_cfg, tmp_path):
         _trainer(apply_overrides(tiny_cfg, ["train.epochs=2"]), tmp_path / "run").fit(resume=True)
 
 
-def test_pop_needs_no_training(tiny_cfg, tmp_path):
-    result = _trainer(apply_overrides(tiny_cfg, ["model.name=pop"]), tmp_path / "pop").fit()
+def test_pop_needs_no_training_and_ranks_by_training_counts(tiny_cfg, tmp_path):
+    trainer = _trainer(apply_overrides(tiny_cfg, ["model.name=pop"]), tmp_path / "pop")
+    result = trainer.fit()
     assert result.stopped == "untrainable" and result.epochs == 0
-    assert 0.0 <= result.test["HR@10"] <= 1.0
+    # recompute the expected test ranks by hand from the training counts
+    counts = np.bincount(
+        np.concatenate(trainer.split.train), minlength=trainer.dataset.num_items + 1
+    )
+    test = trainer.split.test
+    ranks = []
+    for history, target in zip(test.histories, test.targets, strict=True):
+        allowed = np.ones_like(counts, dtype=bool)
+        allowed[0] = False
+        allowed[history] = False
+        allowed[target] = True
+        others = allowed.copy()
+        others[target] = False
+        greater = int((counts[others] > counts[target]).sum())
+        ties = int((counts[others] == counts[target]).sum())
+        ranks.append((greater + 1, greater + ties + 1))
+    got = trainer.evaluate_split("test").ranks
+    assert all(lo <= r <= hi for r, (lo, hi) in zip(got, ranks, strict=True))
+    assert result.test["HR@10"] == pytest.approx(np.mean([r <= 10 for r in got]), abs=1e-12)
+
+
+def test_tuning_never_reads_the_test_split(tiny_cfg, tmp_path):
+    trainer = _trainer(apply_overrides(tiny_cfg, ["train.epochs=2"]), tmp_path / "run")
+
+    class Sentinel:
+        def __getattr__(self, name):
+            raise AssertionError("the test split was read during tuning")
+
+    trainer.split.test = Sentinel()
+    result = trainer.fit(test=False)
+    assert result.test == {} and result.valid
+
+
+def test_users_too_short_to_evaluate_are_a_clear_error(tmp_path):
+    data = tmp_path / "short"
+    data.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"u{u}\ti{(u + t) % 5}\t{t}" for u in range(10) for t in range(2)]
+    (data / "short.inter").write_text("\n".join(lines) + "\n")
+    cfg = tiny_config(data, tmp_path / "cache", "data.user_min=1")
+    with pytest.raises(DataError, match="no user with at least 3 interactions"):
+        _trainer(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_time_limit_stops_and_reports(tiny_cfg, tmp_path):
+    cfg = apply_overrides(tiny_cfg, ["train.epochs=50", "train.max_minutes=0.00001"])
+    result = _trainer(cfg, tmp_path / "run").fit()
+    assert result.stopped == "time_limit"
+    assert result.best_epoch <= result.epochs < 50
+    assert result.history[-1].get("partial_epoch") is True
 
 
 def test_nan_loss_is_a_clear_error(tiny_cfg, tmp_path, monkeypatch):

@@ -148,27 +148,31 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """Evaluate a trained run on the valid or test split with full ranking."""
-    from darec.data.dataset import load_dataset
     from darec.data.split import leave_one_out
     from darec.evaluation.evaluator import evaluate as run_eval
-    from darec.paths import cache_dir
-    from darec.training.trainer import load_trained_model
+    from darec.experiment import check_run_data, load_data
+    from darec.training.trainer import load_trained_model, pick_device
 
     try:
         if split not in ("valid", "test"):
             raise DarecError(f"--split must be 'valid' or 'test', got {split!r}")
         cfg, model, ids = load_trained_model(run)
-        data_cfg = cfg.data if data is None else dataclasses.replace(cfg.data, path=data)
-        dataset = load_dataset(data_cfg, cache_dir(cfg.cache_dir) if cfg.data.cache else None)
-        if dataset.item_ids != ids["item_ids"]:
-            raise DarecError(f"the data no longer matches the items run {run} was trained on")
+        dataset = load_data(cfg, data)
+        check_run_data(dataset, ids, run)
         eval_cfg = dataclasses.replace(cfg.eval, exclude_history=not include_history)
         parts = leave_one_out(dataset)
-        result = run_eval(model, getattr(parts, split), eval_cfg, cfg.model.max_seq_len, "cpu")
+        device = pick_device(cfg.train.device)
+        model.to(device)
+        result = run_eval(model, getattr(parts, split), eval_cfg, cfg.model.max_seq_len, device)
     except DarecError as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps({"split": split, "users": result.num_users, **result.metrics}))
+        record = {
+            "split": split,
+            "users": result.num_users,
+            "exclude_history": result.exclude_history,
+        }
+        print(json.dumps(record | result.metrics))
         return
     title = (
         f"{split}: {result.num_users} users, full ranking, history "
@@ -227,13 +231,12 @@ def data_info(
     sets: SetOpt = None,
 ) -> None:
     """Users, items, interactions, sequence lengths and density after preprocessing."""
-    from darec.data.dataset import load_dataset
     from darec.data.info import dataset_stats
-    from darec.paths import cache_dir
+    from darec.experiment import load_data
 
     try:
         cfg = _config(config, sets, **{"data.path": path, "data.format": fmt})
-        ds = load_dataset(cfg.data, cache_dir(cfg.cache_dir) if cfg.data.cache else None)
+        ds = load_data(cfg)
         stats = dataset_stats(ds)
     except DarecError as exc:
         _fail(exc)

@@ -146,11 +146,23 @@ class TrainConfig:
     """Stop training after this many minutes (then select and test as usual); 0: no limit."""
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.eval_every < 1:
+        if self.batch_size < 1 or self.eval_every < 1 or self.lr <= 0:
             raise ConfigError(
-                "train.epochs must be >= 0, train.batch_size and train.eval_every >= 1, "
-                "train.lr > 0"
+                "train.batch_size and train.eval_every must be >= 1 and train.lr > 0, got "
+                f"{self.batch_size}, {self.eval_every}, {self.lr}"
             )
+        for key in (
+            "epochs",
+            "weight_decay",
+            "grad_clip",
+            "warmup_steps",
+            "patience",
+            "threads",
+            "checkpoint_every_steps",
+            "max_minutes",
+        ):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"train.{key} must be >= 0, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -175,8 +187,13 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if not self.ks or any(k < 1 for k in self.ks):
             raise ConfigError(f"eval.ks must be positive integers, got {self.ks}")
+        if self.batch_size < 1 or self.max_scores < 1:
+            raise ConfigError(
+                f"eval.batch_size and eval.max_scores must be >= 1, "
+                f"got {self.batch_size}, {self.max_scores}"
+            )
         name, _, k = self.select_metric.partition("@")
-        if name not in ("HR", "NDCG", "MRR") or not k.isdigit():
+        if name not in ("HR", "NDCG", "MRR") or not k.isdigit() or int(k) < 1:
             raise ConfigError(
                 f"eval.select_metric must look like NDCG@10, HR@20 or MRR@5, "
                 f"got {self.select_metric!r}"

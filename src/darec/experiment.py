@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +13,37 @@ import torch
 from darec.config import Config, apply_overrides
 from darec.data.dataset import load_dataset
 from darec.data.split import leave_one_out
+from darec.data.types import SequenceDataset
+from darec.errors import CheckpointError
+from darec.models.registry import check_model_name
 from darec.paths import cache_dir
 from darec.training.checkpoint import provenance
 from darec.training.trainer import FitResult, TrainCallback, Trainer
 
-__all__ = ["RunRecord", "run_experiment", "DEMO_MODELS", "demo_config"]
+__all__ = [
+    "RunRecord",
+    "run_experiment",
+    "load_data",
+    "check_run_data",
+    "DEMO_MODELS",
+    "demo_config",
+]
+
+
+def load_data(cfg: Config, path: str | None = None) -> SequenceDataset:
+    """The processed dataset of ``cfg`` (from the cache when enabled); ``path`` overrides
+    ``data.path`` (data that moved since training)."""
+    data_cfg = cfg.data if path is None else dataclasses.replace(cfg.data, path=path)
+    return load_dataset(data_cfg, cache_dir(cfg.cache_dir) if data_cfg.cache else None)
+
+
+def check_run_data(dataset: SequenceDataset, ids: dict[str, Any], run_dir: str | Path) -> None:
+    """Raise unless ``dataset`` has the items a run was trained on (same ids, same order)."""
+    if dataset.key != ids.get("dataset_key") and dataset.item_ids != ids["item_ids"]:
+        raise CheckpointError(
+            f"the data now at {dataset.name!r} does not match the items run {run_dir} was "
+            "trained on; pass the original data with --data"
+        )
 
 
 @dataclass
@@ -51,9 +78,10 @@ def run_experiment(
 
     ``test=False`` is for tuning: the test split is not read and ``record.test`` is empty.
     """
+    check_model_name(cfg.model.name)  # before reading any data
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    dataset = load_dataset(cfg.data, cache_dir(cfg.cache_dir) if cfg.data.cache else None)
+    dataset = load_data(cfg)
     split = leave_one_out(dataset)
     trainer = Trainer(cfg, dataset, split, run_dir, callback)
     result = trainer.fit(resume=resume, test=test)

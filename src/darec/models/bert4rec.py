@@ -61,11 +61,10 @@ class BERT4Rec(SequentialRecommender):
         items = self._window_items(batch)  # (B, L)
         real = items != 0  # (B, L)
         masked = (torch.rand(items.shape, device=items.device) < self.cfg.mask_prob) & real
-        # sequences with nothing masked: mask their last real item
-        B, L = items.shape
-        last = L - 1 - real.flip(1).long().argmax(dim=1)  # (B,) column of the last real item
-        empty = ~masked.any(dim=1) & real.any(dim=1)  # (B,)
-        masked[torch.arange(B, device=items.device)[empty], last[empty]] = True
+        # sequences with nothing masked: mask their last item (rows are left-padded, so it is
+        # in the last column)
+        empty = ~masked.any(dim=1) & real[:, -1]  # (B,)
+        masked[empty, -1] = True
         inputs = items.masked_fill(masked, self.mask_token)  # (B, L)
         targets = items * masked  # (B, L) item ids at masked positions, 0 elsewhere
         states = self(inputs)  # (B, L, D)

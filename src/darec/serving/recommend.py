@@ -10,12 +10,11 @@ import numpy as np
 import torch
 
 from darec.data.batching import pad_left
-from darec.data.dataset import load_dataset
 from darec.data.types import SequenceDataset
-from darec.errors import CheckpointError, ConfigError
+from darec.errors import ConfigError, UnknownIdError
 from darec.evaluation.evaluator import chunk_size_for, iter_catalog_chunks
+from darec.experiment import check_run_data, load_data
 from darec.models.base import SequentialRecommender
-from darec.paths import cache_dir
 from darec.training.trainer import load_trained_model
 
 __all__ = ["top_k", "Recommendation", "Recommender"]
@@ -66,34 +65,24 @@ class Recommender:
 
     def __init__(self, run_dir: str | Path, data_path: str | None = None) -> None:
         self.run_dir = Path(run_dir)
-        self.cfg, self.model, ids = load_trained_model(self.run_dir)
-        self.item_ids: list[str] = ids["item_ids"]
+        self.cfg, self.model, self.ids = load_trained_model(self.run_dir)
+        self.item_ids: list[str] = self.ids["item_ids"]
         self._item_index = {it: i for i, it in enumerate(self.item_ids) if i > 0}
-        self._dataset_key: str = ids.get("dataset_key", "")
         self._data_path = data_path
         self._dataset: SequenceDataset | None = None
 
     def dataset(self) -> SequenceDataset:
         """The run's dataset, read (from cache) on first use; needed for known users."""
         if self._dataset is None:
-            import dataclasses
-
-            data_cfg = self.cfg.data
-            if self._data_path is not None:
-                data_cfg = dataclasses.replace(data_cfg, path=self._data_path)
-            ds = load_dataset(data_cfg, cache_dir(self.cfg.cache_dir))
-            if ds.item_ids != self.item_ids:
-                raise CheckpointError(
-                    f"the data at {data_cfg.path or 'MovieLens-100K'!r} no longer matches the "
-                    f"item ids the run {self.run_dir} was trained on; pass the original data"
-                )
-            self._dataset = ds
+            dataset = load_data(self.cfg, self._data_path)
+            check_run_data(dataset, self.ids, self.run_dir)
+            self._dataset = dataset
         return self._dataset
 
     def item_index(self, item: str) -> int:
         if item not in self._item_index:
             example = ", ".join(repr(i) for i in self.item_ids[1:4])
-            raise ConfigError(
+            raise UnknownIdError(
                 f"unknown item id {item!r}: the run knows {len(self.item_ids) - 1} items "
                 f"(e.g. {example})"
             )
@@ -101,34 +90,37 @@ class Recommender:
 
     def for_history(
         self,
-        items: list[str],
+        items: Sequence[str],
         k: int = 10,
         exclude: Sequence[str] = (),
         exclude_history: bool = True,
     ) -> list[Recommendation]:
         """Top-k next items after the given chronological item history."""
         history = np.asarray([self.item_index(i) for i in items], dtype=np.int64)
-        banned = [self.item_index(i) for i in exclude]
-        if exclude_history:
-            banned += history.tolist()
-        return self._rank(history, np.asarray(banned, dtype=np.int64), k)
+        return self._rank(history, exclude, exclude_history, k)
 
     def for_user(
         self, user: str, k: int = 10, exclude: Sequence[str] = (), exclude_history: bool = True
     ) -> list[Recommendation]:
         """Top-k next items for a user of the training data, after their whole history."""
         ds = self.dataset()
-        history = ds.sequence(ds.user_index(user))
+        return self._rank(ds.sequence(ds.user_index(user)), exclude, exclude_history, k)
+
+    def _rank(
+        self, history: np.ndarray, exclude: Sequence[str], exclude_history: bool, k: int
+    ) -> list[Recommendation]:
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
         banned = [self.item_index(i) for i in exclude]
         if exclude_history:
             banned += history.tolist()
-        return self._rank(history, np.asarray(banned, dtype=np.int64), k)
-
-    def _rank(self, history: np.ndarray, banned: np.ndarray, k: int) -> list[Recommendation]:
-        if k < 1:
-            raise ConfigError(f"k must be >= 1, got {k}")
         items, scores = top_k(
-            self.model, [history], [banned], k, self.cfg.model.max_seq_len, self.cfg.eval.max_scores
+            self.model,
+            [history],
+            [np.asarray(banned, dtype=np.int64)],
+            k,
+            self.cfg.model.max_seq_len,
+            self.cfg.eval.max_scores,
         )
         return [
             Recommendation(self.item_ids[int(i)], float(s), r + 1)

@@ -6,13 +6,14 @@ A run folder looks like::
       config.json        the full Config
       ids.json           external user and item ids (index = internal id)
       metrics.json       final valid/test metrics, seed, versions, commit
-      history.jsonl      one line per validation
       checkpoints/
-        pointers.json    {"last": "step-00001234", "best": "step-00000980"}
-        step-00001234/   model.safetensors, optimizer.safetensors, state.json
+        pointers.json    {"last": "step-00001234-0041", "best": "step-00000980-0033"}
+        step-00001234-0041/   model.safetensors, optimizer.safetensors, state.json
 
-Each checkpoint folder is written under a temporary name and renamed into place; the pointer file
-is replaced atomically afterwards, so a crash at any moment leaves the previous checkpoint usable.
+Each checkpoint folder gets a new name (global step and a save counter), is written and fsynced
+under a temporary name and renamed into place; the pointer file is replaced atomically afterwards
+and only then are unreferenced folders removed, so a crash at any moment leaves the previous
+checkpoint usable.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def read_json(path: Path) -> Any:
 
 
 def provenance() -> dict[str, str]:
-    """Package version, git commit of the source tree (if any), torch and Python versions."""
+    """Package version, git commit of the source tree (``+dirty`` if the package's source has
+    uncommitted changes), torch and Python versions."""
     commit = "unknown"
     src = Path(darec.__file__).resolve().parent
     try:
@@ -80,6 +82,15 @@ def provenance() -> dict[str, str]:
         )
         if out.returncode == 0:
             commit = out.stdout.strip()
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+                cwd=src,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
+            if dirty.stdout.strip():
+                commit += "+dirty"  # the source differs from the commit
     except (OSError, subprocess.SubprocessError):
         pass
     return {
@@ -138,6 +149,8 @@ class CheckpointState:
     scheduler: dict[str, Any] | None
     rng: torch.Tensor
     trainer: dict[str, Any]
+    cuda_rng: torch.Tensor | None = None
+    """The CUDA generator's state when training on a GPU (dropout and sampling draw from it)."""
     """Epoch, step inside the epoch, global step, best metric, patience counter..."""
 
 
@@ -169,15 +182,24 @@ def save_checkpoint(run_dir: Path, name: str, state: CheckpointState, is_best: b
         )
         extra: dict[str, Any] = {"trainer": state.trainer, "scheduler": state.scheduler}
         opt_tensors: dict[str, torch.Tensor] = {"rng.torch": state.rng}
+        if state.cuda_rng is not None:
+            opt_tensors["rng.cuda"] = state.cuda_rng
         if state.optimizer is not None:
             flat, meta = optimizer_to_flat(state.optimizer)
             opt_tensors.update({f"optim.{k}": v for k, v in flat.items()})
             extra["optimizer"] = meta
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(extra, indent=2), encoding="utf-8")
+        (tmp / "state.json").write_text(
+            json.dumps(extra, indent=2, allow_nan=False), encoding="utf-8"
+        )
+        for written in tmp.iterdir():
+            with open(written, "rb") as fh:
+                os.fsync(fh.fileno())
         final = root / name
         if final.exists():
-            shutil.rmtree(final)
+            if name in _pointers(run_dir).values():
+                raise CheckpointError(f"{final} exists and is in use; checkpoint names must be new")
+            shutil.rmtree(final)  # left by a crash before its pointer was written
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -214,4 +236,5 @@ def load_checkpoint(folder: Path, with_training_state: bool = True) -> Checkpoin
         scheduler=extra.get("scheduler"),
         rng=tensors["rng.torch"],
         trainer=extra["trainer"],
+        cuda_rng=tensors.get("rng.cuda"),
     )

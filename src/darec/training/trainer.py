@@ -13,11 +13,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from darec.config import Config, config_to_dict
+from darec.config import Config, config_from_dict, config_to_dict
 from darec.data.batching import make_batch, training_windows
 from darec.data.split import Split
 from darec.data.types import SequenceDataset
-from darec.errors import CheckpointError, DarecError
+from darec.errors import CheckpointError, DarecError, DataError
 from darec.evaluation.evaluator import EvalResult, evaluate
 from darec.models.base import SequentialRecommender
 from darec.models.registry import build_model
@@ -31,7 +31,14 @@ from darec.training.checkpoint import (
     save_checkpoint,
 )
 
-__all__ = ["Trainer", "FitResult", "TrainCallback", "TrainingError", "load_trained_model"]
+__all__ = [
+    "Trainer",
+    "FitResult",
+    "TrainCallback",
+    "TrainingError",
+    "load_trained_model",
+    "pick_device",
+]
 
 
 class TrainingError(DarecError):
@@ -95,8 +102,14 @@ class Trainer:
         self.split = split
         self.run_dir = Path(run_dir)
         self.callback = callback
-        self.device = torch.device(_pick_device(cfg.train.device))
-        torch.manual_seed(cfg.train.seed)  # the run's seed: model initialisation
+        if len(split.valid.targets) == 0:
+            raise DataError(
+                f"dataset {dataset.name!r} has no user with at least 3 interactions, so there is "
+                "nothing to validate or test; raise data.user_min to 3 or more"
+            )
+        self.device = torch.device(pick_device(cfg.train.device))
+        # the run's explicit seed (initialisation here; batch order, dropout and sampling later)
+        torch.manual_seed(cfg.train.seed)
         self.model: SequentialRecommender = build_model(cfg.model, dataset.num_items)
         self.model.prepare(split.train)
         self.model.to(self.device)
@@ -126,12 +139,13 @@ class Trainer:
             "epoch": 0,  # completed epochs
             "step_in_epoch": 0,  # completed steps of the current epoch
             "global_step": 0,
-            "best_metric": -math.inf,
+            "best_metric": None,
             "best_epoch": 0,
             "bad_evals": 0,
             "elapsed": 0.0,
             "history": [],
             "stopped": None,
+            "saves": 0,
         }
 
     # ------------------------------------------------------------------ run folder
@@ -150,14 +164,18 @@ class Trainer:
         )
 
     def _checkpoint(self, is_best: bool) -> None:
+        self.state["saves"] += 1
+        on_gpu = self.device.type == "cuda"
         state = CheckpointState(
             model=self.model.state_dict(),
             optimizer=self.optimizer.state_dict() if self.optimizer else None,
             scheduler=self.scheduler.state_dict() if self.scheduler else None,
             rng=torch.get_rng_state(),
             trainer=self.state,
+            cuda_rng=torch.cuda.get_rng_state(self.device) if on_gpu else None,
         )
-        save_checkpoint(self.run_dir, f"step-{self.state['global_step']:08d}", state, is_best)
+        name = f"step-{self.state['global_step']:08d}-{self.state['saves']:04d}"
+        save_checkpoint(self.run_dir, name, state, is_best)
 
     def _restore(self) -> None:
         saved_cfg = read_json(self.run_dir / "config.json")
@@ -173,19 +191,24 @@ class Trainer:
         if self.scheduler is not None and ckpt.scheduler is not None:
             self.scheduler.load_state_dict(ckpt.scheduler)
         torch.set_rng_state(ckpt.rng)
+        if ckpt.cuda_rng is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt.cuda_rng, self.device)
         self.state = ckpt.trainer
 
     # ------------------------------------------------------------------ training
 
-    def _validate(self, epoch: int) -> bool:
+    def _validate(self, epoch: int, partial: bool = False) -> bool:
         result = self.evaluate_split("valid")
         metric = result.metrics[self.cfg.eval.select_metric]
-        improved = metric > self.state["best_metric"]
+        best = self.state["best_metric"]
+        improved = best is None or metric > best
         if improved:
             self.state.update(best_metric=metric, best_epoch=epoch, bad_evals=0)
         else:
             self.state["bad_evals"] += 1
         record = {"epoch": epoch, "step": self.state["global_step"], **result.metrics}
+        if partial:
+            record["partial_epoch"] = True
         self.state["history"].append(record)
         if self.callback:
             self.callback.on_validation(epoch, result.metrics, improved)
@@ -220,6 +243,8 @@ class Trainer:
             self.callback.on_epoch_start(epoch, self.steps_per_epoch)
         self.model.train()
         for step in range(self.state["step_in_epoch"], self.steps_per_epoch):
+            if self._out_of_time(started):
+                return False
             idx = batches[step]
             batch = make_batch(
                 [self.windows[i] for i in idx], self.owners[idx], self.cfg.model.max_seq_len
@@ -247,12 +272,14 @@ class Trainer:
                 self.state["elapsed"] += time.monotonic() - started
                 started = time.monotonic()
                 self._checkpoint(is_best=False)
-            if cfg.max_minutes and self._elapsed(started) > cfg.max_minutes * 60:
-                return False
         return True
 
     def _elapsed(self, started: float) -> float:
         return self.state["elapsed"] + time.monotonic() - started
+
+    def _out_of_time(self, started: float) -> bool:
+        limit = self.cfg.train.max_minutes
+        return bool(limit) and self._elapsed(started) > limit * 60
 
     def fit(self, resume: bool = False, test: bool = True) -> FitResult:
         """Train (or resume), select the best validation checkpoint, evaluate test once.
@@ -270,21 +297,21 @@ class Trainer:
                 )
             self._write_run_files()
         started = time.monotonic()
-        if not self.model.trainable and not self.state["history"]:
-            self._validate(0)
-            self._checkpoint(is_best=True)
         while (
             self.model.trainable
             and self.state.get("stopped") is None
             and self.state["epoch"] < cfg.epochs
         ):
             epoch = self.state["epoch"]
+            if self._out_of_time(started):
+                self.state["stopped"] = "time_limit"
+                break
             finished = self._train_epoch(epoch, started)
-            if finished:
-                self.state.update(epoch=epoch + 1, step_in_epoch=0)
+            # a partial epoch (time limit) counts as an epoch; its validation says so
+            self.state.update(epoch=epoch + 1, step_in_epoch=0)
             improved = False
             if not finished or (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                improved = self._validate(epoch + 1)
+                improved = self._validate(epoch + 1, partial=not finished)
             if not finished:
                 self.state["stopped"] = "time_limit"
             elif cfg.patience and self.state["bad_evals"] >= cfg.patience:
@@ -292,6 +319,9 @@ class Trainer:
             self.state["elapsed"] = self._elapsed(started)
             started = time.monotonic()
             self._checkpoint(is_best=improved)
+        if not self.state["history"]:  # nothing to train (Pop) or train.epochs = 0
+            self._validate(0)
+            self._checkpoint(is_best=True)
         stopped = self.state.get("stopped") or ("epochs" if self.model.trainable else "untrainable")
         return self._finish(stopped, test)
 
@@ -338,7 +368,8 @@ class Trainer:
         return evaluate(self.model, data, self.cfg.eval, self.cfg.model.max_seq_len, self.device)
 
 
-def _pick_device(name: str) -> str:
+def pick_device(name: str) -> str:
+    """``train.device`` resolved: ``auto`` is CUDA when available, else the CPU."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -350,8 +381,6 @@ def load_trained_model(
     run_dir: str | Path, which: str = "best"
 ) -> tuple[Config, SequentialRecommender, dict[str, Any]]:
     """Config, model with the ``best`` (or ``last``) weights, and the id maps of a run folder."""
-    from darec.config import config_from_dict
-
     run = Path(run_dir)
     if not (run / "config.json").exists():
         raise CheckpointError(

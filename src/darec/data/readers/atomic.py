@@ -172,7 +172,12 @@ def read_atomic(
     check_ids(items, table.lines, inter, item_column)
     if not table.lines:
         raise DataError("expected at least one interaction after the header, got none", path=inter)
-    times = parse_times(table.columns.get(time_column), table.lines, inter, time_column)
+    if time_column in table.columns or time_column != DataConfig.time_column:
+        # a time column named explicitly must exist; the default may be absent (file order)
+        time_values = table.require(time_column, "time") if time_column else None
+    else:
+        time_values = None
+    times = parse_times(time_values, table.lines, inter, time_column)
     catalog = read_item_attributes(item, item_column) if item is not None else {}
     return RawData(interactions_frame(users, items, times), catalog, source=str(inter))
 

@@ -70,6 +70,13 @@ def read_csv_table(path: Path, delimiter: str) -> CsvTable:
         ) from None
     if header:
         header[0] = header[0].lstrip("\ufeff")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise DataError(
+            f"expected distinct column names in the header, got {', '.join(repeated)} twice",
+            path=path,
+            line=1,
+        )
     width = len(header)
     rows: list[list[str]] = []
     numbers: list[int] = []
