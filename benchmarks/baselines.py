@@ -103,15 +103,34 @@ def markdown(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_doc(records: list[dict]) -> None:
-    begin, end = "<!-- baselines:begin -->", "<!-- baselines:end -->"
-    block = f"{begin}\n{markdown(records)}\n{end}"
-    text = DOC.read_text() if DOC.exists() else "# Results\n\n"
+def _replace_block(path: Path, name: str, body: str, default_head: str) -> None:
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{body}\n{end}"
+    text = path.read_text() if path.exists() else default_head
     if begin in text and end in text:
         text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
     else:
         text += "\n" + block + "\n"
-    DOC.write_text(text)
+    path.write_text(text)
+
+
+def readme_table(records: list[dict]) -> str:
+    lines = [
+        "| dataset | model | test HR@10 | test NDCG@10 | test MRR@10 | epochs | train time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | {r['test']['HR@10']:.4f} | "
+            f"{r['test']['NDCG@10']:.4f} | {r['test']['MRR@10']:.4f} | {r['epochs']} | "
+            f"{r['train_seconds'] / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+def write_doc(records: list[dict]) -> None:
+    _replace_block(DOC, "baselines", markdown(records), "# Results\n\n")
+    _replace_block(ROOT / "README.md", "readme-results", readme_table(records), "")
 
 
 def main() -> None:
@@ -120,6 +139,9 @@ def main() -> None:
     parser.add_argument("--models", default="pop,sasrec,gru4rec,bert4rec")
     parser.add_argument("--seeds", default="42")
     parser.add_argument("--set", action="append", default=[], help="extra override")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="only rewrite the tables from the JSON"
+    )
     parser.add_argument(
         "--one", nargs=4, metavar=("DATASET", "MODEL", "SEED", "OUT"), help=argparse.SUPPRESS
     )
@@ -130,7 +152,8 @@ def main() -> None:
         return
 
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    for dataset in args.datasets.split(","):
+    datasets = [] if args.write_docs else args.datasets.split(",")
+    for dataset in datasets:
         if dataset == "amazon-beauty" and not BEAUTY.exists():
             print(f"skipping amazon-beauty: {BEAUTY} not found", file=sys.stderr)
             continue
@@ -159,6 +182,8 @@ def main() -> None:
                 ] + [record]
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(RESULTS, existing)
+    order = {name: i for i, name in enumerate(["pop", "gru4rec", "sasrec", "bert4rec"])}
+    existing.sort(key=lambda r: (r["dataset"], order.get(r["model"], 9), r["seed"]))
     write_doc(existing)
 
 
