@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from baselines import DOC, _replace_block
+
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
 from darec.training.checkpoint import atomic_write_json
@@ -75,6 +77,23 @@ def main() -> None:
     }
     atomic_write_json(RESULTS / "sasrec_vs_recbole_ml100k.json", out)
     print(json.dumps(out, indent=2))
+    _replace_block(DOC, "recbole", table(out), "# Results\n\n")
+
+
+def table(out: dict) -> str:
+    d, r = out["darec"], out["recbole"]
+    rows = [
+        "| after the same epochs | valid NDCG@10 by epoch | test HR@10 | test NDCG@10 | "
+        "test MRR@10 | wall seconds |",
+        "|---|---|---|---|---|---|",
+        f"| darec SASRec | {', '.join(f'{v:.4f}' for v in d['valid_ndcg@10_curve'])} | "
+        f"{d['test']['HR@10']:.4f} | {d['test']['NDCG@10']:.4f} | {d['test']['MRR@10']:.4f} | "
+        f"{d['seconds']:.0f} |",
+        f"| RecBole SASRec | {', '.join(f'{v:.4f}' for v in r['valid_ndcg@10_curve'])} | "
+        f"{r['test']['hit@10']:.4f} | {r['test']['ndcg@10']:.4f} | {r['test']['mrr@10']:.4f} | "
+        f"{r['seconds']:.0f} |",
+    ]
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
