@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -156,3 +156,12 @@ def interactions_frame(
             "time": pd.Series(times, dtype=np.float64),
         }
     )
+
+
+def only_file(folder: Path, matches: Callable[[Path], bool], expected: str) -> Path:
+    """The one file in ``folder`` that ``matches``; DataError naming what was found otherwise."""
+    found = sorted(p for p in folder.iterdir() if matches(p))
+    if len(found) != 1:
+        listed = ", ".join(p.name for p in found) or "none"
+        raise DataError(f"expected {expected} in the folder, found {listed}", path=folder)
+    return found[0]

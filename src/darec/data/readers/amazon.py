@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from darec.config import DataConfig
-from darec.data.readers._common import interactions_frame, iter_lines, strip_suffixes
+from darec.data.readers._common import interactions_frame, iter_lines, only_file, strip_suffixes
 from darec.data.types import RawData
 from darec.errors import DataError
 
@@ -119,15 +119,7 @@ def _files(cfg: DataConfig) -> tuple[Path, Path | None]:
     """The reviews file and the metadata file (or None)."""
     path = Path(cfg.path).expanduser()
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if is_reviews_file(p))
-        if len(found) != 1:
-            listed = ", ".join(p.name for p in found) or "none"
-            raise DataError(
-                f"expected one reviews file (*.json, *.json.gz, *.jsonl) in the folder, "
-                f"found {listed}",
-                path=path,
-            )
-        path = found[0]
+        path = only_file(path, is_reviews_file, "one reviews file (*.json, *.json.gz, *.jsonl)")
     elif not path.is_file():
         raise DataError("data path does not exist", path=path)
     if cfg.item_path:

@@ -17,6 +17,7 @@ from darec.config import DataConfig
 from darec.data.readers._common import (
     check_ids,
     interactions_frame,
+    only_file,
     parse_floats,
     parse_times,
     read_text,
@@ -118,15 +119,9 @@ def atomic_files(cfg: DataConfig) -> tuple[Path, Path | None]:
     if path.is_dir():
         inter = path / f"{path.name}.inter"
         if not inter.is_file():
-            found = sorted(path.glob("*.inter"))
-            if len(found) != 1:
-                listed = ", ".join(p.name for p in found) or "none"
-                raise DataError(
-                    f"expected {path.name}.inter or a single .inter file in the folder, "
-                    f"found {listed}",
-                    path=path,
-                )
-            inter = found[0]
+            inter = only_file(
+                path, lambda p: p.suffix == ".inter", f"{path.name}.inter or a single .inter file"
+            )
     elif path.is_file():
         inter = path
     else:
