@@ -83,6 +83,7 @@ def run_experiment(
         torch.set_num_threads(cfg.train.threads)
     dataset = load_data(cfg)
     split = leave_one_out(dataset)
+    commit = provenance()["commit"]  # the code this run starts with
     trainer = Trainer(cfg, dataset, split, run_dir, callback)
     result = trainer.fit(resume=resume, test=test)
     record = RunRecord(
@@ -96,7 +97,7 @@ def run_experiment(
         train_seconds=round(result.train_seconds, 2),
         stopped=result.stopped,
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        commit=provenance()["commit"],
+        commit=commit,
         run_dir=str(run_dir),
     )
     return result, record
