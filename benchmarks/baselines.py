@@ -117,7 +117,7 @@ def markdown(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _replace_block(path: Path, name: str, body: str, default_head: str) -> None:
+def replace_block(path: Path, name: str, body: str, default_head: str) -> None:
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     block = f"{begin}\n{body}\n{end}"
     text = path.read_text() if path.exists() else default_head
@@ -143,8 +143,8 @@ def readme_table(records: list[dict]) -> str:
 
 
 def write_doc(records: list[dict]) -> None:
-    _replace_block(DOC, "baselines", markdown(records), "# Results\n\n")
-    _replace_block(ROOT / "README.md", "readme-results", readme_table(records), "")
+    replace_block(DOC, "baselines", markdown(records), "# Results\n\n")
+    replace_block(ROOT / "README.md", "readme-results", readme_table(records), "")
 
 
 def main() -> None:

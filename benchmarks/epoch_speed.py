@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from baselines import replace_block
+
 from darec.config import Config, apply_overrides
 from darec.data.split import leave_one_out
 from darec.experiment import load_data
@@ -62,6 +64,12 @@ def main() -> None:
     }
     atomic_write_json(ROOT / "benchmarks" / "results" / "epoch_speed.json", out)
     print(out)
+    table = (
+        "| batches | seconds per epoch (2 tries) | speed-up |\n|---|---|---|\n"
+        f"| plain (padded to 50) | {', '.join(map(str, times['plain']))} | 1.00 |\n"
+        f"| length-bucketed | {', '.join(map(str, times['bucketed']))} | {out['speedup']:.2f} |"
+    )
+    replace_block(ROOT / "docs" / "results.md", "speed", table, "# Results\n\n")
 
 
 if __name__ == "__main__":

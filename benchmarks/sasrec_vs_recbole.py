@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from baselines import DOC, _replace_block
+from baselines import DOC, replace_block
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
@@ -53,7 +53,7 @@ def main() -> None:
     }
     atomic_write_json(RESULTS / "sasrec_vs_recbole_ml100k.json", out)
     print(json.dumps(out, indent=2))
-    _replace_block(DOC, "recbole", table(out), "# Results\n\n")
+    replace_block(DOC, "recbole", table(out), "# Results\n\n")
 
 
 def train(epochs: int, patience: int) -> dict:
