@@ -165,3 +165,13 @@ def only_file(folder: Path, matches: Callable[[Path], bool], expected: str) -> P
         listed = ", ".join(p.name for p in found) or "none"
         raise DataError(f"expected {expected} in the folder, found {listed}", path=folder)
     return found[0]
+
+
+def configured_item_file(item_path: str, what: str = "item file") -> Path | None:
+    """``data.item_path`` as a path (None when unset); DataError if it names no file."""
+    if not item_path:
+        return None
+    item = Path(item_path).expanduser()
+    if not item.is_file():
+        raise DataError(f"{what} (data.item_path) does not exist", path=item)
+    return item

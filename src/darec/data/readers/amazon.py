@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from darec.config import DataConfig
-from darec.data.readers._common import interactions_frame, iter_lines, only_file, strip_suffixes
+from darec.data.readers._common import (
+    configured_item_file,
+    interactions_frame,
+    iter_lines,
+    only_file,
+    strip_suffixes,
+)
 from darec.data.types import RawData
 from darec.errors import DataError
 
@@ -122,12 +128,8 @@ def _files(cfg: DataConfig) -> tuple[Path, Path | None]:
         path = only_file(path, is_reviews_file, "one reviews file (*.json, *.json.gz, *.jsonl)")
     elif not path.is_file():
         raise DataError("data path does not exist", path=path)
-    if cfg.item_path:
-        meta = Path(cfg.item_path).expanduser()
-        if not meta.is_file():
-            raise DataError("metadata file (data.item_path) does not exist", path=meta)
-        return path, meta
-    return path, _find_meta(path)
+    meta = configured_item_file(cfg.item_path, "metadata file")
+    return path, meta if meta is not None else _find_meta(path)
 
 
 def _find_meta(reviews: Path) -> Path | None:

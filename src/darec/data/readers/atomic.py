@@ -16,6 +16,7 @@ from pathlib import Path
 from darec.config import DataConfig
 from darec.data.readers._common import (
     check_ids,
+    configured_item_file,
     interactions_frame,
     only_file,
     parse_floats,
@@ -126,10 +127,8 @@ def atomic_files(cfg: DataConfig) -> tuple[Path, Path | None]:
         inter = path
     else:
         raise DataError("data path does not exist", path=path)
-    if cfg.item_path:
-        item = Path(cfg.item_path).expanduser()
-        if not item.is_file():
-            raise DataError("item file (data.item_path) does not exist", path=item)
+    item = configured_item_file(cfg.item_path)
+    if item is not None:
         return inter, item
     item_file = inter.with_suffix(".item")
     return inter, item_file if item_file.is_file() else None

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from darec.config import DataConfig
-from darec.data.readers._common import check_ids, interactions_frame, parse_times, read_text
+from darec.data.readers._common import (
+    check_ids,
+    configured_item_file,
+    interactions_frame,
+    parse_times,
+    read_text,
+)
 from darec.data.types import RawData
 from darec.errors import DataError
 
@@ -121,12 +127,7 @@ def _files(cfg: DataConfig) -> tuple[Path, Path | None]:
     path = Path(cfg.path).expanduser()
     if not path.is_file():
         raise DataError("expected a CSV/TSV file; it does not exist", path=path)
-    if not cfg.item_path:
-        return path, None
-    item = Path(cfg.item_path).expanduser()
-    if not item.is_file():
-        raise DataError("item file (data.item_path) does not exist", path=item)
-    return path, item
+    return path, configured_item_file(cfg.item_path)
 
 
 def source_files(cfg: DataConfig) -> list[Path]:
