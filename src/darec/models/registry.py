@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from darec.config import ModelConfig
+from darec.config import Config
 from darec.errors import ConfigError
-from darec.models.base import SequentialRecommender
+from darec.models.base import ModelContext, SequentialRecommender
 from darec.models.bert4rec import BERT4Rec
+from darec.models.darec import DARec
 from darec.models.gru4rec import GRU4Rec
 from darec.models.pop import Pop
 from darec.models.sasrec import SASRec
@@ -17,6 +18,7 @@ MODELS: dict[str, type[SequentialRecommender]] = {
     "gru4rec": GRU4Rec,
     "sasrec": SASRec,
     "bert4rec": BERT4Rec,
+    "darec": DARec,
 }
 
 
@@ -26,7 +28,7 @@ def check_model_name(name: str) -> None:
         raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
 
 
-def build_model(cfg: ModelConfig, num_items: int) -> SequentialRecommender:
-    """Instantiate the model named ``cfg.name`` for a catalog of ``num_items`` items."""
-    check_model_name(cfg.name)
-    return MODELS[cfg.name](cfg, num_items)
+def build_model(cfg: Config, ctx: ModelContext) -> SequentialRecommender:
+    """Instantiate the model named ``cfg.model.name`` for the data described by ``ctx``."""
+    check_model_name(cfg.model.name)
+    return MODELS[cfg.model.name].from_config(cfg, ctx)

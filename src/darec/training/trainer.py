@@ -19,8 +19,9 @@ from darec.data.split import Split
 from darec.data.types import SequenceDataset
 from darec.errors import CheckpointError, DarecError, DataError
 from darec.evaluation.evaluator import EvalResult, evaluate
-from darec.models.base import SequentialRecommender
+from darec.models.base import ModelContext, SequentialRecommender
 from darec.models.registry import build_model
+from darec.paths import cache_dir
 from darec.training.checkpoint import (
     CheckpointState,
     atomic_write_json,
@@ -110,7 +111,13 @@ class Trainer:
         self.device = torch.device(pick_device(cfg.train.device))
         # the run's explicit seed (initialisation here; batch order, dropout and sampling later)
         torch.manual_seed(cfg.train.seed)
-        self.model: SequentialRecommender = build_model(cfg.model, dataset.num_items)
+        ctx = ModelContext(
+            num_items=dataset.num_items,
+            catalog=dataset.catalog,
+            data_key=dataset.key,
+            cache_dir=cache_dir(cfg.cache_dir) if cfg.data.cache else None,
+        )
+        self.model: SequentialRecommender = build_model(cfg, ctx)
         self.model.prepare(split.train)
         self.model.to(self.device)
         self.windows, self.owners = training_windows(
@@ -167,7 +174,7 @@ class Trainer:
         self.state["saves"] += 1
         on_gpu = self.device.type == "cuda"
         state = CheckpointState(
-            model=self.model.state_dict(),
+            model=self.model.trained_state(),
             optimizer=self.optimizer.state_dict() if self.optimizer else None,
             scheduler=self.scheduler.state_dict() if self.scheduler else None,
             rng=torch.get_rng_state(),
@@ -185,7 +192,7 @@ class Trainer:
                 "same config (or train into a new folder)"
             )
         ckpt = load_checkpoint(checkpoint_path(self.run_dir, "last"))
-        self.model.load_state_dict(ckpt.model)
+        self.model.load_trained_state(ckpt.model)
         if self.optimizer is not None and ckpt.optimizer is not None:
             self.optimizer.load_state_dict(ckpt.optimizer)
         if self.scheduler is not None and ckpt.scheduler is not None:
@@ -327,7 +334,7 @@ class Trainer:
 
     def _finish(self, stopped: str, read_test: bool) -> FitResult:
         best = load_checkpoint(checkpoint_path(self.run_dir, "best"), with_training_state=False)
-        self.model.load_state_dict(best.model)
+        self.model.load_trained_state(best.model)
         valid = next(
             (h for h in reversed(self.state["history"]) if h["epoch"] == self.state["best_epoch"]),
             self.state["history"][-1] if self.state["history"] else {},
@@ -388,13 +395,11 @@ def load_trained_model(
         )
     cfg = config_from_dict(read_json(run / "config.json"))
     ids = read_json(run / "ids.json")
-    model = build_model(cfg.model, len(ids["item_ids"]) - 1)
+    model = build_model(cfg, ModelContext(num_items=len(ids["item_ids"]) - 1))
     ckpt = load_checkpoint(checkpoint_path(run, which), with_training_state=False)
-    missing, unexpected = model.load_state_dict(ckpt.model, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{run}: checkpoint does not fit model {cfg.model.name!r} "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    try:
+        model.load_trained_state(ckpt.model)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{run}: {exc}") from None
     model.eval()
     return cfg, model, ids

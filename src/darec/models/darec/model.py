@@ -1,0 +1,449 @@
+"""DARec: a frozen decoder-only LLM reads item text, adapters and special tokens adapt it to
+next-item prediction, and a jointly trained SASRec injects collaborative knowledge.
+
+One class covers every ablation (``[darec]`` config section): context masking on/off, CKI on/off
+and how the user state enters, each auxiliary task on/off with its weight, the adapter layout and
+where the trainable tokens enter the stack. See DESIGN.md ("The model") and
+:mod:`darec.models.darec.layout` for the token layout.
+
+Two equivalent ways to run the layers (equal up to float error with context masking; tested):
+
+- *item-once* (default): each distinct item of the batch is encoded once (its CF, word and ALIGN
+  tokens); every stream (SEQ) token then attends to the recorded keys/values of the items it may
+  see, gathered per step, plus the stream tokens before it;
+- *full*: every sequence's whole token stream with an explicit mask; this is also the
+  no-context-masking ablation, where item tokens see earlier items and cannot be shared.
+
+Item representations for scoring (ALIGN states) always come from an item encoded on its own, so
+the whole catalog can be scored in one matrix product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from darec.config import Config
+from darec.data.hard_negatives import cached_hard_negatives, hard_negatives
+from darec.errors import CheckpointError, ConfigError
+from darec.models.adapters import attach_adapters, first_adapted_layer, parse_layout
+from darec.models.backbone import Backbone, load_backbone, resolve_dtype
+from darec.models.base import ModelContext, SequentialRecommender, TrainBatch
+from darec.models.darec.kv import CaptureKV, PrefixKV, gather_steps
+from darec.models.darec.layout import full_layout, item_slots, stream_mask, stream_positions
+from darec.models.darec.losses import alignment_loss, hard_sample_loss
+from darec.models.item_text import tokenize_catalog
+from darec.models.layers import mask_padding_scores, next_item_loss
+from darec.models.sasrec import SASRec
+
+__all__ = ["DARec"]
+
+
+class DARec(SequentialRecommender):
+    """LLM-based sequential recommender (DARec). ``backbone`` overrides ``darec.backbone``."""
+
+    def __init__(self, cfg: Config, ctx: ModelContext, backbone: Backbone | None = None) -> None:
+        super().__init__(cfg.model, ctx.num_items)
+        d = self.dcfg = cfg.darec
+        if backbone is None:
+            from darec.paths import cache_dir
+            from darec.training.trainer import pick_device
+
+            dtype = resolve_dtype(d.compute_dtype, torch.device(pick_device(cfg.train.device)))
+            backbone = load_backbone(d.backbone, d.backbone_layers, dtype, cache_dir(cfg.cache_dir))
+        self.backbone_source = backbone.source
+        self.tokenizer = backbone.tokenizer
+        self.llm = backbone.model
+        self.layout = parse_layout(d.adapters, backbone.num_layers)
+        self.adapters = attach_adapters(self.llm, self.layout, d.adapter_dropout)
+        first = first_adapted_layer(self.layout)
+        # trainable tokens enter at the first adapted layer: below it only words run, through
+        # frozen weights, so those states never change during training
+        self.enter = 0 if d.inject_at == "input" or first is None else first
+        self.per_step = 2 if d.cki and d.cki_user == "token" else 1
+        self.cache_root = ctx.cache_dir
+        self.data_key = ctx.data_key
+
+        width, rec = backbone.hidden_size, cfg.model.hidden_size
+        self.cf = SASRec(cfg.model, ctx.num_items)  # CF model; its item table is the ID table
+        self.align_token = nn.Parameter(torch.randn(width))
+        self.seq_token = nn.Parameter(torch.randn(width))
+        self.user_token = nn.Parameter(torch.randn(width))
+        self.cf_proj = nn.Linear(rec, width)  # CF / ID vector -> CF token and SEQ summary
+        self.user_proj = nn.Linear(rec, width)  # CF user state -> SEQ input or USER token
+        self.user_head = nn.Linear(width, rec)  # final SEQ state -> user vector
+        self.text_head = nn.Linear(width, rec)  # final ALIGN state -> item text vector
+        # start from the CF model: no LLM user term and a small text term at initialisation, so
+        # with cf_residual an untrained DARec scores exactly like its (pre-trained) CF model
+        nn.init.zeros_(self.user_head.weight)
+        nn.init.zeros_(self.user_head.bias)
+        nn.init.normal_(self.text_head.weight, std=1e-4)
+        nn.init.zeros_(self.text_head.bias)
+        # final LLM states share a large common component (norm ~44 against ~1 of variation
+        # between users, ~0.2 between items, measured on SmolLM2): standardise them before the
+        # heads, SEQ states with batch statistics (running ones at evaluation), ALIGN states
+        # with the statistics of the whole catalog
+        self.seq_norm = nn.BatchNorm1d(width, affine=False)
+        if d.cf_checkpoint:
+            self._load_cf(d.cf_checkpoint, cfg)
+
+        n = ctx.num_items + 1
+        if ctx.catalog is not None:
+            tokens, lengths = tokenize_catalog(
+                ctx.catalog, backbone.tokenizer, d.item_fields, d.item_max_tokens
+            )
+        else:  # restored from a checkpoint by load_trained_state
+            tokens, lengths = torch.zeros(n, 1, dtype=torch.long), torch.zeros(n, dtype=torch.long)
+        self.item_tokens: torch.Tensor
+        self.item_lengths: torch.Tensor
+        self.hard_negatives: torch.Tensor
+        self.text_bank: torch.Tensor
+        self.enter_scale: torch.Tensor
+        self.register_buffer("item_tokens", tokens)  # (N + 1, T)
+        self.register_buffer("item_lengths", lengths)  # (N + 1,)
+        self.register_buffer("hard_negatives", torch.zeros(n, d.hard_negatives, dtype=torch.long))
+        # last known ALIGN state of every item: the catalog side of the softmax for items that
+        # are not in the current batch (items in the batch always use fresh states)
+        self.register_buffer("text_bank", torch.zeros(n, width))
+        self.register_buffer("enter_scale", torch.ones(()))
+        if ctx.catalog is not None:
+            self.enter_scale.fill_(self._entry_rms())
+        self._catalog_vectors: torch.Tensor | None = None
+        self._entry_words: torch.Tensor | None = None  # (N + 1, T, D) see entry_words()
+
+    @classmethod
+    def from_config(cls, cfg: Config, ctx: ModelContext) -> DARec:
+        return cls(cfg, ctx)
+
+    # ------------------------------------------------------------------ setup
+
+    def _load_cf(self, run_dir: str, cfg: Config) -> None:
+        from darec.training.trainer import load_trained_model
+
+        cf_cfg, cf_model, _ = load_trained_model(run_dir)
+        if cf_cfg.model.name != "sasrec" or cf_model.num_items != self.num_items:
+            raise ConfigError(
+                f"darec.cf_checkpoint {run_dir!r} must be a SASRec run on the same items "
+                f"(got model {cf_cfg.model.name!r} with {cf_model.num_items} items, "
+                f"expected sasrec with {self.num_items})"
+            )
+        if cf_cfg.model.hidden_size != cfg.model.hidden_size:
+            raise ConfigError(
+                f"darec.cf_checkpoint {run_dir!r} has model.hidden_size "
+                f"{cf_cfg.model.hidden_size}; set model.hidden_size to match"
+            )
+        self.cf.load_state_dict(cf_model.state_dict())
+        if self.dcfg.cf_frozen:
+            self.cf.requires_grad_(False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.llm.embed_tokens.weight.dtype
+
+    def train(self, mode: bool = True) -> DARec:
+        super().train(mode)
+        if self.dcfg.cf_frozen:
+            self.cf.eval()
+        if mode:
+            self._catalog_vectors = None  # parameters are about to change
+        return self
+
+    def prepare(self, train_sequences: list[np.ndarray]) -> None:
+        """Hard negatives (cached with the dataset) and a first catalog pass for the bank."""
+        was_training = self.training
+        self.eval()  # no dropout: the same states (and RNG draws) whether or not cached
+        if self.dcfg.hard:
+            self.hard_negatives.copy_(self._hard_negatives(train_sequences))
+        with torch.no_grad():
+            self.text_bank.copy_(self._encode_catalog())
+        self.train(was_training)
+
+    def _hard_negatives(self, train_sequences: list[np.ndarray]) -> torch.Tensor:
+        d = self.dcfg
+        spec = {
+            "data": self.data_key,
+            "backbone": self.backbone_source,
+            "layers": len(self.llm.layers),
+            "fields": list(d.item_fields),
+            "max_tokens": d.item_max_tokens,
+            "k": d.hard_negatives,
+            "tokens": hashlib.sha256(self.item_tokens.cpu().numpy().tobytes()).hexdigest(),
+        }
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
+
+        def compute() -> torch.Tensor:
+            with torch.no_grad():
+                emb = self._text_embeddings().cpu()
+            return hard_negatives(emb, train_sequences, d.hard_negatives)
+
+        cache = Path(self.cache_root) if self.cache_root and self.data_key else None
+        return cached_hard_negatives(cache, key, compute).to(self.item_tokens.device)
+
+    def _text_embeddings(self) -> torch.Tensor:
+        """(N + 1, D) mean of each item's final word states in the frozen backbone (0: no text)."""
+        out = torch.zeros(self.num_items + 1, self.llm.config.hidden_size)
+        for lo in range(0, self.num_items + 1, self.dcfg.item_batch_size):
+            items = torch.arange(lo, min(self.num_items + 1, lo + self.dcfg.item_batch_size))
+            items = items.to(self.item_tokens.device)
+            lengths = self.item_lengths[items]
+            h = self._words(self.item_tokens[items], lengths, len(self.llm.layers))
+            h = self.llm.norm(h).float()
+            valid = (torch.arange(h.shape[1], device=h.device)[None] < lengths[:, None]).float()
+            out[items.cpu()] = (
+                (h * valid[..., None]).sum(1) / valid.sum(1).clamp(min=1)[:, None]
+            ).cpu()
+        return out
+
+    def _entry_rms(self) -> float:
+        """Typical size of a word's hidden state where the trainable tokens enter."""
+        with torch.no_grad():
+            items = torch.nonzero(self.item_lengths > 0).flatten()[:256]
+            if len(items) == 0:
+                return float(self.llm.embed_tokens.weight.float().pow(2).mean().sqrt())
+            lengths = self.item_lengths[items]
+            h = self._words(self.item_tokens[items], lengths, self.enter).float()
+            valid = torch.arange(h.shape[1])[None] < lengths[:, None]
+            return float(h[valid].pow(2).mean().sqrt())
+
+    # ------------------------------------------------------------------ the layers
+
+    def _words(self, tokens: torch.Tensor, lengths: torch.Tensor, upto: int) -> torch.Tensor:
+        """Word states (U, T, D) after the first ``upto`` layers, items encoded alone."""
+        h = self.llm.embed_tokens(tokens)  # (U, T, D)
+        if upto == 0:
+            return h
+        width = tokens.shape[1]
+        slots = item_slots(lengths, width, has_cf=False)
+        words = slice(1, width + 1)
+        mask = slots.mask[:, :, words, words]  # (U, 1, T, T)
+        rope = self.llm.rotary_emb(h, slots.positions[:, words])
+        with torch.no_grad():
+            for layer in self.llm.layers[:upto]:
+                h = layer(h, attention_mask=mask, position_embeddings=rope)
+        return h
+
+    def entry_words(self, items: torch.Tensor) -> torch.Tensor:
+        """Word states (U, T, D) of ``items`` where the trainable tokens enter the stack.
+
+        Below the entry layer everything is frozen and only an item's own words run, so with
+        ``darec.cache_frozen`` these states are computed once for the whole catalog and reused
+        by every step (frozen layers then cost nothing after the first pass)."""
+        if self.enter == 0 or not self.dcfg.cache_frozen:
+            return self._words(self.item_tokens[items], self.item_lengths[items], self.enter)
+        if self._entry_words is None:
+            step = self.dcfg.item_batch_size
+            chunks = []
+            for lo in range(0, self.num_items + 1, step):
+                rows = torch.arange(lo, min(self.num_items + 1, lo + step), device=items.device)
+                with torch.no_grad():
+                    chunks.append(
+                        self._words(self.item_tokens[rows], self.item_lengths[rows], self.enter)
+                    )
+            self._entry_words = torch.cat(chunks)
+        return self._entry_words[items]
+
+    def _enter_tokens(self, v: torch.Tensor) -> torch.Tensor:
+        """Trainable fp32 vectors -> backbone dtype, at the hidden-state scale of the entry."""
+        return (F.rms_norm(v, (v.shape[-1],)) * self.enter_scale).to(self.dtype)
+
+    def _encode_items(self, items: torch.Tensor, capture: bool) -> tuple[torch.Tensor, CaptureKV]:
+        """Encode items (U,) on their own: final ALIGN states (U, D) fp32 and, with ``capture``,
+        every layer's keys/values of their ``[CF, words, ALIGN]`` slots."""
+        tokens, lengths = self.item_tokens[items], self.item_lengths[items]
+        width = tokens.shape[1]
+        slots = item_slots(lengths, width, has_cf=self.dcfg.cki)
+        words = self.entry_words(items)  # (U, T, D)
+        cf = self._enter_tokens(self.cf_proj(self.cf.item_embedding(items)))  # (U, D)
+        align = self._enter_tokens(self.align_token).expand(len(items), -1)  # (U, D)
+        h = torch.cat([cf[:, None], words, align[:, None]], dim=1)  # (U, T + 2, D)
+        rope = self.llm.rotary_emb(h, slots.positions)
+        kv = CaptureKV()
+        for layer in self.llm.layers[self.enter :]:
+            h = layer(h, attention_mask=slots.mask, position_embeddings=rope, cache=kv)
+        if not capture:
+            kv.layers.clear()
+        return self.llm.norm(h[:, -1]).float(), kv
+
+    def _stream_inputs(self, history: torch.Tensor) -> torch.Tensor:
+        """(B, L * S, D) stream tokens: SEQ_t = SEQ + item t's CF vector (+ the CF user state)."""
+        b, length = history.shape
+        seq = self.seq_token + self.cf_proj(self.cf.item_embedding(history))  # (B, L, D)
+        d = self.dcfg
+        if d.cki and d.cki_user != "none":
+            user = self.user_proj(self.cf(history))  # (B, L, D) CF state after step t
+            if d.cki_user == "add":
+                seq = seq + user
+            else:  # its own token just before SEQ_t
+                seq = torch.stack([self.user_token + user, seq], dim=2).reshape(
+                    b, -1, seq.shape[-1]
+                )
+        return self._enter_tokens(seq)
+
+    def _seq_item_once(
+        self, history: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final SEQ states (B, L, D) and ALIGN states of ``items`` (sorted, covering history)."""
+        align, kv = self._encode_items(items, capture=True)
+        index = torch.searchsorted(items, history)  # (B, L) row of each step's item
+        width = self.item_tokens.shape[1]
+        slots = item_slots(self.item_lengths[items], width, has_cf=self.dcfg.cki)
+        step_valid = history > 0
+        mask = stream_mask(step_valid, slots.valid[index], self.per_step)
+        x = self._stream_inputs(history)  # (B, L * S, D)
+        positions = stream_positions(step_valid, width, self.per_step)
+        rope = self.llm.rotary_emb(x, positions)
+        prefix = PrefixKV(
+            {i: (gather_steps(k, index), gather_steps(v, index)) for i, (k, v) in kv.layers.items()}
+        )
+        for layer in self.llm.layers[self.enter :]:
+            x = layer(x, attention_mask=mask, position_embeddings=rope, cache=prefix)
+        seq = self.llm.norm(x[:, self.per_step - 1 :: self.per_step]).float()  # (B, L, D)
+        return seq, align
+
+    def full_states(self, history: torch.Tensor) -> torch.Tensor:
+        """Final states (B, L, T + 2 + S, D) of every token slot, running every sequence's whole
+        token stream: per step ``[CF, w_1..w_T, ALIGN, stream tokens]``."""
+        b, length = history.shape
+        tokens, lengths = self.item_tokens[history], self.item_lengths[history]  # (B, L, T)
+        width = tokens.shape[2]
+        slots = item_slots(lengths.flatten(), width, has_cf=self.dcfg.cki)
+        item_valid = slots.valid.reshape(b, length, width + 2)
+        item_pos = slots.positions.reshape(b, length, width + 2)
+        layout = full_layout(
+            history > 0, item_valid, item_pos, self.per_step, self.dcfg.context_masking
+        )
+        dim = self.llm.config.hidden_size
+        per = width + 2 + self.per_step
+        h = torch.zeros(b, length, per, dim, dtype=self.dtype, device=history.device)
+        h[:, :, 1 : width + 1] = self.llm.embed_tokens(tokens)
+        h = h.reshape(b, length * per, dim)
+        rope = self.llm.rotary_emb(h, layout.positions)
+        if self.enter:
+            with torch.no_grad():
+                for layer in self.llm.layers[: self.enter]:
+                    h = layer(h, attention_mask=layout.word_mask, position_embeddings=rope)
+        cf = self._enter_tokens(self.cf_proj(self.cf.item_embedding(history)))  # (B, L, D)
+        align = self._enter_tokens(self.align_token).expand(b, length, -1)
+        stream = self._stream_inputs(history).reshape(b, length, self.per_step, dim)
+        h = h.reshape(b, length, per, dim)
+        h = torch.cat([cf[:, :, None], h[:, :, 1 : width + 1], align[:, :, None], stream], dim=2)
+        h = h.reshape(b, length * per, dim)
+        for layer in self.llm.layers[self.enter :]:
+            h = layer(h, attention_mask=layout.mask, position_embeddings=rope)
+        return self.llm.norm(h.reshape(b, length, per, dim)).float()
+
+    def sequence_states(
+        self, history: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final SEQ states (B, L, D) of ``history`` and fresh ALIGN states of ``items``."""
+        if self.dcfg.context_masking and self.dcfg.item_once:
+            return self._seq_item_once(history, items)
+        align, _ = self._encode_items(items, capture=False)
+        return self.full_states(history)[:, :, -1], align  # SEQ is each step's last slot
+
+    def _user_vectors(self, seq: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """(B, L, R) user vectors from final SEQ states (+ the CF user state with cf_residual)."""
+        valid = history > 0
+        normed = torch.zeros_like(seq)
+        if bool(valid.any()):
+            normed[valid] = self.seq_norm(seq[valid])
+        user = self.user_head(normed)
+        if self.dcfg.cki and self.dcfg.cf_residual:
+            user = user + self.cf(history)
+        return user
+
+    # ------------------------------------------------------------------ training
+
+    def loss(self, batch: TrainBatch) -> torch.Tensor:
+        d = self.dcfg
+        history, targets = batch.inputs, batch.targets
+        items = torch.unique(torch.cat([history.flatten(), targets.flatten()]))  # sorted
+        seq, align = self.sequence_states(history, items)
+        user = self._user_vectors(seq, history)  # (B, L, R)
+        with torch.no_grad():
+            self.text_bank[items] = align.detach()
+        mean, std = _catalog_stats(self.text_bank)
+        text_all = self.text_head((self.text_bank - mean) / std)  # (N + 1, R); stale rows
+        text_items = self.text_head((align - mean) / std)  # (U, R) fresh rows
+        text_all = text_all.index_put((items,), text_items)
+        ids = self.cf.item_embedding.weight  # (N + 1, R)
+        loss = d.next_item_weight * next_item_loss(user, targets, ids + text_all, "ce")
+        real = items > 0
+        if d.align and d.align_weight:
+            loss = loss + d.align_weight * alignment_loss(
+                text_items[real], ids[items[real]], d.temperature
+            )
+        if d.hard and d.hard_weight:
+            negatives = self.hard_negatives[items[real]]  # (U, K)
+            loss = loss + d.hard_weight * hard_sample_loss(
+                text_items[real], ids[items[real]], ids[negatives], negatives, d.temperature
+            )
+        if d.cki and not d.cf_frozen and d.cf_loss_weight:
+            loss = loss + d.cf_loss_weight * self.cf.loss(batch)
+        return loss
+
+    # ------------------------------------------------------------------ scoring
+
+    def _encode_catalog(self) -> torch.Tensor:
+        """ALIGN states (N + 1, D) of every item, in chunks of ``darec.item_batch_size``."""
+        out = torch.zeros_like(self.text_bank)
+        step = self.dcfg.item_batch_size
+        for lo in range(0, self.num_items + 1, step):
+            items = torch.arange(lo, min(self.num_items + 1, lo + step), device=out.device)
+            out[items] = self._encode_items(items, capture=False)[0]
+        return out
+
+    def catalog_vectors(self) -> torch.Tensor:
+        """(N + 1, R) item vectors (ID embedding + projected ALIGN state), cached until training
+        resumes."""
+        if self._catalog_vectors is None:
+            with torch.no_grad():
+                align = self._encode_catalog()
+                mean, std = _catalog_stats(align)
+                text = self.text_head((align - mean) / std)
+                self._catalog_vectors = self.cf.item_embedding.weight + text
+        return self._catalog_vectors
+
+    def encode_users(self, history: torch.Tensor) -> torch.Tensor:
+        history = history[:, -self.cfg.max_seq_len :]
+        seq, _ = self.sequence_states(history, torch.unique(history))
+        return self._user_vectors(seq, history)[:, -1]  # (B, R)
+
+    def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        scores = state @ self.catalog_vectors()[items].T  # (B, C)
+        return mask_padding_scores(scores, items)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """Everything but the frozen backbone weights (referenced by config, never copied)."""
+        frozen = {f"llm.{n}" for n, p in self.llm.named_parameters() if not p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k not in frozen}
+
+    def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
+        for name in ("item_tokens", "item_lengths", "hard_negatives", "text_bank"):
+            if name in state:
+                setattr(self, name, torch.empty_like(state[name], device=self.item_tokens.device))
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        frozen = {f"llm.{n}" for n, p in self.llm.named_parameters() if not p.requires_grad}
+        missing = [k for k in missing if k not in frozen]
+        if missing or unexpected:
+            raise CheckpointError(
+                f"checkpoint does not fit this DARec (missing {missing[:3]}, "
+                f"unexpected {unexpected[:3]}); was it trained with another [darec] config?"
+            )
+        self._catalog_vectors = None
+        self._entry_words = None  # the item tokens may have changed
+
+
+def _catalog_stats(states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and standard deviation (D,) of item states (N + 1, D), padding row
+    excluded, as constants."""
+    real = states[1:].detach()
+    return real.mean(0), real.std(0) + 1e-5
