@@ -83,13 +83,8 @@ class DARec(SequentialRecommender):
         # with cf_residual an untrained DARec scores exactly like its (pre-trained) CF model
         nn.init.zeros_(self.user_head.weight)
         nn.init.zeros_(self.user_head.bias)
-        nn.init.normal_(self.text_head.weight, std=1e-4)
+        nn.init.normal_(self.text_head.weight, std=1e-3)
         nn.init.zeros_(self.text_head.bias)
-        # final LLM states share a large common component (norm ~44 against ~1 of variation
-        # between users, ~0.2 between items, measured on SmolLM2): standardise them before the
-        # heads, SEQ states with batch statistics (running ones at evaluation), ALIGN states
-        # with the statistics of the whole catalog
-        self.seq_norm = nn.BatchNorm1d(width, affine=False)
         if d.cf_checkpoint:
             self._load_cf(d.cf_checkpoint, cfg)
 
@@ -349,11 +344,7 @@ class DARec(SequentialRecommender):
 
     def _user_vectors(self, seq: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """(B, L, R) user vectors from final SEQ states (+ the CF user state with cf_residual)."""
-        valid = history > 0
-        normed = torch.zeros_like(seq)
-        if bool(valid.any()):
-            normed[valid] = self.seq_norm(seq[valid])
-        user = self.user_head(normed)
+        user = self.user_head(seq)
         if self.dcfg.cki and self.dcfg.cf_residual:
             user = user + self.cf(history)
         return user
@@ -368,9 +359,8 @@ class DARec(SequentialRecommender):
         user = self._user_vectors(seq, history)  # (B, L, R)
         with torch.no_grad():
             self.text_bank[items] = align.detach()
-        mean, std = _catalog_stats(self.text_bank)
-        text_all = self.text_head((self.text_bank - mean) / std)  # (N + 1, R); stale rows
-        text_items = self.text_head((align - mean) / std)  # (U, R) fresh rows
+        text_all = self.text_head(self.text_bank)  # (N + 1, R); stale rows carry no state grad
+        text_items = self.text_head(align)  # (U, R) fresh rows
         text_all = text_all.index_put((items,), text_items)
         ids = self.cf.item_embedding.weight  # (N + 1, R)
         loss = d.next_item_weight * next_item_loss(user, targets, ids + text_all, "ce")
@@ -405,8 +395,7 @@ class DARec(SequentialRecommender):
         if self._catalog_vectors is None:
             with torch.no_grad():
                 align = self._encode_catalog()
-                mean, std = _catalog_stats(align)
-                text = self.text_head((align - mean) / std)
+                text = self.text_head(align)
                 self._catalog_vectors = self.cf.item_embedding.weight + text
         return self._catalog_vectors
 
@@ -441,9 +430,3 @@ class DARec(SequentialRecommender):
         self._catalog_vectors = None
         self._entry_words = None  # the item tokens may have changed
 
-
-def _catalog_stats(states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and standard deviation (D,) of item states (N + 1, D), padding row
-    excluded, as constants."""
-    real = states[1:].detach()
-    return real.mean(0), real.std(0) + 1e-5

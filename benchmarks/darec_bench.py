@@ -6,8 +6,8 @@ selection on validation NDCG@10, one test read. The SASRec row is trained first 
 baselines' settings; the DARec variants start their CF model from it (frozen), except
 ``no-cki``, which has no CF model at all.
 
-    python benchmarks/darec.py                          # all variants (about an hour)
-    python benchmarks/darec.py --variants darec,no-cki
+    python benchmarks/darec_bench.py                          # all variants (about an hour)
+    python benchmarks/darec_bench.py --variants darec,no-cki
 
 Records (same schema as baselines.json) go to ``benchmarks/results/darec.json``; a table to
 ``docs/results.md``.
