@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from baselines import markdown, replace_block
+from baselines import markdown, readme_table, replace_block
 
 from darec.experiment import DEMO_MODELS
 from darec.training.checkpoint import atomic_write_json
@@ -81,6 +81,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cf-run", default="", help="SASRec run folder to reuse or create")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="only rewrite the tables from the JSON"
+    )
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -88,8 +91,8 @@ def main() -> None:
         run_one(variant, args.seed, Path(cf_run), Path(out))
         return
     cf_run = Path(args.cf_run or tempfile.mkdtemp(prefix="darec-cf-")) / "sasrec"
-    variants = args.variants.split(",")
-    if not (cf_run / "metrics.json").exists() and "sasrec" not in variants:
+    variants = [] if args.write_docs else args.variants.split(",")
+    if variants and not (cf_run / "metrics.json").exists() and "sasrec" not in variants:
         variants.insert(0, "sasrec")  # every DARec variant but no-cki needs it
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     for variant in variants:
@@ -103,7 +106,10 @@ def main() -> None:
         ] + [record]
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(RESULTS, existing)
+    order = {name: i for i, name in enumerate(["sasrec", "darec"])}
+    existing.sort(key=lambda r: (order.get(r["model"], 9), r["model"]))
     replace_block(DOC, "darec", markdown(existing), "# Results\n\n")
+    replace_block(ROOT / "README.md", "readme-darec", readme_table(existing), "")
 
 
 if __name__ == "__main__":

@@ -126,3 +126,23 @@ def test_resume_after_interrupt_is_exact(
     assert [h["NDCG@10"] for h in resumed.history] == pytest.approx(
         [h["NDCG@10"] for h in straight.history], abs=1e-6
     )
+
+
+def test_pretrained_frozen_cf_model(tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path) -> None:
+    import shutil
+
+    cache = tmp_path / "cache"
+    sasrec_cfg = tiny_config(tiny_data, cache, "model.name=sasrec", "train.epochs=2")
+    run_experiment(sasrec_cfg, tmp_path / "sasrec")
+    _, sasrec, _ = load_trained_model(tmp_path / "sasrec")
+    sets = [
+        *darec_sets(tiny_llm_dir),
+        f"darec.cf_checkpoint={tmp_path / 'sasrec'}",
+        "darec.cf_frozen=true",
+        "train.epochs=1",
+    ]
+    run_experiment(tiny_config(tiny_data, cache, *sets), tmp_path / "darec")
+    shutil.rmtree(tmp_path / "sasrec")  # the DARec run carries its CF model
+    _, darec, _ = load_trained_model(tmp_path / "darec")
+    for name, value in sasrec.state_dict().items():
+        assert torch.equal(darec.cf.state_dict()[name], value), name

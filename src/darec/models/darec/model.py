@@ -85,8 +85,10 @@ class DARec(SequentialRecommender):
         nn.init.zeros_(self.user_head.bias)
         nn.init.normal_(self.text_head.weight, std=1e-3)
         nn.init.zeros_(self.text_head.bias)
-        if d.cf_checkpoint:
+        if d.cf_checkpoint and ctx.catalog is not None:  # a restored model has it already
             self._load_cf(d.cf_checkpoint, cfg)
+        if d.cf_frozen:
+            self.cf.requires_grad_(False)
 
         n = ctx.num_items + 1
         if ctx.catalog is not None:
@@ -134,8 +136,6 @@ class DARec(SequentialRecommender):
                 f"{cf_cfg.model.hidden_size}; set model.hidden_size to match"
             )
         self.cf.load_state_dict(cf_model.state_dict())
-        if self.dcfg.cf_frozen:
-            self.cf.requires_grad_(False)
 
     @property
     def dtype(self) -> torch.dtype:
