@@ -429,4 +429,3 @@ class DARec(SequentialRecommender):
             )
         self._catalog_vectors = None
         self._entry_words = None  # the item tokens may have changed
-
