@@ -241,6 +241,8 @@ class DARec(SequentialRecommender):
                         self._words(self.item_tokens[rows], self.item_lengths[rows], self.enter)
                     )
             self._entry_words = torch.cat(chunks)
+        if self._entry_words.device != items.device:  # built before the model was moved
+            self._entry_words = self._entry_words.to(items.device)
         return self._entry_words[items]
 
     def _enter_tokens(self, v: torch.Tensor) -> torch.Tensor:
