@@ -31,7 +31,6 @@ def main() -> None:
     valid = leave_one_out(load_data(cfg)).valid
 
     def ndcg() -> float:
-        model._catalog_vectors = None  # item vectors depend on text_head
         return evaluate(model, valid, cfg.eval, cfg.model.max_seq_len).metrics["NDCG@10"]
 
     out = {"trained": ndcg()}

@@ -87,6 +87,17 @@ class _EntryError(Exception):
     """A problem inside one entry; :func:`parse_layout` adds where it is."""
 
 
+def _positive_int(text: str, what: str) -> int:
+    """``text`` as an integer >= 1; ``what`` names it in the error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise _EntryError(f"{what} is {text.strip()!r}, not an integer") from None
+    if value < 1:
+        raise _EntryError(f"{what} must be >= 1, got {value}")
+    return value
+
+
 def _parse_spec(token: str) -> SlotSpec:
     kind, sep, size_text = token.partition(":")
     kind = kind.strip().lower()
@@ -101,13 +112,7 @@ def _parse_spec(token: str) -> SlotSpec:
         return SlotSpec(kind)
     if not sep:
         raise _EntryError(f"adapter type {kind!r} needs a size, as in '{kind}:16'")
-    try:
-        size = int(size_text)
-    except ValueError:
-        raise _EntryError(f"size {size_text.strip()!r} of {kind!r} is not an integer") from None
-    if size < 1:
-        raise _EntryError(f"size of {kind!r} must be >= 1, got {size}")
-    return SlotSpec(kind, size)
+    return SlotSpec(kind, _positive_int(size_text, f"size of {kind!r}"))
 
 
 def _parse_layer(body: str) -> LayerAdapters:
@@ -122,14 +127,7 @@ def _parse_layer(body: str) -> LayerAdapters:
 
 def _parse_entry(entry: str) -> tuple[LayerAdapters, int]:
     body, star, count_text = entry.partition("*")
-    count = 1
-    if star:
-        try:
-            count = int(count_text)
-        except ValueError:
-            raise _EntryError(f"repeat {count_text.strip()!r} is not an integer") from None
-        if count < 1:
-            raise _EntryError(f"repeat must be >= 1, got {count}")
+    count = _positive_int(count_text, "repeat") if star else 1
     return _parse_layer(body), count
 
 

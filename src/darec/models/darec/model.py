@@ -111,7 +111,8 @@ class DARec(SequentialRecommender):
         self.register_buffer("enter_scale", torch.ones(()))
         if ctx.catalog is not None:
             self.enter_scale.fill_(self._entry_rms())
-        self._catalog_vectors: torch.Tensor | None = None
+        # item vectors for scoring, with the parameter versions they were computed from
+        self._catalog: tuple[tuple[int, ...], torch.Tensor] | None = None
         self._entry_words: torch.Tensor | None = None  # (N + 1, T, D) see entry_words()
 
     @classmethod
@@ -145,8 +146,6 @@ class DARec(SequentialRecommender):
         super().train(mode)
         if self.dcfg.cf_frozen:
             self.cf.eval()
-        if mode:
-            self._catalog_vectors = None  # parameters are about to change
         return self
 
     def prepare(self, train_sequences: list[np.ndarray]) -> None:
@@ -267,13 +266,17 @@ class DARec(SequentialRecommender):
             kv.layers.clear()
         return self.llm.norm(h[:, -1]).float(), kv
 
-    def _stream_inputs(self, history: torch.Tensor) -> torch.Tensor:
+    def _cf_states(self, history: torch.Tensor) -> torch.Tensor | None:
+        """The CF model's user states (B, L, R) after each step; None without CKI."""
+        return self.cf(history) if self.dcfg.cki else None
+
+    def _stream_inputs(self, history: torch.Tensor, cf_states: torch.Tensor | None) -> torch.Tensor:
         """(B, L * S, D) stream tokens: SEQ_t = SEQ + item t's CF vector (+ the CF user state)."""
         b, length = history.shape
         seq = self.seq_token + self.cf_proj(self.cf.item_embedding(history))  # (B, L, D)
         d = self.dcfg
-        if d.cki and d.cki_user != "none":
-            user = self.user_proj(self.cf(history))  # (B, L, D) CF state after step t
+        if cf_states is not None and d.cki_user != "none":
+            user = self.user_proj(cf_states)  # (B, L, D) CF state after step t
             if d.cki_user == "add":
                 seq = seq + user
             else:  # its own token just before SEQ_t
@@ -283,7 +286,7 @@ class DARec(SequentialRecommender):
         return self._enter_tokens(seq)
 
     def _seq_item_once(
-        self, history: torch.Tensor, items: torch.Tensor
+        self, history: torch.Tensor, items: torch.Tensor, cf_states: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Final SEQ states (B, L, D) and ALIGN states of ``items`` (sorted, covering history)."""
         align, kv = self._encode_items(items, capture=True)
@@ -292,7 +295,9 @@ class DARec(SequentialRecommender):
         slots = item_slots(self.item_lengths[items], width, has_cf=self.dcfg.cki)
         step_valid = history > 0
         mask = stream_mask(step_valid, slots.valid[index], self.per_step)
-        x = self._stream_inputs(history)  # (B, L * S, D)
+        if cf_states is None:
+            cf_states = self._cf_states(history)
+        x = self._stream_inputs(history, cf_states)  # (B, L * S, D)
         positions = stream_positions(step_valid, width, self.per_step)
         rope = self.llm.rotary_emb(x, positions)
         prefix = PrefixKV(
@@ -303,7 +308,9 @@ class DARec(SequentialRecommender):
         seq = self.llm.norm(x[:, self.per_step - 1 :: self.per_step]).float()  # (B, L, D)
         return seq, align
 
-    def full_states(self, history: torch.Tensor) -> torch.Tensor:
+    def full_states(
+        self, history: torch.Tensor, cf_states: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Final states (B, L, T + 2 + S, D) of every token slot, running every sequence's whole
         token stream: per step ``[CF, w_1..w_T, ALIGN, stream tokens]``."""
         b, length = history.shape
@@ -327,7 +334,9 @@ class DARec(SequentialRecommender):
                     h = layer(h, attention_mask=layout.word_mask, position_embeddings=rope)
         cf = self._enter_tokens(self.cf_proj(self.cf.item_embedding(history)))  # (B, L, D)
         align = self._enter_tokens(self.align_token).expand(b, length, -1)
-        stream = self._stream_inputs(history).reshape(b, length, self.per_step, dim)
+        if cf_states is None:
+            cf_states = self._cf_states(history)
+        stream = self._stream_inputs(history, cf_states).reshape(b, length, self.per_step, dim)
         h = h.reshape(b, length, per, dim)
         h = torch.cat([cf[:, :, None], h[:, :, 1 : width + 1], align[:, :, None], stream], dim=2)
         h = h.reshape(b, length * per, dim)
@@ -336,19 +345,22 @@ class DARec(SequentialRecommender):
         return self.llm.norm(h.reshape(b, length, per, dim)).float()
 
     def sequence_states(
-        self, history: torch.Tensor, items: torch.Tensor
+        self, history: torch.Tensor, items: torch.Tensor, cf_states: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final SEQ states (B, L, D) of ``history`` and fresh ALIGN states of ``items``."""
-        if self.dcfg.context_masking and self.dcfg.item_once:
-            return self._seq_item_once(history, items)
-        align, _ = self._encode_items(items, capture=False)
-        return self.full_states(history)[:, :, -1], align  # SEQ is each step's last slot
+        """Final SEQ states (B, L, D) of ``history`` and fresh ALIGN states of ``items``.
 
-    def _user_vectors(self, seq: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        ``cf_states``: the CF model's states of ``history`` if the caller has them already."""
+        if self.dcfg.context_masking and self.dcfg.item_once:
+            return self._seq_item_once(history, items, cf_states)
+        align, _ = self._encode_items(items, capture=False)
+        seq = self.full_states(history, cf_states)[:, :, -1]  # SEQ is each step's last slot
+        return seq, align
+
+    def _user_vectors(self, seq: torch.Tensor, cf_states: torch.Tensor | None) -> torch.Tensor:
         """(B, L, R) user vectors from final SEQ states (+ the CF user state with cf_residual)."""
         user = self.user_head(seq)
-        if self.dcfg.cki and self.dcfg.cf_residual:
-            user = user + self.cf(history)
+        if cf_states is not None and self.dcfg.cf_residual:
+            user = user + cf_states
         return user
 
     # ------------------------------------------------------------------ training
@@ -357,8 +369,9 @@ class DARec(SequentialRecommender):
         d = self.dcfg
         history, targets = batch.inputs, batch.targets
         items = torch.unique(torch.cat([history.flatten(), targets.flatten()]))  # sorted
-        seq, align = self.sequence_states(history, items)
-        user = self._user_vectors(seq, history)  # (B, L, R)
+        cf_states = self._cf_states(history)  # one CF forward serves all three uses
+        seq, align = self.sequence_states(history, items, cf_states)
+        user = self._user_vectors(seq, cf_states)  # (B, L, R)
         with torch.no_grad():
             self.text_bank[items] = align.detach()
         text_all = self.text_head(self.text_bank)  # (N + 1, R); stale rows carry no state grad
@@ -376,8 +389,9 @@ class DARec(SequentialRecommender):
             loss = loss + d.hard_weight * hard_sample_loss(
                 text_items[real], ids[items[real]], ids[negatives], negatives, d.temperature
             )
-        if d.cki and not d.cf_frozen and d.cf_loss_weight:
-            loss = loss + d.cf_loss_weight * self.cf.loss(batch)
+        if cf_states is not None and not d.cf_frozen and d.cf_loss_weight:
+            cf_loss = next_item_loss(cf_states, targets, ids, self.cf.cfg.loss)  # = cf.loss
+            loss = loss + d.cf_loss_weight * cf_loss
         return loss
 
     # ------------------------------------------------------------------ scoring
@@ -392,19 +406,20 @@ class DARec(SequentialRecommender):
         return out
 
     def catalog_vectors(self) -> torch.Tensor:
-        """(N + 1, R) item vectors (ID embedding + projected ALIGN state), cached until training
-        resumes."""
-        if self._catalog_vectors is None:
+        """(N + 1, R) item vectors (ID embedding + projected ALIGN state), recomputed only when a
+        parameter has changed since (any in-place update bumps its version counter)."""
+        key = tuple(p._version for p in self.parameters())
+        if self._catalog is None or self._catalog[0] != key:
             with torch.no_grad():
-                align = self._encode_catalog()
-                text = self.text_head(align)
-                self._catalog_vectors = self.cf.item_embedding.weight + text
-        return self._catalog_vectors
+                text = self.text_head(self._encode_catalog())
+                self._catalog = (key, self.cf.item_embedding.weight + text)
+        return self._catalog[1]
 
     def encode_users(self, history: torch.Tensor) -> torch.Tensor:
         history = history[:, -self.cfg.max_seq_len :]
-        seq, _ = self.sequence_states(history, torch.unique(history))
-        return self._user_vectors(seq, history)[:, -1]  # (B, R)
+        cf_states = self._cf_states(history)
+        seq, _ = self.sequence_states(history, torch.unique(history), cf_states)
+        return self._user_vectors(seq, cf_states)[:, -1]  # (B, R)
 
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         scores = state @ self.catalog_vectors()[items].T  # (B, C)
@@ -412,9 +427,13 @@ class DARec(SequentialRecommender):
 
     # ------------------------------------------------------------------ checkpoints
 
+    def _frozen_keys(self) -> set[str]:
+        """State-dict names of the frozen backbone weights."""
+        return {f"llm.{n}" for n, p in self.llm.named_parameters() if not p.requires_grad}
+
     def trained_state(self) -> dict[str, torch.Tensor]:
         """Everything but the frozen backbone weights (referenced by config, never copied)."""
-        frozen = {f"llm.{n}" for n, p in self.llm.named_parameters() if not p.requires_grad}
+        frozen = self._frozen_keys()
         return {k: v for k, v in self.state_dict().items() if k not in frozen}
 
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
@@ -422,12 +441,11 @@ class DARec(SequentialRecommender):
             if name in state:
                 setattr(self, name, torch.empty_like(state[name], device=self.item_tokens.device))
         missing, unexpected = self.load_state_dict(state, strict=False)
-        frozen = {f"llm.{n}" for n, p in self.llm.named_parameters() if not p.requires_grad}
+        frozen = self._frozen_keys()
         missing = [k for k in missing if k not in frozen]
         if missing or unexpected:
             raise CheckpointError(
                 f"checkpoint does not fit this DARec (missing {missing[:3]}, "
                 f"unexpected {unexpected[:3]}); was it trained with another [darec] config?"
             )
-        self._catalog_vectors = None
         self._entry_words = None  # the item tokens may have changed
