@@ -66,6 +66,31 @@ def test_cli_train_evaluate_recommend(tiny_data: Path, tmp_path: Path, tiny_llm_
     out = runner.invoke(app, ["recommend", str(run), "--user", "u1", "-k", "3", "--json"], env=env)
     assert out.exit_code == 0, out.output
     assert [json.loads(line)["rank"] for line in out.output.strip().splitlines()] == [1, 2, 3]
+    # the catalog cache was saved beside the best checkpoint and a second evaluate reads it
+    cache = checkpoint_path(run, "best") / "catalog.safetensors"
+    assert cache.exists()
+    stamp = cache.stat().st_mtime_ns
+    out = runner.invoke(app, ["evaluate", str(run), "--json"], env=env)
+    assert json.loads(out.output)["NDCG@10"] == pytest.approx(test_metrics["NDCG@10"], abs=1e-9)
+    assert cache.stat().st_mtime_ns == stamp
+    # streaming: after each item read from stdin, the same top-k as a fresh call on that history
+    out = runner.invoke(
+        app,
+        ["recommend", str(run), "--items", "i1", "--stream", "-k", "5", "--json"],
+        input="i2\nnot-an-item\ni3\n",
+        env=env,
+    )
+    assert out.exit_code == 0, out.output
+    lines = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    assert [line["after"] for line in lines] == ["the given history", "i2", "i3"]
+    assert "unknown item id 'not-an-item'" in out.stderr
+    fresh = runner.invoke(
+        app, ["recommend", str(run), "--items", "i1,i2,i3", "-k", "5", "--json"], env=env
+    )
+    expected = [json.loads(line) for line in fresh.output.strip().splitlines()]
+    assert [r["item"] for r in lines[-1]["items"]] == [r["item"] for r in expected]
+    for got, want in zip(lines[-1]["items"], expected, strict=True):
+        assert got["score"] == pytest.approx(want["score"], abs=1e-4)
 
 
 def test_checkpoint_references_the_backbone_and_reloads_exactly(

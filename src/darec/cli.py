@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +22,9 @@ from rich.table import Table
 
 from darec.config import Config, apply_overrides, load_config
 from darec.errors import DarecError
+
+if TYPE_CHECKING:
+    from darec.serving.recommend import Recommender
 
 app = typer.Typer(
     help="DARec: LLM-based sequential recommendation with honest full-ranking evaluation.",
@@ -151,6 +155,7 @@ def evaluate(
     from darec.data.split import leave_one_out
     from darec.evaluation.evaluator import evaluate as run_eval
     from darec.experiment import check_run_data, load_data
+    from darec.serving.inference_cache import attach_inference_cache
     from darec.training.trainer import load_trained_model, pick_device
 
     try:
@@ -163,6 +168,7 @@ def evaluate(
         parts = leave_one_out(dataset)
         device = pick_device(cfg.train.device)
         model.to(device)
+        attach_inference_cache(model, run)  # DARec: the catalog cache beside the checkpoint
         result = run_eval(model, getattr(parts, split), eval_cfg, cfg.model.max_seq_len, device)
     except DarecError as exc:
         _fail(exc)
@@ -193,15 +199,25 @@ def recommend(
     include_history: Annotated[bool, typer.Option(help="Allow already seen items.")] = False,
     data: DataOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            help="Then read one item id per line from standard input and recommend again after "
+            "each (DARec runs only the new step)."
+        ),
+    ] = False,
 ) -> None:
     """Top-k items for a known user, or for a given item history."""
     from darec.serving.recommend import Recommender
 
     try:
-        if (user is None) == (items is None):
+        if (user is None) == (items is None) and not stream:
             raise DarecError("give exactly one of --user or --items")
         rec = Recommender(run, data)
         banned = [e for e in exclude.split(",") if e]
+        if stream:
+            _stream(rec, user, items, k, banned, not include_history, as_json)
+            return
         if user is not None:
             recs = rec.for_user(user, k, banned, not include_history)
         else:
@@ -219,6 +235,39 @@ def recommend(
     for r in recs:
         table.add_row(str(r.rank), r.item, f"{r.score:.4f}")
     console.print(table)
+
+
+def _stream(
+    rec: Recommender,
+    user: str | None,
+    items: str | None,
+    k: int,
+    banned: list[str],
+    exclude_history: bool,
+    as_json: bool,
+) -> None:
+    """``recommend --stream``: top-k after the start and after every item read from stdin."""
+    history = [i for i in (items or "").split(",") if i]
+    session = rec.session(history, user)
+
+    def show(after: str) -> None:
+        recs = session.top(k, banned, exclude_history)
+        if as_json:
+            print(json.dumps({"after": after, "items": [dataclasses.asdict(r) for r in recs]}))
+        else:
+            console.print(f"after {after}: " + ", ".join(r.item for r in recs))
+
+    show(user or "the given history" if (user or history) else "nothing")
+    for line in sys.stdin:
+        item = line.strip()
+        if not item:
+            continue
+        try:
+            session.add(item)
+        except DarecError as exc:  # e.g. an unknown item id: say so and keep the session
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        show(item)
 
 
 @data_app.command("info")

@@ -270,6 +270,10 @@ class DarecConfig:
     """Keep the CF model fixed (needs cf_checkpoint); cheaper than joint training."""
     item_batch_size: int = 512
     """Items encoded at once when the whole catalog is encoded (evaluation, memory bank)."""
+    catalog_cache_mb: int = 4096
+    """Inference keeps every item's per-layer keys/values (the catalog cache, saved beside the
+    checkpoint) when they fit in this many MB, so a user costs only its SEQ tokens; 0 or a
+    larger catalog: items are encoded per batch of users instead (same scores, slower)."""
 
     def __post_init__(self) -> None:
         if self.backbone_layers < 0 or self.item_max_tokens < 1 or self.hard_negatives < 1:
@@ -290,6 +294,8 @@ class DarecConfig:
         for key in ("next_item_weight", "align_weight", "hard_weight", "cf_loss_weight"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"darec.{key} must be >= 0, got {getattr(self, key)}")
+        if self.catalog_cache_mb < 0:
+            raise ConfigError(f"darec.catalog_cache_mb must be >= 0, got {self.catalog_cache_mb}")
         if self.cf_frozen and not self.cf_checkpoint:
             raise ConfigError("darec.cf_frozen needs darec.cf_checkpoint (a trained SASRec run)")
 

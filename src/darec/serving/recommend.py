@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,9 +16,13 @@ from darec.errors import ConfigError, UnknownIdError
 from darec.evaluation.evaluator import chunk_size_for, iter_catalog_chunks
 from darec.experiment import check_run_data, load_data
 from darec.models.base import SequentialRecommender
+from darec.serving.inference_cache import attach_inference_cache
 from darec.training.trainer import load_trained_model
 
-__all__ = ["top_k", "Recommendation", "Recommender"]
+if TYPE_CHECKING:
+    from darec.models.darec.model import StreamState
+
+__all__ = ["top_k", "Recommendation", "Recommender", "Session"]
 
 
 @torch.inference_mode()
@@ -28,17 +33,19 @@ def top_k(
     k: int,
     max_seq_len: int,
     max_scores: int = 1 << 24,
+    state: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best ``k`` items (B, k) and their scores for each history, never an ``excluded`` item.
 
     The catalog is scored in memory-bounded chunks and the running top-k merged, so any catalog
     size works. Fewer than ``k`` allowed items give -inf scores and item 0 in the tail.
+    ``state``: the users' encoded states if the caller has them (e.g. a streamed user).
     """
     model.eval()
-    history = pad_left(histories, max_seq_len)
     width = max(1, max((len(e) for e in excluded), default=1))
     banned = pad_left(excluded, width)
-    state = model.encode_users(history)
+    if state is None:
+        state = model.encode_users(pad_left(histories, max_seq_len))
     chunk = chunk_size_for(len(histories), model.num_items + 1, max_scores)
     best_scores = torch.full((len(histories), 0), float("-inf"))
     best_items = torch.zeros((len(histories), 0), dtype=torch.long)
@@ -66,6 +73,7 @@ class Recommender:
     def __init__(self, run_dir: str | Path, data_path: str | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.cfg, self.model, self.ids = load_trained_model(self.run_dir)
+        self.cache = attach_inference_cache(self.model, self.run_dir)
         self.item_ids: list[str] = self.ids["item_ids"]
         self._item_index = {it: i for i, it in enumerate(self.item_ids) if i > 0}
         self._data_path = data_path
@@ -106,8 +114,23 @@ class Recommender:
         ds = self.dataset()
         return self._rank(ds.sequence(ds.user_index(user)), exclude, exclude_history, k)
 
+    def session(self, items: Sequence[str] = (), user: str | None = None) -> Session:
+        """A streamed user, starting from a known ``user``'s history or from ``items``; each
+        :meth:`Session.add` then costs one step (DARec: its stream tokens only)."""
+        if user is not None:
+            ds = self.dataset()
+            history = ds.sequence(ds.user_index(user))
+        else:
+            history = np.asarray([self.item_index(i) for i in items], dtype=np.int64)
+        return Session(self, history)
+
     def _rank(
-        self, history: np.ndarray, exclude: Sequence[str], exclude_history: bool, k: int
+        self,
+        history: np.ndarray,
+        exclude: Sequence[str],
+        exclude_history: bool,
+        k: int,
+        state: torch.Tensor | None = None,
     ) -> list[Recommendation]:
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
@@ -121,9 +144,47 @@ class Recommender:
             k,
             self.cfg.model.max_seq_len,
             self.cfg.eval.max_scores,
+            state,
         )
         return [
             Recommendation(self.item_ids[int(i)], float(s), r + 1)
             for r, (i, s) in enumerate(zip(items[0], scores[0], strict=True))
             if int(i) > 0
         ]
+
+
+class Session:
+    """One user's recommendations kept up to date click by click.
+
+    A model with streaming (DARec) keeps the user's keys/values and runs only the new step; any
+    other model re-encodes the history (cheap for the baselines). Scores equal a fresh call."""
+
+    def __init__(self, recommender: Recommender, history: np.ndarray) -> None:
+        from darec.models.darec import DARec
+
+        self.rec = recommender
+        self.history = history
+        self._darec = recommender.model if isinstance(recommender.model, DARec) else None
+        self._state: StreamState | None = None
+        if self._darec is not None and len(history):
+            with torch.inference_mode():
+                self._state = self._darec.stream_start(torch.as_tensor(history))
+
+    def add(self, item: str) -> None:
+        """Record one more interaction (oldest first)."""
+        index = self.rec.item_index(item)
+        self.history = np.append(self.history, index)
+        if self._darec is None:
+            return
+        with torch.inference_mode():
+            if self._state is None:
+                self._state = self._darec.stream_start(torch.as_tensor(self.history))
+            else:
+                self._state = self._darec.stream_step(self._state, index)
+
+    def top(
+        self, k: int = 10, exclude: Sequence[str] = (), exclude_history: bool = True
+    ) -> list[Recommendation]:
+        """Top-k next items after the history so far."""
+        state = self._state.user[None] if self._state is not None else None
+        return self.rec._rank(self.history, exclude, exclude_history, k, state)

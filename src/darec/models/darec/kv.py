@@ -10,11 +10,12 @@ interface is used when the layers are driven one by one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-__all__ = ["CaptureKV", "PrefixKV", "gather_steps"]
+__all__ = ["CaptureKV", "PrefixKV", "StreamKV", "gather_steps"]
 
 KV = tuple[torch.Tensor, torch.Tensor]
 
@@ -33,16 +34,77 @@ class CaptureKV:
 
 
 class PrefixKV:
-    """Prepends ``prefix[idx] = (k, v)``, each (B, H_kv, P, head_dim), to a layer's keys/values."""
+    """Prepends ``prefix[idx] = (k, v)``, each (B, H_kv, P, head_dim), to a layer's keys/values.
 
-    def __init__(self, prefix: dict[int, KV]) -> None:
+    With ``keep`` the new tokens' keys/values are kept too: ``kept[idx] = (k, v)``."""
+
+    def __init__(self, prefix: dict[int, KV], keep: bool = False) -> None:
         self.prefix = prefix
+        self.keep = keep
+        self.kept: dict[int, KV] = {}
 
     def update(
         self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
     ) -> KV:
+        if self.keep:
+            self.kept[layer_idx] = (key, value)
         pk, pv = self.prefix[layer_idx]
         return torch.cat([pk, key], dim=2), torch.cat([pv, value], dim=2)
+
+
+class StreamKV:
+    """One streamed user's keys/values per layer: its items' slots (gathered from the catalog
+    cache) and its stream tokens so far. A new step's stream tokens attend to
+    ``[item slots, earlier stream tokens, themselves]``; :meth:`update` appends their keys/values.
+
+    :meth:`extend` returns a new object, so an earlier state stays usable (e.g. to branch)."""
+
+    def __init__(self, items: dict[int, KV], item_valid: torch.Tensor, stream: dict[int, KV]):
+        self.items = items  # idx -> (1, H, t * W, d)
+        self.item_valid = item_valid  # (t * W,) bool
+        self.stream = stream  # idx -> (1, H, S * t, d)
+
+    @classmethod
+    def from_prefix(cls, cache: PrefixKV, item_valid: torch.Tensor) -> StreamKV:
+        """From the cache of a whole-history pass run with ``keep=True``."""
+        return cls(dict(cache.prefix), item_valid, dict(cache.kept))
+
+    def extend(
+        self, item_kv: Callable[[int], KV], item: torch.Tensor, slot_valid: torch.Tensor
+    ) -> StreamKV:
+        """Add item ``item``'s slots, whose keys/values are ``item_kv(idx)[.][item]`` and whose
+        validity is ``slot_valid`` (W,)."""
+        items = {}
+        for idx, (k, v) in self.items.items():
+            ck, cv = item_kv(idx)  # (N + 1, H, W, d)
+            items[idx] = (
+                torch.cat([k, ck[item][None]], dim=2),
+                torch.cat([v, cv[item][None]], dim=2),
+            )
+        return StreamKV(items, torch.cat([self.item_valid, slot_valid]), dict(self.stream))
+
+    def mask(self, per_step: int) -> torch.Tensor:
+        """(1, 1, S, keys) mask of a new step's S stream tokens."""
+        device = self.item_valid.device
+        past = next(iter(self.stream.values()))[0].shape[2] if self.stream else 0
+        own = torch.ones(per_step, per_step, dtype=torch.bool, device=device).tril()
+        return torch.cat(
+            [
+                self.item_valid.expand(per_step, -1),
+                torch.ones(per_step, past, dtype=torch.bool, device=device),
+                own,
+            ],
+            dim=1,
+        )[None, None]
+
+    def update(
+        self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> KV:
+        sk, sv = self.stream[layer_idx]
+        sk, sv = torch.cat([sk, key], dim=2), torch.cat([sv, value], dim=2)
+        self.stream[layer_idx] = (sk, sv)
+        ik, iv = self.items[layer_idx]
+        return torch.cat([ik, sk], dim=2), torch.cat([iv, sv], dim=2)
 
 
 def gather_steps(kv: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

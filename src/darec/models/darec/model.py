@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +37,25 @@ from darec.errors import CheckpointError, ConfigError
 from darec.models.adapters import attach_adapters, first_adapted_layer, parse_layout
 from darec.models.backbone import Backbone, load_backbone, resolve_dtype
 from darec.models.base import ModelContext, SequentialRecommender, TrainBatch
-from darec.models.darec.kv import CaptureKV, PrefixKV, gather_steps
+from darec.models.darec.catalog import CatalogKV
+from darec.models.darec.kv import CaptureKV, PrefixKV, StreamKV, gather_steps
 from darec.models.darec.layout import full_layout, item_slots, stream_mask, stream_positions
 from darec.models.darec.losses import alignment_loss, hard_sample_loss
 from darec.models.item_text import tokenize_catalog
 from darec.models.layers import mask_padding_scores, next_item_loss
 from darec.models.sasrec import SASRec
 
-__all__ = ["DARec"]
+__all__ = ["DARec", "StreamState"]
+
+
+@dataclass
+class StreamState:
+    """A streamed user: history (1, t), the keys/values of its steps (None when the model has
+    no catalog key/value cache, then every step re-encodes) and its current user vector (R,)."""
+
+    history: torch.Tensor
+    kv: StreamKV | None
+    user: torch.Tensor
 
 
 class DARec(SequentialRecommender):
@@ -111,8 +124,9 @@ class DARec(SequentialRecommender):
         self.register_buffer("enter_scale", torch.ones(()))
         if ctx.catalog is not None:
             self.enter_scale.fill_(self._entry_rms())
-        # item vectors for scoring, with the parameter versions they were computed from
-        self._catalog: tuple[tuple[int, ...], torch.Tensor] | None = None
+        # the catalog cache (item vectors, and keys/values when they fit), with the parameter
+        # versions it was computed from
+        self._catalog: tuple[tuple[int, ...], CatalogKV] | None = None
         self._entry_words: torch.Tensor | None = None  # (N + 1, T, D) see entry_words()
 
     @classmethod
@@ -155,7 +169,7 @@ class DARec(SequentialRecommender):
         if self.dcfg.hard:
             self.hard_negatives.copy_(self._hard_negatives(train_sequences))
         with torch.no_grad():
-            self.text_bank.copy_(self._encode_catalog())
+            self.text_bank.copy_(self._catalog_pass(capture=False)[0])
         self.train(was_training)
 
     def _hard_negatives(self, train_sequences: list[np.ndarray]) -> torch.Tensor:
@@ -291,22 +305,41 @@ class DARec(SequentialRecommender):
         """Final SEQ states (B, L, D) and ALIGN states of ``items`` (sorted, covering history)."""
         align, kv = self._encode_items(items, capture=True)
         index = torch.searchsorted(items, history)  # (B, L) row of each step's item
+        seq, _ = self._run_stream(history, index, kv.layers.__getitem__, cf_states)
+        return seq, align
+
+    def _run_stream(
+        self,
+        history: torch.Tensor,
+        index: torch.Tensor,
+        item_kv: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+        cf_states: torch.Tensor | None,
+        keep: bool = False,
+    ) -> tuple[torch.Tensor, PrefixKV]:
+        """Final SEQ states (B, L, D) of ``history``, its stream tokens attending to item
+        keys/values ``item_kv(layer) -> (K, V)``, each (U, H_kv, T + 2, d), whose row of the
+        item at each step is ``index`` (B, L). ``keep``: the returned cache also holds every
+        layer's prefix and stream keys/values (to continue the stream one step at a time)."""
         width = self.item_tokens.shape[1]
-        slots = item_slots(self.item_lengths[items], width, has_cf=self.dcfg.cki)
+        b, length = history.shape
         step_valid = history > 0
-        mask = stream_mask(step_valid, slots.valid[index], self.per_step)
+        slots = item_slots(self.item_lengths[history].flatten(), width, has_cf=self.dcfg.cki)
+        mask = stream_mask(step_valid, slots.valid.reshape(b, length, -1), self.per_step)
         if cf_states is None:
             cf_states = self._cf_states(history)
         x = self._stream_inputs(history, cf_states)  # (B, L * S, D)
         positions = stream_positions(step_valid, width, self.per_step)
         rope = self.llm.rotary_emb(x, positions)
-        prefix = PrefixKV(
-            {i: (gather_steps(k, index), gather_steps(v, index)) for i, (k, v) in kv.layers.items()}
-        )
+        layers = range(self.enter, len(self.llm.layers))
+        prefix = {}
+        for i in layers:
+            k, v = item_kv(i)
+            prefix[i] = (gather_steps(k, index), gather_steps(v, index))
+        cache = PrefixKV(prefix, keep=keep)
         for layer in self.llm.layers[self.enter :]:
-            x = layer(x, attention_mask=mask, position_embeddings=rope, cache=prefix)
+            x = layer(x, attention_mask=mask, position_embeddings=rope, cache=cache)
         seq = self.llm.norm(x[:, self.per_step - 1 :: self.per_step]).float()  # (B, L, D)
-        return seq, align
+        return seq, cache
 
     def full_states(
         self, history: torch.Tensor, cf_states: torch.Tensor | None = None
@@ -396,30 +429,120 @@ class DARec(SequentialRecommender):
 
     # ------------------------------------------------------------------ scoring
 
-    def _encode_catalog(self) -> torch.Tensor:
-        """ALIGN states (N + 1, D) of every item, in chunks of ``darec.item_batch_size``."""
-        out = torch.zeros_like(self.text_bank)
-        step = self.dcfg.item_batch_size
-        for lo in range(0, self.num_items + 1, step):
-            items = torch.arange(lo, min(self.num_items + 1, lo + step), device=out.device)
-            out[items] = self._encode_items(items, capture=False)[0]
-        return out
+    def _catalog_key(self) -> tuple[int, ...]:
+        """Versions of every parameter and of the item table: any in-place update bumps one."""
+        versions = tuple(p._version for p in self.parameters())
+        return (*versions, id(self.item_tokens), self.item_tokens._version)
+
+    def catalog_kv_bytes(self) -> int:
+        """Size of the catalog cache's keys and values for this model and catalog."""
+        c = self.llm.config
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        slots = self.item_tokens.shape[1] + 2
+        size = self.llm.embed_tokens.weight.element_size()
+        per_value = c.num_key_value_heads * head_dim * slots * size
+        return 2 * (len(self.llm.layers) - self.enter) * (self.num_items + 1) * per_value
+
+    def _catalog_pass(
+        self, capture: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Every item encoded once, in chunks of ``darec.item_batch_size``: ALIGN states
+        (N + 1, D) and, with ``capture``, keys and values (L_c, N + 1, H_kv, T + 2, d)."""
+        n, step = self.num_items + 1, self.dcfg.item_batch_size
+        align = torch.zeros_like(self.text_bank)
+        keys: torch.Tensor | None = None
+        values: torch.Tensor | None = None
+        with torch.no_grad():
+            for lo in range(0, n, step):
+                items = torch.arange(lo, min(n, lo + step), device=align.device)
+                align[items], kv = self._encode_items(items, capture=capture)
+                if not capture:
+                    continue
+                k = torch.stack([kv.layers[i][0] for i in sorted(kv.layers)])  # (L_c, U, H, W, d)
+                v = torch.stack([kv.layers[i][1] for i in sorted(kv.layers)])
+                if keys is None or values is None:
+                    keys = k.new_empty((k.shape[0], n, *k.shape[2:]))
+                    values = torch.empty_like(keys)
+                keys[:, lo : lo + len(items)] = k
+                values[:, lo : lo + len(items)] = v
+        return align, keys, values
+
+    def build_catalog(self) -> CatalogKV:
+        """Encode every item once: scoring vectors (N + 1, R) and, when they fit in
+        ``darec.catalog_cache_mb``, each layer's keys/values of its item slots."""
+        budget = self.dcfg.catalog_cache_mb * 2**20
+        with_kv = self.dcfg.context_masking and 0 < self.catalog_kv_bytes() <= budget
+        align, keys, values = self._catalog_pass(capture=with_kv)
+        with torch.no_grad():
+            vectors = self.cf.item_embedding.weight + self.text_head(align)
+        return CatalogKV(vectors, self.enter, keys, values)
+
+    def catalog(self) -> CatalogKV:
+        """The catalog cache, rebuilt only when a parameter has changed since it was built."""
+        key = self._catalog_key()
+        if self._catalog is None or self._catalog[0] != key:
+            self._catalog = (key, self.build_catalog())
+        return self._catalog[1]
+
+    def attach_catalog(self, cache: CatalogKV) -> None:
+        """Use a saved catalog cache of exactly these weights (see serving.inference_cache)."""
+        if cache.first_layer != self.enter or cache.vectors.shape[0] != self.num_items + 1:
+            raise CheckpointError(
+                f"catalog cache does not fit this model (first layer {cache.first_layer}, "
+                f"{cache.vectors.shape[0]} rows; expected {self.enter}, {self.num_items + 1})"
+            )
+        self._catalog = (self._catalog_key(), cache.to(self.item_tokens.device))
 
     def catalog_vectors(self) -> torch.Tensor:
-        """(N + 1, R) item vectors (ID embedding + projected ALIGN state), recomputed only when a
-        parameter has changed since (any in-place update bumps its version counter)."""
-        key = tuple(p._version for p in self.parameters())
-        if self._catalog is None or self._catalog[0] != key:
-            with torch.no_grad():
-                text = self.text_head(self._encode_catalog())
-                self._catalog = (key, self.cf.item_embedding.weight + text)
-        return self._catalog[1]
+        """(N + 1, R) item vectors: ID embedding + projected ALIGN state (cached)."""
+        return self.catalog().vectors
 
     def encode_users(self, history: torch.Tensor) -> torch.Tensor:
         history = history[:, -self.cfg.max_seq_len :]
         cf_states = self._cf_states(history)
-        seq, _ = self.sequence_states(history, torch.unique(history), cf_states)
+        if not self.training and self.dcfg.context_masking and self.catalog().has_kv:
+            # a user costs only its stream tokens: item keys/values come from the catalog cache
+            seq, _ = self._run_stream(history, history, self.catalog().layer, cf_states)
+        else:
+            seq, _ = self.sequence_states(history, torch.unique(history), cf_states)
         return self._user_vectors(seq, cf_states)[:, -1]  # (B, R)
+
+    # ------------------------------------------------------------------ streaming users
+
+    def stream_start(self, history: torch.Tensor) -> StreamState:
+        """Start streaming one user with item ids ``history`` (t,), oldest first."""
+        history = history[-self.cfg.max_seq_len :].reshape(1, -1)
+        catalog = self.catalog()
+        if not (self.dcfg.context_masking and catalog.has_kv):
+            return StreamState(history, None, self.encode_users(history)[0])
+        cf_states = self._cf_states(history)
+        seq, cache = self._run_stream(history, history, catalog.layer, cf_states, keep=True)
+        user = self._user_vectors(seq, cf_states)[0, -1]
+        width = self.item_tokens.shape[1]
+        valid = item_slots(self.item_lengths[history[0]], width, has_cf=self.dcfg.cki).valid
+        return StreamState(history, StreamKV.from_prefix(cache, valid.flatten()), user)
+
+    def stream_step(self, state: StreamState, item: int) -> StreamState:
+        """``state`` after one more interaction: runs only the new step's stream tokens
+        (S of them) against the cached keys/values, equal to re-encoding the whole history."""
+        history = torch.cat([state.history, state.history.new_tensor([[item]])], dim=1)
+        if state.kv is None or history.shape[1] > self.cfg.max_seq_len:
+            return self.stream_start(history[0])  # the window slides: every state changes
+        catalog = self.catalog()
+        cf_all = self._cf_states(history)  # SASRec is causal: earlier states are unchanged
+        cf_states = None if cf_all is None else cf_all[:, -1:]  # (1, 1, R)
+        x = self._stream_inputs(history[:, -1:], cf_states)  # (1, S, D)
+        width = self.item_tokens.shape[1]
+        step = history.shape[1] - 1
+        positions = width + 2 + step * self.per_step + torch.arange(self.per_step)
+        rope = self.llm.rotary_emb(x, positions.to(x.device)[None])
+        slots = item_slots(self.item_lengths[history[0, -1:]], width, has_cf=self.dcfg.cki)
+        kv = state.kv.extend(catalog.layer, history[0, -1], slots.valid[0])
+        mask = kv.mask(self.per_step)
+        for layer in self.llm.layers[self.enter :]:
+            x = layer(x, attention_mask=mask, position_embeddings=rope, cache=kv)
+        seq = self.llm.norm(x[:, -1:]).float()  # (1, 1, D)
+        return StreamState(history, kv, self._user_vectors(seq, cf_states)[0, -1])
 
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         scores = state @ self.catalog_vectors()[items].T  # (B, C)
