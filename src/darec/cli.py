@@ -35,6 +35,11 @@ data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 config_app = typer.Typer(help="Show the configuration and its reference.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+search_app = typer.Typer(
+    help="Bayesian search over per-layer adapter architectures (docs/search.md).",
+    invoke_without_command=True,
+)
+app.add_typer(search_app, name="search")
 console = Console()
 err = Console(stderr=True)
 
@@ -321,6 +326,149 @@ def config_reference() -> None:
     from darec.config_docs import reference_markdown
 
     print(reference_markdown(), end="")
+
+
+StudyOpt = Annotated[str | None, typer.Option("--study", "-n", help="Study name.")]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Study storage: sqlite:///FILE, any SQLAlchemy URL (postgresql://...), or "
+        "journal:FILE. Default: sqlite in the search folder."
+    ),
+]
+SearchOutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="Search folder (trials, report). Default: runs/search/NAME."),
+]
+
+
+def _search_place(
+    study: str | None, storage: str | None, out: Path | None
+) -> tuple[str, str, Path]:
+    if not study:
+        raise DarecError("give the study name with --study NAME")
+    folder = out or Path("runs/search") / study
+    return study, storage or f"sqlite:///{(folder / 'study.db').resolve()}", folder
+
+
+def _print_best(study: Any) -> None:
+    from darec.search import summarize
+
+    summary = summarize(study)
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary.states.items()))
+    console.print(f"study {summary.study}: {states} ({summary.rejected} rejected by a budget)")
+    table = Table(title="Pareto front" if len(summary.objectives) > 1 else "best trial")
+    for col in ("trial", f"valid {summary.metric}", "step s", "adapter params", "layout"):
+        table.add_column(col)
+    for t in summary.best[:10]:
+        table.add_row(
+            str(t.number),
+            f"{t.values[0]:.4f}",
+            f"{t.user_attrs.get('step_seconds', float('nan')):.3f}",
+            str(t.user_attrs.get("adapter_params", "")),
+            str(t.user_attrs.get("layout", "")),
+        )
+    console.print(table)
+
+
+def _retrain(study: Any, output: Path, trial: int | None, resume: bool) -> None:
+    from darec.search import retrain
+
+    with _progress() as progress:
+        result, record, chosen = retrain(
+            study, output, trial, callback=_Progress(progress, "retrain"), resume=resume
+        )
+    console.print(
+        f"trial {chosen.number} ({chosen.user_attrs.get('layout')}) retrained: best epoch "
+        f"{result.best_epoch} of {result.epochs}, {result.train_seconds:.0f}s; run folder {output}"
+    )
+    console.print(_metrics_table("test (full ranking)", [(record.model, result.test)]))
+
+
+@search_app.callback()
+def search(
+    ctx: typer.Context,
+    study: StudyOpt = None,
+    storage: StorageOpt = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Trials the study should reach (search.trials).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    config: ConfigOpt = None,
+    data: DataOpt = None,
+    sets: SetOpt = None,
+    out: SearchOutOpt = None,
+    report: Annotated[bool, typer.Option(help="Write the report when the search ends.")] = True,
+    retrain: Annotated[
+        bool, typer.Option(help="Then retrain the best layout with the full budget.")
+    ] = False,
+) -> None:
+    """Create or resume study NAME and run trials until it has --trials of them. The same
+    command on another machine (same --storage) adds workers to the study."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from darec.search import run_search, write_report
+
+    try:
+        name, url, folder = _search_place(study, storage, out)
+        fields = {"data.path": data, "search.trials": None if trials is None else str(trials)}
+        cfg = _config(config, sets, **fields)
+        result = run_search(cfg, name, url, folder, workers)
+        _print_best(result)
+        if report:
+            console.print(f"report: {write_report(result, folder)}")
+        if retrain:
+            _retrain(result, folder / "best", None, resume=False)
+    except DarecError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to resume the study")
+        raise typer.Exit(130) from None
+
+
+@search_app.command("report")
+def search_report(
+    study: StudyOpt = None, storage: StorageOpt = None, out: SearchOutOpt = None
+) -> None:
+    """Write the search report (markdown summary and figures) into the search folder."""
+    from darec.search import load_study, open_storage, write_report
+
+    try:
+        name, url, folder = _search_place(study, storage, out)
+        result = load_study(name, open_storage(url))
+        _print_best(result)
+        console.print(f"report: {write_report(result, folder)}")
+    except DarecError as exc:
+        _fail(exc)
+
+
+@search_app.command("retrain")
+def search_retrain(
+    study: StudyOpt = None,
+    storage: StorageOpt = None,
+    out: SearchOutOpt = None,
+    trial: Annotated[
+        int | None,
+        typer.Option(help="Trial to retrain (e.g. a Pareto point); default: the best."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Run folder. Default: the search folder's best/.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted retraining.")] = False,
+) -> None:
+    """Retrain a trial's layout with the full training budget, test it once, and save a run
+    folder that `darec evaluate` and `darec recommend` take."""
+    from darec.search import load_study, open_storage
+
+    try:
+        name, url, folder = _search_place(study, storage, out)
+        result = load_study(name, open_storage(url))
+        _retrain(result, output or folder / "best", trial, resume)
+    except DarecError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err.print("interrupted; continue with: darec search retrain ... --resume")
+        raise typer.Exit(130) from None
 
 
 @app.command()

@@ -23,6 +23,7 @@ __all__ = [
     "TrainConfig",
     "EvalConfig",
     "DarecConfig",
+    "SearchConfig",
     "Config",
     "load_config",
     "apply_overrides",
@@ -301,6 +302,107 @@ class DarecConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """Bayesian search over per-layer adapter layouts (``darec search``, docs/search.md)."""
+
+    trials: int = 30
+    """Trials the study aims at (completed or pruned, all workers together); a resumed study
+    runs until it has this many."""
+    group_size: int = 1
+    """Adjacent decoder layers that share one choice per slot (a 30-layer backbone with 5 is
+    searched as 6 groups)."""
+    architectures: tuple[str, ...] = ()
+    """Adapter types a slot may take, from the adapter registry; empty: every registered type
+    (none included)."""
+    sizes: tuple[int, ...] = (8, 16, 32)
+    """Sizes tried for each sized type (bottleneck width, LoRA rank)."""
+    known_layouts: bool = True
+    """Enqueue DARec_base (serial:16 everywhere) and adapters only in the top half and top
+    quarter of the layers as the first trials of a new study."""
+    sampler: Literal["tpe", "gp", "random"] = "tpe"
+    """tpe: multivariate TPE; gp: Gaussian-process sampler (needs scipy); random."""
+    startup_trials: int = 8
+    """Trials the sampler draws at random before modelling (enqueued layouts not counted)."""
+    seed: int = 0
+    """Sampler seed (a worker adds its index and the trials already in the study)."""
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    """Stops poor trials on their per-epoch validation score (single objective only)."""
+    pruner_startup_trials: int = 3
+    """Median pruner: trials that finish before any pruning."""
+    pruner_warmup_epochs: int = 1
+    """Median pruner: the first epochs of a trial, which are never pruned."""
+    trial_epochs: int = 3
+    """Training epochs of one trial (its budget; the full budget is ``[train]``)."""
+    trial_minutes: float = 0.0
+    """Also stop a trial's training after this many minutes; 0: no limit."""
+    objectives: tuple[Literal["ndcg", "step_time"], ...] = ("ndcg",)
+    """ndcg: maximize validation eval.select_metric; ndcg,step_time: cost-aware, also minimize
+    the measured training step time (the result is a Pareto front; no pruning)."""
+    param_budget: int = 0
+    """Reject (before training) layouts with more adapter parameters than this; 0: no limit."""
+    step_time_budget: float = 0.0
+    """Reject (before training) layouts whose measured training step takes longer, in seconds;
+    0: no limit."""
+    timing_steps: int = 3
+    """Training steps timed per trial (after one warm-up step, on a real batch)."""
+    search_lr: bool = False
+    """Also search train.lr (log scale within lr_range)."""
+    lr_range: tuple[float, ...] = (1e-4, 1e-2)
+    """Lowest and highest train.lr tried."""
+    search_task_weights: bool = False
+    """Also search darec.align_weight and darec.hard_weight (log scale within
+    task_weight_range) for the tasks that are switched on."""
+    task_weight_range: tuple[float, ...] = (0.01, 1.0)
+    """Lowest and highest task weight tried."""
+    heartbeat_seconds: int = 60
+    """SQL storages: a running trial records a heartbeat this often."""
+    grace_seconds: int = 180
+    """SQL storages: a trial without a heartbeat for this long is failed (its worker died)."""
+    max_retry: int = 1
+    """Times a trial whose worker died is queued again with the same parameters."""
+    max_failures: int = 5
+    """A worker stops after this many failed trials in a row (the setup is broken, not one
+    layout); 0: never."""
+    keep_trial_runs: bool = False
+    """Keep each trial's run folder (checkpoints) under the search folder's trials/."""
+
+    def __post_init__(self) -> None:
+        for key in ("trials", "group_size", "timing_steps", "heartbeat_seconds"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"search.{key} must be >= 1, got {getattr(self, key)}")
+        for key in (
+            "startup_trials",
+            "pruner_startup_trials",
+            "pruner_warmup_epochs",
+            "trial_epochs",
+            "trial_minutes",
+            "param_budget",
+            "step_time_budget",
+            "max_retry",
+            "max_failures",
+        ):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"search.{key} must be >= 0, got {getattr(self, key)}")
+        if self.trial_epochs == 0 and self.trial_minutes == 0:
+            raise ConfigError("search.trial_epochs or search.trial_minutes must be > 0")
+        if self.grace_seconds <= self.heartbeat_seconds:
+            raise ConfigError(
+                f"search.grace_seconds ({self.grace_seconds}) must exceed "
+                f"search.heartbeat_seconds ({self.heartbeat_seconds})"
+            )
+        if not self.sizes or any(s < 1 for s in self.sizes):
+            raise ConfigError(f"search.sizes must be integers >= 1, got {self.sizes}")
+        for key in ("lr_range", "task_weight_range"):
+            lo_hi = getattr(self, key)
+            if len(lo_hi) != 2 or not 0 < lo_hi[0] < lo_hi[1]:
+                raise ConfigError(f"search.{key} must be two numbers 0 < low < high, got {lo_hi}")
+        if "ndcg" not in self.objectives or len(set(self.objectives)) != len(self.objectives):
+            raise ConfigError(
+                f"search.objectives must be 'ndcg' or 'ndcg,step_time', got {self.objectives}"
+            )
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything that defines a run."""
 
@@ -309,6 +411,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     darec: DarecConfig = field(default_factory=DarecConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     cache_dir: str = ""
     """Cache folder; empty: $DAREC_CACHE_DIR, else the user cache folder (e.g. ~/.cache/darec)."""
 

@@ -35,7 +35,10 @@ def _type_name(tp: typing.Any) -> str:
     if typing.get_origin(tp) is typing.Literal:
         return " \\| ".join(f'"{a}"' for a in typing.get_args(tp))
     if typing.get_origin(tp) is tuple:
-        return f"list of {typing.get_args(tp)[0].__name__}"
+        inner = typing.get_args(tp)[0]
+        if typing.get_origin(inner) is typing.Literal:
+            return f"list of ({_type_name(inner)})"
+        return f"list of {inner.__name__}"
     return getattr(tp, "__name__", str(tp))
 
 

@@ -1,0 +1,241 @@
+"""Adapter search on MovieLens-100K: does a searched per-layer layout beat DARec_base?
+
+The demo's DARec (SmolLM2-135M cut to 8 layers, titles and genres as item text, its CF model a
+SASRec trained first and kept frozen) is searched for ``--trials`` trials on a short budget
+(``--trial-epochs`` / ``--trial-minutes``), selecting on validation NDCG@10 only. Then the best
+layout and DARec_base (``serial:16`` in every slot) are retrained with the same full budget
+(``--max-minutes``) and seeds, and each is tested once. Finally the fastest layout of the
+search's Pareto front (validation NDCG@10 against measured step time) whose validation NDCG@10
+is within 2% of DARec_base's is timed beside DARec_base on the same batch.
+
+    python benchmarks/search_bench.py                            # hours on 2 cores
+    python benchmarks/search_bench.py --trials 2 --max-minutes 0.5 --results /tmp/s.json
+
+Writes ``benchmarks/results/search.json``: ``base`` and ``searched`` test metrics (mean over
+seeds), ``gain`` (searched / base test NDCG@10), ``fast_ratio`` (training throughput of that
+fast layout / DARec_base's), ``trials``, ``pruned``, ``search_seconds`` and the best layouts.
+The study (resumable: run the same command again) and its report are in ``--out``.
+
+Cost on 2 CPU cores: DARec_base adapts all 8 layers, so nothing can be cached below them; one
+training step at batch 32 takes about 20 s and needs several GB (about 16 GB at the demo's batch
+of 256; ``--set train.batch_size=64`` on smaller machines). Layouts without adapters in the
+lower layers are several times cheaper. Count a few minutes per trial beyond its budget (model
+build, step timing, validation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from darec.config import Config, apply_overrides
+from darec.data.split import leave_one_out
+from darec.experiment import demo_config, load_data, run_experiment
+from darec.search import measure_step_time, retrain, run_search, write_report
+from darec.search.space import BASE_SPEC
+from darec.training.checkpoint import atomic_write_json, provenance
+from darec.training.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "search.json"
+WITHIN = 0.98  # "within 2% of DARec_base's validation NDCG@10"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=20, help="search trials (>= 20 for the record)")
+    p.add_argument("--trial-epochs", type=int, default=2, help="training epochs per trial")
+    p.add_argument(
+        "--trial-minutes",
+        type=float,
+        default=0.0,
+        help="minutes per trial (default: a quarter of --max-minutes)",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=12.0,
+        help="full training budget of each retraining (the demo's 12 minutes)",
+    )
+    p.add_argument("--seeds", default="42", help="comma-separated seeds of the retrainings")
+    p.add_argument("--workers", type=int, default=1, help="search worker processes")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    p.add_argument("--group-size", type=int, default=1, help="layers per searched group")
+    p.add_argument("--study", default="search-bench-ml100k")
+    p.add_argument("--storage", default="", help="default: sqlite in --out")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "search-bench")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument(
+        "--set", dest="sets", action="append", default=[], help="extra config override (repeatable)"
+    )
+    return p.parse_args()
+
+
+def base_config(args: argparse.Namespace) -> Config:
+    """The demo's DARec with its frozen SASRec (trained here first, reused when present)."""
+    budget = [f"train.max_minutes={args.max_minutes}", f"train.threads={args.threads}"]
+    cf_run = args.out / "sasrec"
+    if not (cf_run / "checkpoints" / "pointers.json").exists():
+        run_experiment(demo_config("sasrec", extra=budget), cf_run, test=False)
+    trial_minutes = args.trial_minutes or args.max_minutes / 4
+    return demo_config(
+        "darec",
+        extra=[
+            *budget,
+            f"darec.cf_checkpoint={cf_run}",
+            "darec.cf_frozen=true",
+            f"search.trials={args.trials}",
+            f"search.trial_epochs={args.trial_epochs}",
+            f"search.trial_minutes={trial_minutes}",
+            f"search.group_size={args.group_size}",
+            *args.sets,
+        ],
+    )
+
+
+def mean_metrics(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.fmean(r[k] for r in runs) for k in runs[0]}
+
+
+def pareto_fast_layout(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, float] | None:
+    """The fastest Pareto trial (validation score up, step time down) within 2% of the
+    DARec_base trial's validation score, and that score; None without a DARec_base trial."""
+    done = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.values]
+    base = [t for t in done if t.user_attrs.get("known_layout") == "DARec_base"]
+    if not base:
+        return None
+    floor = WITHIN * base[0].values[0]
+
+    def step(t: optuna.trial.FrozenTrial) -> float:
+        return float(t.user_attrs.get("step_seconds", float("inf")))
+
+    front = [
+        t
+        for t in done
+        if not any(
+            o.values[0] >= t.values[0]
+            and step(o) <= step(t)
+            and (o.values[0] > t.values[0] or step(o) < step(t))
+            for o in done
+        )
+    ]
+    fast = [t for t in front if t.values[0] >= floor]
+    return (min(fast, key=step), base[0].values[0]) if fast else None
+
+
+def throughput_side_by_side(
+    cfg: Config, layouts: dict[str, str], rounds: int = 3
+) -> dict[str, float]:
+    """Training windows per second of each layout, timed in alternating rounds on the same
+    batch, median over rounds."""
+    dataset = load_data(cfg)
+    split = leave_one_out(dataset)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = {
+            name: Trainer(
+                apply_overrides(cfg, [f"darec.adapters={text}"]), dataset, split, Path(tmp) / name
+            )
+            for name, text in layouts.items()
+        }
+        times: dict[str, list[float]] = {name: [] for name in layouts}
+        for _ in range(rounds):
+            for name, trainer in trainers.items():
+                times[name].append(measure_step_time(trainer, steps=3))
+    return {name: cfg.train.batch_size / statistics.median(ts) for name, ts in times.items()}
+
+
+def main() -> None:
+    args = parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    cfg = base_config(args)
+    storage = args.storage or f"sqlite:///{(args.out / 'study.db').resolve()}"
+    started = time.monotonic()
+    study = run_search(cfg, args.study, storage, args.out / "search", args.workers)
+    search_seconds = time.monotonic() - started
+    write_report(study, args.out / "search")
+
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    searched_runs: list[dict[str, Any]] = []
+    base_runs: list[dict[str, Any]] = []
+    best_layout = ""
+    for seed in seeds:
+        seeded = apply_overrides(cfg, [f"train.seed={seed}"])
+        run_dir = args.out / f"searched-seed{seed}"
+        resume = (run_dir / "checkpoints" / "pointers.json").exists()
+        result, _, best = retrain(study, run_dir, base=seeded, resume=resume)
+        best_layout = best.user_attrs["layout"]
+        searched_runs.append(result.test)
+        base_cfg = apply_overrides(seeded, [f"darec.adapters={BASE_SPEC}"])
+        run_dir = args.out / f"base-seed{seed}"
+        resume = (run_dir / "checkpoints" / "pointers.json").exists()
+        base_result, _ = run_experiment(base_cfg, run_dir, resume=resume)
+        base_runs.append(base_result.test)
+
+    base, searched = mean_metrics(base_runs), mean_metrics(searched_runs)
+    fast = pareto_fast_layout(study)
+    fast_ratio, fast_info = None, None
+    if fast is not None:
+        trial, base_valid = fast
+        speed = throughput_side_by_side(
+            cfg, {"base": BASE_SPEC, "fast": trial.user_attrs["layout"]}
+        )
+        fast_ratio = speed["fast"] / speed["base"]
+        fast_info = {
+            "trial": trial.number,
+            "layout": trial.user_attrs["layout"],
+            "valid_ndcg10": trial.values[0],
+            "base_valid_ndcg10": base_valid,
+            "windows_per_second": speed,
+        }
+
+    trials = study.get_trials()
+    complete = sorted(
+        (t for t in trials if t.state == TrialState.COMPLETE and t.values),
+        key=lambda t: -t.values[0],
+    )
+    record = {
+        "dataset": "ml-100k",
+        "model": "darec (demo: SmolLM2-135M, 8 layers, frozen SASRec CF model)",
+        "study": args.study,
+        "trials": sum(t.state != TrialState.WAITING for t in trials),  # queued ones never ran
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "failed": sum(t.state == TrialState.FAIL for t in trials),
+        "search_seconds": round(search_seconds, 1),
+        "trial_budget": {"epochs": cfg.search.trial_epochs, "minutes": cfg.search.trial_minutes},
+        "full_budget_minutes": cfg.train.max_minutes,
+        "seeds": seeds,
+        "base_layout": BASE_SPEC,
+        "searched_layout": best_layout,
+        "base": base,
+        "searched": searched,
+        "gain": searched["NDCG@10"] / base["NDCG@10"] if base.get("NDCG@10") else None,
+        "fast_ratio": fast_ratio,
+        "fast": fast_info,
+        "best_layouts": [
+            {
+                "trial": t.number,
+                "valid_ndcg10": t.values[0],
+                "layout": t.user_attrs.get("layout"),
+                "step_seconds": t.user_attrs.get("step_seconds"),
+                "adapter_params": t.user_attrs.get("adapter_params"),
+                "known_layout": t.user_attrs.get("known_layout"),
+            }
+            for t in complete[:5]
+        ],
+        "base_runs": base_runs,
+        "searched_runs": searched_runs,
+        "commit": provenance()["commit"],
+    }
+    atomic_write_json(args.results, record)
+    print(f"gain {record['gain']}, fast_ratio {fast_ratio}; wrote {args.results}")
+
+
+if __name__ == "__main__":
+    main()
