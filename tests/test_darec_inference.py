@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from darec.errors import CheckpointError
+from darec.models.darec import DARec
 from darec.models.darec.catalog import CatalogKV
 from tests.test_darec import HISTORY, NUM_ITEMS, make, perturb
 
 ATOL = 2e-5
 
 
-def reference_users(model, history: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def reference_users(model: DARec, history: torch.Tensor) -> torch.Tensor:
     """User vectors the uncached way: the batch's items encoded afresh (the training path)."""
     history = history[:, -model.cfg.max_seq_len :]
     cf = model._cf_states(history)
@@ -110,5 +111,9 @@ def test_stream_state_can_branch() -> None:
         start = model.stream_start(torch.tensor([3, 8]))
         a = model.stream_step(start, 1)
         b = model.stream_step(start, 6)
-        assert torch.allclose(a.user, reference_users(model, torch.tensor([[3, 8, 1]]))[0], atol=ATOL)
-        assert torch.allclose(b.user, reference_users(model, torch.tensor([[3, 8, 6]]))[0], atol=ATOL)
+        assert torch.allclose(
+            a.user, reference_users(model, torch.tensor([[3, 8, 1]]))[0], atol=ATOL
+        )
+        assert torch.allclose(
+            b.user, reference_users(model, torch.tensor([[3, 8, 6]]))[0], atol=ATOL
+        )

@@ -304,7 +304,7 @@ class DARec(SequentialRecommender):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Final SEQ states (B, L, D) and ALIGN states of ``items`` (sorted, covering history)."""
         align, kv = self._encode_items(items, capture=True)
-        index = torch.searchsorted(items, history)  # (B, L) row of each step's item
+        index = torch.searchsorted(items, history.contiguous())  # (B, L) row of each step's item
         seq, _ = self._run_stream(history, index, kv.layers.__getitem__, cf_states)
         return seq, align
 
