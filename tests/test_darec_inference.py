@@ -117,3 +117,23 @@ def test_stream_state_can_branch() -> None:
         assert torch.allclose(
             b.user, reference_users(model, torch.tensor([[3, 8, 6]]))[0], atol=ATOL
         )
+
+
+def test_compiled_layers_give_the_same_loss_and_gradients() -> None:
+    """darec.compile wraps the trained layers in torch.compile (the 'eager' backend here: the
+    same graph capture as inductor, without a C++ build in a fast test)."""
+    from tests.test_darec import batch
+
+    plain, compiled = make(), make(compile="eager")
+    perturb(plain)
+    perturb(compiled)
+    assert all(layer._compiled_call_impl is not None for layer in compiled.llm.layers)
+    plain.train()
+    compiled.train()
+    a, b = plain.loss(batch()), compiled.loss(batch())
+    assert torch.allclose(a, b, atol=ATOL)
+    a.backward()
+    b.backward()
+    for (name, p), q in zip(plain.named_parameters(), compiled.parameters(), strict=True):
+        if p.grad is not None:
+            assert q.grad is not None and torch.allclose(p.grad, q.grad, atol=1e-4), name

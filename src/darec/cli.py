@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -42,6 +43,21 @@ search_app = typer.Typer(
 app.add_typer(search_app, name="search")
 console = Console()
 err = Console(stderr=True)
+
+
+@app.callback()
+def _logging(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also log debug lines.")] = False,
+) -> None:
+    """Log lines of darec's own modules (e.g. the dtype chosen) go to standard error."""
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("darec")
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        logger.addHandler(RichHandler(console=err, show_time=False, show_path=False))
+        logger.propagate = False
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
 
 SHOWN_METRICS = ("HR@10", "NDCG@10", "MRR@10", "HR@20", "NDCG@20")
 

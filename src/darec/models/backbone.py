@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
         config: Any
 else:
     DecoderStack = nn.Module
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BUILTIN_BACKBONES",
@@ -219,10 +222,19 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name != "auto":
         raise ConfigError(f"backbone dtype {name!r} is not one of 'auto', 'bf16', 'fp32'")
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type == "cpu":
-        return torch.bfloat16 if _cpu_has_fast_bf16() else torch.float32
-    return torch.float32
+        fast, where = torch.cuda.is_bf16_supported(), "the GPU supports bf16"
+    elif device.type == "cpu":
+        fast, where = _cpu_has_fast_bf16(), "the CPU has AVX512-BF16 or AMX"
+    else:
+        fast, where = False, f"device {device.type}"
+    chosen = torch.bfloat16 if fast else torch.float32
+    log.info(
+        "darec.compute_dtype=auto: backbone in %s (%s%s)",
+        "bf16" if fast else "fp32",
+        "" if fast else "not: ",
+        where,
+    )
+    return chosen
 
 
 def backbone_from_model(

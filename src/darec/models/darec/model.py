@@ -80,6 +80,9 @@ class DARec(SequentialRecommender):
         # frozen weights, so those states never change during training
         self.enter = 0 if d.inject_at == "input" or first is None else first
         self.per_step = 2 if d.cki and d.cki_user == "token" else 1
+        if d.compile:  # the layers above the entry run at every step; those below once per run
+            for layer in self.llm.layers[self.enter :]:
+                layer.compile(backend=d.compile, dynamic=True)
         self.cache_root = ctx.cache_dir
         self.data_key = ctx.data_key
 
