@@ -74,3 +74,15 @@ def tiny_config(data: Path, cache: Path, *extra: str) -> Config:
 @pytest.fixture
 def tiny_cfg(tiny_data: Path, tmp_path: Path) -> Config:
     return tiny_config(tiny_data, tmp_path / "cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random LLaMA and its tokenizer saved as a local model folder (the path a user's
+    own backbone takes)."""
+    from tests.tiny_llm import tiny_causal_lm, tiny_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-llm")
+    tiny_causal_lm(num_layers=2).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder

@@ -16,17 +16,8 @@ from darec.experiment import run_experiment
 from darec.training.checkpoint import checkpoint_path
 from darec.training.trainer import load_trained_model
 from tests.conftest import tiny_config
-from tests.tiny_llm import tiny_causal_lm, tiny_tokenizer
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llm")
-    tiny_causal_lm(num_layers=2).save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
 
 
 def darec_sets(llm: Path) -> list[str]:

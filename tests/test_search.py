@@ -47,18 +47,9 @@ from darec.search import (
 from darec.search.space import SearchSpace
 from darec.training.trainer import Trainer, load_trained_model
 from tests.conftest import tiny_config
-from tests.tiny_llm import tiny_causal_lm, tiny_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llm")
-    tiny_causal_lm(num_layers=2).save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
 
 
 SEARCH_SETS = [

@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from darec.search import load_study, open_storage, run_search, write_report
-from tests.test_search import search_cfg, tiny_llm_dir  # noqa: F401  (fixture)
+from tests.test_search import search_cfg
 
 
 def _pg_bin() -> Path | None:
@@ -83,7 +83,7 @@ def test_study_on_postgresql_resumes_and_reports(
     postgres_url: str,
     tiny_data: Path,
     tmp_path: Path,
-    tiny_llm_dir: Path,  # noqa: F811
+    tiny_llm_dir: Path,
 ) -> None:
     cfg = search_cfg(tiny_data, tmp_path, tiny_llm_dir, "search.trials=2")
     study = run_search(cfg, "pg", postgres_url, tmp_path / "search")
