@@ -232,7 +232,8 @@ def recommend(
     from darec.serving.recommend import Recommender
 
     try:
-        if (user is None) == (items is None) and not stream:
+        given = (user is not None) + (items is not None)
+        if given > 1 or (given == 0 and not stream):  # --stream may start from nothing
             raise DarecError("give exactly one of --user or --items")
         rec = Recommender(run, data)
         banned = [e for e in exclude.split(",") if e]
@@ -278,7 +279,10 @@ def _stream(
         else:
             console.print(f"after {after}: " + ", ".join(r.item for r in recs))
 
-    show(user or "the given history" if (user or history) else "nothing")
+    if user:
+        show(user)
+    else:
+        show("the given history" if history else "nothing")
     for line in sys.stdin:
         item = line.strip()
         if not item:

@@ -111,15 +111,17 @@ class Recommender:
         self, user: str, k: int = 10, exclude: Sequence[str] = (), exclude_history: bool = True
     ) -> list[Recommendation]:
         """Top-k next items for a user of the training data, after their whole history."""
+        return self._rank(self._user_history(user), exclude, exclude_history, k)
+
+    def _user_history(self, user: str) -> np.ndarray:
         ds = self.dataset()
-        return self._rank(ds.sequence(ds.user_index(user)), exclude, exclude_history, k)
+        return ds.sequence(ds.user_index(user))
 
     def session(self, items: Sequence[str] = (), user: str | None = None) -> Session:
         """A streamed user, starting from a known ``user``'s history or from ``items``; each
         :meth:`Session.add` then costs one step (DARec: its stream tokens only)."""
         if user is not None:
-            ds = self.dataset()
-            history = ds.sequence(ds.user_index(user))
+            history = self._user_history(user)
         else:
             history = np.asarray([self.item_index(i) for i in items], dtype=np.int64)
         return Session(self, history)

@@ -63,6 +63,8 @@ class StreamKV:
         self.items = items  # idx -> (1, H, t * W, d)
         self.item_valid = item_valid  # (t * W,) bool
         self.stream = stream  # idx -> (1, H, S * t, d)
+        # stream tokens before the step this object runs (update() appends to ``stream``)
+        self.past = next(iter(stream.values()))[0].shape[2] if stream else 0
 
     @classmethod
     def from_prefix(cls, cache: PrefixKV, item_valid: torch.Tensor) -> StreamKV:
@@ -86,12 +88,11 @@ class StreamKV:
     def mask(self, per_step: int) -> torch.Tensor:
         """(1, 1, S, keys) mask of a new step's S stream tokens."""
         device = self.item_valid.device
-        past = next(iter(self.stream.values()))[0].shape[2] if self.stream else 0
         own = torch.ones(per_step, per_step, dtype=torch.bool, device=device).tril()
         return torch.cat(
             [
                 self.item_valid.expand(per_step, -1),
-                torch.ones(per_step, past, dtype=torch.bool, device=device),
+                torch.ones(per_step, self.past, dtype=torch.bool, device=device),
                 own,
             ],
             dim=1,

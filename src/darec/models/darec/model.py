@@ -503,9 +503,10 @@ class DARec(SequentialRecommender):
     def encode_users(self, history: torch.Tensor) -> torch.Tensor:
         history = history[:, -self.cfg.max_seq_len :]
         cf_states = self._cf_states(history)
-        if not self.training and self.dcfg.context_masking and self.catalog().has_kv:
+        catalog = None if self.training or not self.dcfg.context_masking else self.catalog()
+        if catalog is not None and catalog.has_kv:
             # a user costs only its stream tokens: item keys/values come from the catalog cache
-            seq, _ = self._run_stream(history, history, self.catalog().layer, cf_states)
+            seq, _ = self._run_stream(history, history, catalog.layer, cf_states)
         else:
             seq, _ = self.sequence_states(history, torch.unique(history), cf_states)
         return self._user_vectors(seq, cf_states)[:, -1]  # (B, R)
@@ -536,9 +537,8 @@ class DARec(SequentialRecommender):
         cf_states = None if cf_all is None else cf_all[:, -1:]  # (1, 1, R)
         x = self._stream_inputs(history[:, -1:], cf_states)  # (1, S, D)
         width = self.item_tokens.shape[1]
-        step = history.shape[1] - 1
-        positions = width + 2 + step * self.per_step + torch.arange(self.per_step)
-        rope = self.llm.rotary_emb(x, positions.to(x.device)[None])
+        positions = stream_positions(history > 0, width, self.per_step)[:, -self.per_step :]
+        rope = self.llm.rotary_emb(x, positions)
         slots = item_slots(self.item_lengths[history[0, -1:]], width, has_cf=self.dcfg.cki)
         kv = state.kv.extend(catalog.layer, history[0, -1], slots.valid[0])
         mask = kv.mask(self.per_step)
