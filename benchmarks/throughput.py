@@ -177,8 +177,10 @@ def training(bench: Bench, num_layers: int) -> list[dict[str, Any]]:
     a = bench.args
     batches = [bench.batch(seed, a.batch, 50) for seed in range(a.steps + 1)]
     rows = []
-    for dtype in ("bf16", "fp32"):
+    for dtype in a.dtypes.split(","):
         for name, layout in layouts(num_layers).items():
+            if name not in a.layouts.split(","):
+                continue
             for path, item_once in (("cached", True), ("straightforward", False)):
                 cfg = bench.config(adapters=layout, compute_dtype=dtype, item_once=item_once)
                 model = bench.model(cfg)
@@ -305,12 +307,14 @@ def beauty_costs(bench: Bench, num_layers: int) -> dict[str, Any]:
 def docs_block(out: dict[str, Any]) -> str:
     """The docs/results.md table of a throughput.json record."""
     lines = [
-        "| dtype | layout | path | seq/s | tokens/s | GFLOP/step | GFLOP/s | step s | distinct |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dtype | layout | path | batch | seq/s | tokens/s | GFLOP/step | GFLOP/s | step s "
+        "| distinct |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in out["training"]:
         lines.append(
-            f"| {r['dtype']} | {r['layout']} | {r['path']} | {r['sequences_per_s']:.3f} | "
+            f"| {r['dtype']} | {r['layout']} | {r['path']} | {r['batch']} | "
+            f"{r['sequences_per_s']:.3f} | "
             f"{r['tokens_per_s']:.0f} | {r['gflop_per_step']:.0f} | {r['achieved_gflops']:.0f} | "
             f"{r['step_seconds']:.1f} | {r['distinct_items']} |"
         )
@@ -323,6 +327,9 @@ def docs_block(out: dict[str, Any]) -> str:
         f"| matmul ceiling fp32 / bf16 (GFLOP/s) | {ceil['fp32']:.0f} / {ceil['bf16']:.0f} | |",
         f"| `train_speedup` (top quarter, cached / straightforward, bf16) | "
         f"{out['train_speedup']} | >= 5 |",
+        "| same, by batch size (sequences of 50 items) | "
+        + ", ".join(f"{b}: {v}" for b, v in out.get("train_speedup_by_batch", {}).items())
+        + " | |",
         f"| `train_speedup_base` (DARec_base) | {out['train_speedup_base']} | >= 1.5 |",
         f"| `infer_speedup` (cold user, p50, cached / uncached) | {out['infer_speedup']} | >= 15 |",
         f"| same, against the frozen-prefix cache alone | {out['infer_speedup_vs_frozen_cache']} "
@@ -365,6 +372,10 @@ def main() -> None:
     parser.add_argument("--eval-users", type=int, default=256)
     parser.add_argument("--epoch-steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtypes", default="bf16,fp32", help="training phase: these dtypes")
+    parser.add_argument(
+        "--layouts", default="base,top_quarter", help="training phase: these layouts"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument(
         "--phases",
@@ -402,9 +413,19 @@ def main() -> None:
         if "training" not in phases:  # MFU uses the ceiling measured beside the training rows
             out["ceilings_gflops"] = earlier["ceilings_gflops"]
         out = earlier | {"ceilings_gflops": out["ceilings_gflops"]}
+        if "train_speedup_by_batch" not in out:  # records from before it was kept
+            out["train_speedup_by_batch"] = {
+                str(earlier["args"]["batch"]): earlier["train_speedup"]
+            }
         out.setdefault("partial_reruns", []).append(phases)
     if "training" in phases:
-        out["training"] = training(bench, num_layers)
+        rows = training(bench, num_layers)
+        # a partial rerun replaces the rows it measured and keeps the others
+        fresh = {(r["dtype"], r["layout"], r["path"]) for r in rows}
+        kept = [
+            r for r in out.get("training", []) if (r["dtype"], r["layout"], r["path"]) not in fresh
+        ]
+        out["training"] = kept + rows
     if "inference" in phases:
         out["inference"] = inference(bench, num_layers)
         print(json.dumps(out["inference"]), flush=True)
@@ -446,6 +467,14 @@ def main() -> None:
         "precision_speedup": round(
             speed("bf16", "base", "cached") / speed("fp32", "base", "cached"), 2
         ),
+        "train_speedup_by_batch": out.get("train_speedup_by_batch", {})
+        | {
+            str(row("bf16", "top_quarter", "cached")["batch"]): round(
+                speed("bf16", "top_quarter", "cached")
+                / speed("bf16", "top_quarter", "straightforward"),
+                2,
+            )
+        },
         "mfu": round(row("bf16", "base", "cached")["achieved_gflops"] / best, 3),
         "mfu_top_quarter": round(row("bf16", "top_quarter", "cached")["achieved_gflops"] / best, 3),
         "peak_rss_mb": max(rss_mb(), out.get("peak_rss_mb", 0.0)),

@@ -117,6 +117,11 @@ def test_stream_state_can_branch() -> None:
         assert torch.allclose(
             b.user, reference_users(model, torch.tensor([[3, 8, 6]]))[0], atol=ATOL
         )
+        # both branches go on: neither overwrote the keys/values the other reads
+        a2, b2 = model.stream_step(a, 5), model.stream_step(b, 2)
+        for state, history in ((a2, [3, 8, 1, 5]), (b2, [3, 8, 6, 2])):
+            expected = reference_users(model, torch.tensor([history]))[0]
+            assert torch.allclose(state.user, expected, atol=ATOL)
 
 
 def test_compiled_layers_give_the_same_loss_and_gradients() -> None:

@@ -52,60 +52,97 @@ class PrefixKV:
         return torch.cat([pk, key], dim=2), torch.cat([pv, value], dim=2)
 
 
-class StreamKV:
-    """One streamed user's keys/values per layer: its items' slots (gathered from the catalog
-    cache) and its stream tokens so far. A new step's stream tokens attend to
-    ``[item slots, earlier stream tokens, themselves]``; :meth:`update` appends their keys/values.
+class _Tape:
+    """An append-only key or value buffer (1, H, capacity, d) that stream states share.
 
-    :meth:`extend` returns a new object, so an earlier state stays usable (e.g. to branch)."""
+    ``written`` is how far any state has written. A state whose own length equals it appends in
+    place; one that branched from an earlier point copies its part first, so what another state
+    has already read is never overwritten."""
 
-    def __init__(self, items: dict[int, KV], item_valid: torch.Tensor, stream: dict[int, KV]):
-        self.items = items  # idx -> (1, H, t * W, d)
-        self.item_valid = item_valid  # (t * W,) bool
-        self.stream = stream  # idx -> (1, H, S * t, d)
-        # stream tokens before the step this object runs (update() appends to ``stream``)
-        self.past = next(iter(stream.values()))[0].shape[2] if stream else 0
+    def __init__(self, data: torch.Tensor, written: int) -> None:
+        self.data, self.written = data, written
 
     @classmethod
-    def from_prefix(cls, cache: PrefixKV, item_valid: torch.Tensor) -> StreamKV:
-        """From the cache of a whole-history pass run with ``keep=True``."""
-        return cls(dict(cache.prefix), item_valid, dict(cache.kept))
+    def of(cls, tokens: torch.Tensor) -> _Tape:
+        return cls(tokens, tokens.shape[2])
+
+    def append(self, length: int, tokens: torch.Tensor) -> _Tape:
+        """The tape holding this tape's first ``length`` tokens then ``tokens`` (1, H, m, d):
+        this one (written in place) when nobody wrote past ``length`` and it has room."""
+        end = length + tokens.shape[2]
+        tape = self
+        if self.written != length or end > self.data.shape[2]:
+            b, heads, _, dim = self.data.shape
+            data = self.data.new_empty(b, heads, max(2 * end, 64), dim)
+            data[:, :, :length] = self.data[:, :, :length]
+            tape = _Tape(data, length)
+        tape.data[:, :, length:end] = tokens
+        tape.written = end
+        return tape
+
+
+class StreamKV:
+    """One streamed user's keys/values per layer: the valid slots of its items (gathered from
+    the catalog cache) and its stream tokens so far, in one append-only buffer per layer.
+
+    A new step's stream tokens attend to everything before them and to themselves (causally
+    when a step has several), so only valid keys are kept and their order does not matter
+    (positions are already in the keys through RoPE). Appending costs a copy of the new tokens
+    only; :meth:`extend` returns a new state and leaves the old one usable (e.g. to branch)."""
+
+    def __init__(self, tapes: dict[int, tuple[_Tape, _Tape]], length: int) -> None:
+        self.tapes = tapes
+        self.length = length  # keys before the step this object runs
+        self.step_tokens = 0  # stream tokens of this step, appended by update()
+
+    @classmethod
+    def from_prefix(
+        cls, cache: PrefixKV, item_valid: torch.Tensor, stream_valid: torch.Tensor
+    ) -> StreamKV:
+        """From the cache of a whole-history pass run with ``keep=True``; ``item_valid``
+        (t * W,) and ``stream_valid`` (t * S,) say which of its item and stream keys count."""
+        tapes, length = {}, 0
+        for idx, (pk, pv) in cache.prefix.items():
+            sk, sv = cache.kept[idx]
+            k = torch.cat([pk[:, :, item_valid], sk[:, :, stream_valid]], dim=2)
+            v = torch.cat([pv[:, :, item_valid], sv[:, :, stream_valid]], dim=2)
+            tapes[idx], length = (_Tape.of(k), _Tape.of(v)), k.shape[2]
+        return cls(tapes, length)
 
     def extend(
         self, item_kv: Callable[[int], KV], item: torch.Tensor, slot_valid: torch.Tensor
     ) -> StreamKV:
-        """Add item ``item``'s slots, whose keys/values are ``item_kv(idx)[.][item]`` and whose
-        validity is ``slot_valid`` (W,)."""
-        items = {}
-        for idx, (k, v) in self.items.items():
+        """Add item ``item``'s valid slots: ``item_kv(idx)[.][item]`` where ``slot_valid`` (W,)."""
+        tapes, added = {}, 0
+        for idx, (tk, tv) in self.tapes.items():
             ck, cv = item_kv(idx)  # (N + 1, H, W, d)
-            items[idx] = (
-                torch.cat([k, ck[item][None]], dim=2),
-                torch.cat([v, cv[item][None]], dim=2),
-            )
-        return StreamKV(items, torch.cat([self.item_valid, slot_valid]), dict(self.stream))
+            k, v = ck[item][None][:, :, slot_valid], cv[item][None][:, :, slot_valid]
+            tapes[idx] = (tk.append(self.length, k), tv.append(self.length, v))
+            added = k.shape[2]
+        return StreamKV(tapes, self.length + added)
 
     def mask(self, per_step: int) -> torch.Tensor:
-        """(1, 1, S, keys) mask of a new step's S stream tokens."""
-        device = self.item_valid.device
+        """(1, 1, S, keys) mask of a new step's S stream tokens: every kept key, and their own
+        keys causally. (Even when it is all true it is passed: without a mask transformers
+        picks SDPA's grouped-query mode, several times slower on the CPU for one query.)"""
+        device = next(iter(self.tapes.values()))[0].data.device if self.tapes else None
         own = torch.ones(per_step, per_step, dtype=torch.bool, device=device).tril()
-        return torch.cat(
-            [
-                self.item_valid.expand(per_step, -1),
-                torch.ones(per_step, self.past, dtype=torch.bool, device=device),
-                own,
-            ],
-            dim=1,
-        )[None, None]
+        seen = torch.ones(per_step, self.length, dtype=torch.bool, device=device)
+        return torch.cat([seen, own], dim=1)[None, None]
 
     def update(
         self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
     ) -> KV:
-        sk, sv = self.stream[layer_idx]
-        sk, sv = torch.cat([sk, key], dim=2), torch.cat([sv, value], dim=2)
-        self.stream[layer_idx] = (sk, sv)
-        ik, iv = self.items[layer_idx]
-        return torch.cat([ik, sk], dim=2), torch.cat([iv, sv], dim=2)
+        tk, tv = self.tapes[layer_idx]
+        tk, tv = tk.append(self.length, key), tv.append(self.length, value)
+        self.tapes[layer_idx] = (tk, tv)
+        self.step_tokens = key.shape[2]
+        end = self.length + key.shape[2]
+        return tk.data[:, :, :end], tv.data[:, :, :end]
+
+    def advanced(self) -> StreamKV:
+        """The state after this step: its stream tokens count as keys of the next one."""
+        return StreamKV(dict(self.tapes), self.length + self.step_tokens)
 
 
 def gather_steps(kv: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

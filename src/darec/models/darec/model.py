@@ -523,8 +523,11 @@ class DARec(SequentialRecommender):
         seq, cache = self._run_stream(history, history, catalog.layer, cf_states, keep=True)
         user = self._user_vectors(seq, cf_states)[0, -1]
         width = self.item_tokens.shape[1]
-        valid = item_slots(self.item_lengths[history[0]], width, has_cf=self.dcfg.cki).valid
-        return StreamState(history, StreamKV.from_prefix(cache, valid.flatten()), user)
+        step_valid = history[0] > 0
+        slots = item_slots(self.item_lengths[history[0]], width, has_cf=self.dcfg.cki)
+        item_valid = (slots.valid & step_valid[:, None]).flatten()
+        stream_valid = step_valid.repeat_interleave(self.per_step)
+        return StreamState(history, StreamKV.from_prefix(cache, item_valid, stream_valid), user)
 
     def stream_step(self, state: StreamState, item: int) -> StreamState:
         """``state`` after one more interaction: runs only the new step's stream tokens
@@ -545,7 +548,7 @@ class DARec(SequentialRecommender):
         for layer in self.llm.layers[self.enter :]:
             x = layer(x, attention_mask=mask, position_embeddings=rope, cache=kv)
         seq = self.llm.norm(x[:, -1:]).float()  # (1, 1, D)
-        return StreamState(history, kv, self._user_vectors(seq, cf_states)[0, -1])
+        return StreamState(history, kv.advanced(), self._user_vectors(seq, cf_states)[0, -1])
 
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         scores = state @ self.catalog_vectors()[items].T  # (B, C)
