@@ -26,13 +26,16 @@ build, step timing, validation).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import optuna
+from baselines import replace_block
 from optuna.trial import TrialState
 
 from darec.config import Config, apply_overrides
@@ -45,6 +48,7 @@ from darec.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "search.json"
+PLOTS = ("layout_heatmap.png", "optimization_history.png", "param_importances.png")
 WITHIN = 0.98  # "within 2% of DARec_base's validation NDCG@10"
 
 
@@ -74,6 +78,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument(
         "--set", dest="sets", action="append", default=[], help="extra config override (repeatable)"
+    )
+    p.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="only rewrite docs/results.md's search section (and its plots) from --results",
     )
     return p.parse_args()
 
@@ -151,8 +160,77 @@ def throughput_side_by_side(
     return {name: cfg.train.batch_size / statistics.median(ts) for name, ts in times.items()}
 
 
+def _metrics_row(name: str, m: dict[str, float]) -> str:
+    return f"| {name} | {m['HR@10']:.4f} | {m['NDCG@10']:.4f} | {m['MRR@10']:.4f} |"
+
+
+def docs_block(record: dict[str, Any], plots: list[str]) -> str:
+    """docs/results.md's adapter-search section from a search.json record."""
+    budget = record["trial_budget"]
+    lines = [
+        f"`{record.get('command', 'python benchmarks/search_bench.py')}` "
+        f"({record['trials']} trials, {record['pruned']} pruned, {record['failed']} failed, "
+        f"{record['search_seconds'] / 60:.0f} minutes of search; each trial at most "
+        f"{budget['epochs']} epochs or {budget['minutes']} minutes, then the best layout and "
+        f"DARec_base retrained for {record['full_budget_minutes']} minutes each, seeds "
+        f"{record['seeds']}, tested once):",
+        "",
+        "| layout | test HR@10 | test NDCG@10 | test MRR@10 |",
+        "|---|---|---|---|",
+        _metrics_row(f"DARec_base (`{record['base_layout']}`)", record["base"]),
+        _metrics_row(f"searched (`{record['searched_layout']}`)", record["searched"]),
+        "",
+        f"- `gain` (searched / base test NDCG@10): **{record['gain']:.3f}** (target >= 1.05)",
+    ]
+    fast = record.get("fast")
+    if fast:
+        speed = fast["windows_per_second"]
+        lines.append(
+            f"- `fast_ratio`: **{record['fast_ratio']:.2f}** (target >= 3): trial {fast['trial']} "
+            f"(`{fast['layout']}`, validation NDCG@10 {fast['valid_ndcg10']:.4f} against "
+            f"DARec_base's {fast['base_valid_ndcg10']:.4f}) trains {speed['fast']:.2f} windows/s "
+            f"against DARec_base's {speed['base']:.2f}, timed in alternating rounds on one batch"
+        )
+    else:
+        lines.append("- `fast_ratio`: none (no Pareto layout within 2% of DARec_base)")
+    lines += [
+        "",
+        "Best trials (validation NDCG@10 after the trial budget):",
+        "",
+        "| trial | valid NDCG@10 | layout | step s | adapter params | known layout |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in record["best_layouts"]:
+        lines.append(
+            f"| {t['trial']} | {t['valid_ndcg10']:.4f} | `{t['layout']}` | "
+            f"{t['step_seconds']:.2f} | {t['adapter_params']:,} | {t['known_layout'] or ''} |"
+        )
+    lines.append("")
+    lines += [f"![{Path(name).stem}](img/search/{name})" for name in plots]
+    return "\n".join(lines)
+
+
+def write_docs(args: argparse.Namespace) -> None:
+    """Rewrite docs/results.md's search section and copy the study's plots beside it."""
+    import shutil
+
+    record = json.loads(args.results.read_text())
+    img = ROOT / "docs" / "img" / "search"
+    img.mkdir(parents=True, exist_ok=True)
+    plots = []
+    for name in PLOTS:
+        source = args.out / "search" / name
+        if source.exists():
+            shutil.copyfile(source, img / name)
+            plots.append(name)
+    replace_block(ROOT / "docs" / "results.md", "search", docs_block(record, plots), "")
+
+
 def main() -> None:
     args = parse_args()
+    if args.write_docs:
+        write_docs(args)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = base_config(args)
     storage = args.storage or f"sqlite:///{(args.out / 'study.db').resolve()}"
@@ -232,6 +310,7 @@ def main() -> None:
         "base_runs": base_runs,
         "searched_runs": searched_runs,
         "commit": provenance()["commit"],
+        "command": "python benchmarks/search_bench.py " + " ".join(sys.argv[1:]),
     }
     atomic_write_json(args.results, record)
     print(f"gain {record['gain']}, fast_ratio {fast_ratio}; wrote {args.results}")

@@ -114,9 +114,11 @@ class StreamKV:
     ) -> StreamKV:
         """Add item ``item``'s valid slots: ``item_kv(idx)[.][item]`` where ``slot_valid`` (W,)."""
         tapes, added = {}, 0
+        slots = slot_valid.nonzero().flatten()  # once, not per layer
         for idx, (tk, tv) in self.tapes.items():
             ck, cv = item_kv(idx)  # (N + 1, H, W, d)
-            k, v = ck[item][None][:, :, slot_valid], cv[item][None][:, :, slot_valid]
+            k = ck[item].index_select(1, slots)[None]
+            v = cv[item].index_select(1, slots)[None]
             tapes[idx] = (tk.append(self.length, k), tv.append(self.length, v))
             added = k.shape[2]
         return StreamKV(tapes, self.length + added)
