@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -212,8 +213,6 @@ def docs_block(record: dict[str, Any], plots: list[str]) -> str:
 
 def write_docs(args: argparse.Namespace) -> None:
     """Rewrite docs/results.md's search section and copy the study's plots beside it."""
-    import shutil
-
     record = json.loads(args.results.read_text())
     img = ROOT / "docs" / "img" / "search"
     img.mkdir(parents=True, exist_ok=True)

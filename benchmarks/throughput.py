@@ -451,12 +451,12 @@ def main() -> None:
     def mfu(r: dict[str, Any]) -> float:
         return round(r["achieved_gflops"] / r.get("ceiling_gflops", best), 3)
 
+    train_speedup = round(
+        speed("bf16", "top_quarter", "cached") / speed("bf16", "top_quarter", "straightforward"), 2
+    )
+
     out |= {
-        "train_speedup": round(
-            speed("bf16", "top_quarter", "cached")
-            / speed("bf16", "top_quarter", "straightforward"),
-            2,
-        ),
+        "train_speedup": train_speedup,
         "train_speedup_base": round(
             speed("bf16", "base", "cached") / speed("bf16", "base", "straightforward"), 2
         ),
@@ -474,13 +474,7 @@ def main() -> None:
             speed("bf16", "base", "cached") / speed("fp32", "base", "cached"), 2
         ),
         "train_speedup_by_batch": out.get("train_speedup_by_batch", {})
-        | {
-            str(row("bf16", "top_quarter", "cached")["batch"]): round(
-                speed("bf16", "top_quarter", "cached")
-                / speed("bf16", "top_quarter", "straightforward"),
-                2,
-            )
-        },
+        | {str(row("bf16", "top_quarter", "cached")["batch"]): train_speedup},
         "mfu": mfu(row("bf16", "base", "cached")),
         "mfu_top_quarter": mfu(row("bf16", "top_quarter", "cached")),
         "peak_rss_mb": max(rss_mb(), out.get("peak_rss_mb", 0.0)),
