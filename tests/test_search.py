@@ -293,7 +293,7 @@ def test_pruning_stops_a_trial_with_worse_intermediate_scores(
         "search.trials=4",
         "search.trial_epochs=3",
         "search.known_layouts=false",
-        "search.pruner_warmup_epochs=0",
+        "search.pruner_warmup_evals=0",
         "search.pruner_startup_trials=3",
     )
     storage = open_storage(sqlite(tmp_path), cfg.search)
@@ -306,6 +306,32 @@ def test_pruning_stops_a_trial_with_worse_intermediate_scores(
     assert last.state == TrialState.PRUNED
     assert list(last.intermediate_values) == [1]  # stopped after its first epoch of three
     assert len(last.user_attrs["valid_history"]) == 1
+
+
+def test_pruning_by_steps_acts_inside_a_one_epoch_trial(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+) -> None:
+    # one epoch a trial: validating only at epoch ends, the pruner (first validation never
+    # pruned) could not act; validating every step, it stops the trial at its second one
+    cfg = search_cfg(
+        tiny_data,
+        tmp_path,
+        tiny_llm_dir,
+        "search.trials=4",
+        "search.trial_epochs=1",
+        "train.eval_every_steps=1",
+        "search.known_layouts=false",
+        "search.pruner_warmup_evals=1",
+        "search.pruner_startup_trials=3",
+    )
+    storage = open_storage(sqlite(tmp_path), cfg.search)
+    space = build_space(cfg, 2)
+    study, _ = create_or_load_study(cfg, "prune-steps", storage, space)
+    _add_perfect_trials(study, space, 3, epochs=2)
+    run_worker(cfg, "prune-steps", sqlite(tmp_path), tmp_path / "search")
+    last = max(load_study("prune-steps", storage).trials, key=lambda t: t.number)
+    assert last.state == TrialState.PRUNED
+    assert list(last.intermediate_values) == [1, 2]
 
 
 def test_failing_trial_is_recorded_and_the_study_goes_on(

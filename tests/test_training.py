@@ -71,6 +71,55 @@ def test_resume_after_crash_is_exact(tiny_cfg, tmp_path, model, crash):
     assert [h["NDCG@10"] for h in res_a.history] == [h["NDCG@10"] for h in res_b.history]
 
 
+def test_step_validations_inside_epochs_and_exact_resume(tiny_cfg, tmp_path):
+    cfg = apply_overrides(tiny_cfg, ["train.eval_every_steps=2", "train.epochs=2"])
+    straight = _trainer(cfg, tmp_path / "a")
+    per_epoch = straight.steps_per_epoch
+    assert per_epoch > 2, "the tiny data should give several steps an epoch"
+    res_a = straight.fit()
+    # every 2nd step inside an epoch, plus each epoch end (never twice at one step)
+    expected = sorted(
+        {s for s in range(2, 2 * per_epoch, 2) if s % per_epoch} | {per_epoch, 2 * per_epoch}
+    )
+    assert [h["step"] for h in res_a.history] == expected
+    inside = [h for h in res_a.history if h["step"] % per_epoch]
+    assert inside and all(h.get("partial_epoch") for h in inside)
+    best = max(res_a.history, key=lambda h: h["NDCG@10"])  # the first of equal scores
+    assert res_a.valid == {k: v for k, v in best.items() if "@" in k}
+    # a crash just after a mid-epoch validation resumes exactly
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _trainer(cfg, tmp_path / "b", CrashAt(0, 2)).fit()
+    resumed = _trainer(cfg, tmp_path / "b")
+    res_b = resumed.fit(resume=True)
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert res_a.test == res_b.test and res_a.history == res_b.history
+
+
+def test_validate_first_keeps_a_start_that_training_never_beats(tiny_cfg, tmp_path):
+    # a learning rate too small to move any score: the start stays the best, training stops
+    # mid-epoch once patience is spent and the selected model is the untrained one
+    cfg = apply_overrides(
+        tiny_cfg,
+        [
+            "train.validate_first=true",
+            "train.eval_every_steps=1",
+            "train.patience=2",
+            "train.lr=1e-12",
+            "train.epochs=5",
+        ],
+    )
+    trainer = _trainer(cfg, tmp_path / "run")
+    start = {k: v.clone() for k, v in trainer.model.trained_state().items()}
+    result = trainer.fit()
+    assert result.stopped == "early_stopping"
+    assert [h["step"] for h in result.history] == [0, 1, 2]
+    assert result.best_epoch == 0 and result.epochs == 1
+    assert result.valid == {k: v for k, v in result.history[0].items() if "@" in k}
+    for key, value in trainer.model.trained_state().items():
+        assert torch.equal(value, start[key]), key
+
+
 def test_checkpoint_round_trip_gives_same_scores(tiny_cfg, tmp_path):
     trainer = _trainer(tiny_cfg, tmp_path / "run")
     result = trainer.fit()

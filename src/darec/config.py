@@ -130,6 +130,13 @@ class TrainConfig:
     """Stop after this many validations without improving the selection metric; 0 disables."""
     eval_every: int = 1
     """Validate every this many epochs."""
+    eval_every_steps: int = 0
+    """Also validate (and checkpoint) every this many optimizer steps inside an epoch; 0: at
+    epoch ends only. For data where an epoch is long, and so that a search's pruner sees
+    scores early; patience then counts these validations too."""
+    validate_first: bool = False
+    """Validate the starting model before any training step (recorded as epoch 0), so a run
+    that never improves on its start keeps it (e.g. DARec started from a trained CF model)."""
     seed: int = 42
     """Seed of initialisation, batch order, dropout and sampling (recorded with the results)."""
     windows: Literal["last", "all"] = "all"
@@ -161,6 +168,7 @@ class TrainConfig:
             "patience",
             "threads",
             "checkpoint_every_steps",
+            "eval_every_steps",
             "max_minutes",
         ):
             if getattr(self, key) < 0:
@@ -330,11 +338,12 @@ class SearchConfig:
     seed: int = 0
     """Sampler seed (a worker adds its index and the trials already in the study)."""
     pruner: Literal["median", "hyperband", "none"] = "median"
-    """Stops poor trials on their per-epoch validation score (single objective only)."""
+    """Stops poor trials on their intermediate validation scores (single objective only): one
+    per epoch, or one every train.eval_every_steps steps when that is set."""
     pruner_startup_trials: int = 3
     """Median pruner: trials that finish before any pruning."""
-    pruner_warmup_epochs: int = 1
-    """Median pruner: the first epochs of a trial, which are never pruned."""
+    pruner_warmup_evals: int = 1
+    """Median pruner: a trial's first validations, which are never pruned."""
     trial_epochs: int = 3
     """Training epochs of one trial (its budget; the full budget is ``[train]``)."""
     trial_minutes: float = 0.0
@@ -377,7 +386,7 @@ class SearchConfig:
         for key in (
             "startup_trials",
             "pruner_startup_trials",
-            "pruner_warmup_epochs",
+            "pruner_warmup_evals",
             "trial_epochs",
             "trial_minutes",
             "param_budget",

@@ -103,7 +103,10 @@ def measure_step_time(trainer: Trainer, steps: int = 3) -> float:
 
 
 class _Reporter:
-    """Trainer callback: per-epoch validation score -> the trial (and its pruner)."""
+    """Trainer callback: each validation score -> the trial (and its pruner).
+
+    The pruner's step is the validation's 1-based count, so trials that validate on the same
+    schedule (every epoch, or every ``train.eval_every_steps`` steps) compare like with like."""
 
     def __init__(self, trial: optuna.Trial, metric: str, prune: bool) -> None:
         self.trial, self.metric, self.prune = trial, metric, prune
@@ -121,9 +124,12 @@ class _Reporter:
         self.trial.set_user_attr("valid_history", self.scores)
         if not self.prune:  # multi-objective studies cannot report intermediate values
             return
-        self.trial.report(value, epoch)
+        self.trial.report(value, len(self.scores))
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch}: {self.metric} {value:.4f}")
+            raise optuna.TrialPruned(
+                f"pruned at validation {len(self.scores)} (epoch {epoch}): "
+                f"{self.metric} {value:.4f}"
+            )
 
 
 def _reject(trial: optuna.Trial, reason: str) -> None:

@@ -166,18 +166,22 @@ def make_sampler(search: SearchConfig, seed: int) -> optuna.samplers.BaseSampler
     )
 
 
-def make_pruner(search: SearchConfig) -> optuna.pruners.BasePruner:
-    """Median pruner (default) or Hyperband over epochs; none for cost-aware studies."""
+def make_pruner(search: SearchConfig, by_steps: bool = False) -> optuna.pruners.BasePruner:
+    """Median pruner (default) or Hyperband over a trial's validations; none for cost-aware
+    studies. ``by_steps``: trials validate every ``train.eval_every_steps`` steps, so
+    Hyperband learns their number instead of taking ``search.trial_epochs``."""
     if search.pruner == "none" or "step_time" in search.objectives:
         return optuna.pruners.NopPruner()
     if search.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=search.trial_epochs or "auto", reduction_factor=3
+            min_resource=1,
+            max_resource="auto" if by_steps else search.trial_epochs or "auto",
+            reduction_factor=3,
         )
     return optuna.pruners.MedianPruner(
         n_startup_trials=search.pruner_startup_trials,
-        # steps are 1-based epochs: the first pruner_warmup_epochs epochs are never pruned
-        n_warmup_steps=search.pruner_warmup_epochs + 1,
+        # steps are 1-based validation counts: the first pruner_warmup_evals are never pruned
+        n_warmup_steps=search.pruner_warmup_evals + 1,
     )
 
 
@@ -226,7 +230,7 @@ def create_or_load_study(
         study_name=name,
         directions=directions,
         sampler=make_sampler(cfg.search, cfg.search.seed),
-        pruner=make_pruner(cfg.search),
+        pruner=make_pruner(cfg.search, by_steps=bool(cfg.train.eval_every_steps)),
         load_if_exists=True,
     )
     attrs = study.user_attrs

@@ -148,6 +148,7 @@ class Trainer:
             "global_step": 0,
             "best_metric": None,
             "best_epoch": 0,
+            "best_step": 0,
             "bad_evals": 0,
             "elapsed": 0.0,
             "history": [],
@@ -205,21 +206,28 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def _validate(self, epoch: int, partial: bool = False) -> bool:
+        """Validate now; ``epoch`` is the epoch in progress (1-based; 0 before training),
+        ``partial`` says it has not finished (time limit or a mid-epoch validation)."""
         result = self.evaluate_split("valid")
         metric = result.metrics[self.cfg.eval.select_metric]
         best = self.state["best_metric"]
         improved = best is None or metric > best
+        step = self.state["global_step"]
         if improved:
-            self.state.update(best_metric=metric, best_epoch=epoch, bad_evals=0)
+            self.state.update(best_metric=metric, best_epoch=epoch, best_step=step, bad_evals=0)
         else:
             self.state["bad_evals"] += 1
-        record = {"epoch": epoch, "step": self.state["global_step"], **result.metrics}
+        record = {"epoch": epoch, "step": step, **result.metrics}
         if partial:
             record["partial_epoch"] = True
         self.state["history"].append(record)
         if self.callback:
             self.callback.on_validation(epoch, result.metrics, improved)
         return improved
+
+    def _patience_spent(self) -> bool:
+        patience = self.cfg.train.patience
+        return bool(patience) and self.state["bad_evals"] >= patience
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """Window indices of every batch of ``epoch``, reproducible from (seed, epoch).
@@ -241,8 +249,9 @@ class Trainer:
         shuffle = torch.randperm(len(batches), generator=gen).tolist()
         return [batches[i] for i in shuffle]
 
-    def _train_epoch(self, epoch: int, started: float) -> bool:
-        """Run the rest of epoch ``epoch``; False if the time limit stopped it."""
+    def _train_epoch(self, epoch: int, started: float) -> str:
+        """Run the rest of epoch ``epoch``: ``finished``, or what stopped it (``time_limit``,
+        or ``early_stopping`` after a mid-epoch validation, see ``train.eval_every_steps``)."""
         cfg = self.cfg.train
         assert self.optimizer is not None and self.scheduler is not None
         batches = self._epoch_batches(epoch)
@@ -251,7 +260,7 @@ class Trainer:
         self.model.train()
         for step in range(self.state["step_in_epoch"], self.steps_per_epoch):
             if self._out_of_time(started):
-                return False
+                return "time_limit"
             idx = batches[step]
             batch = make_batch(
                 [self.windows[i] for i in idx], self.owners[idx], self.cfg.model.max_seq_len
@@ -272,14 +281,17 @@ class Trainer:
             self.state["global_step"] += 1
             if self.callback:
                 self.callback.on_step(epoch, step, loss.item())
-            if (
-                cfg.checkpoint_every_steps
-                and self.state["global_step"] % cfg.checkpoint_every_steps == 0
-            ):
+            gstep, last = self.state["global_step"], step + 1 == self.steps_per_epoch
+            validate = bool(cfg.eval_every_steps) and gstep % cfg.eval_every_steps == 0 and not last
+            if validate or (cfg.checkpoint_every_steps and gstep % cfg.checkpoint_every_steps == 0):
+                improved = validate and self._validate(epoch + 1, partial=True)
+                self.model.train()  # validation left it in eval mode
                 self.state["elapsed"] += time.monotonic() - started
                 started = time.monotonic()
-                self._checkpoint(is_best=False)
-        return True
+                self._checkpoint(is_best=improved)
+                if validate and self._patience_spent():
+                    return "early_stopping"
+        return "finished"
 
     def _elapsed(self, started: float) -> float:
         return self.state["elapsed"] + time.monotonic() - started
@@ -313,15 +325,21 @@ class Trainer:
             if self._out_of_time(started):
                 self.state["stopped"] = "time_limit"
                 break
-            finished = self._train_epoch(epoch, started)
+            if not self.state["history"] and cfg.validate_first:
+                self._validate(0)  # the starting point competes with every later validation
+                self._checkpoint(is_best=True)
+            ended = self._train_epoch(epoch, started)
             # a partial epoch (time limit) counts as an epoch; its validation says so
             self.state.update(epoch=epoch + 1, step_in_epoch=0)
             improved = False
-            if not finished or (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                improved = self._validate(epoch + 1, partial=not finished)
-            if not finished:
-                self.state["stopped"] = "time_limit"
-            elif cfg.patience and self.state["bad_evals"] >= cfg.patience:
+            if ended == "time_limit" or (
+                ended == "finished"
+                and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs)
+            ):
+                improved = self._validate(epoch + 1, partial=ended != "finished")
+            if ended != "finished":
+                self.state["stopped"] = ended
+            elif self._patience_spent():
                 self.state["stopped"] = "early_stopping"
             self.state["elapsed"] = self._elapsed(started)
             started = time.monotonic()
@@ -335,8 +353,14 @@ class Trainer:
     def _finish(self, stopped: str, read_test: bool) -> FitResult:
         best = load_checkpoint(checkpoint_path(self.run_dir, "best"), with_training_state=False)
         self.model.load_trained_state(best.model)
+        best_step = self.state.get("best_step")  # absent in runs saved before it existed
         valid = next(
-            (h for h in reversed(self.state["history"]) if h["epoch"] == self.state["best_epoch"]),
+            (
+                h
+                for h in reversed(self.state["history"])
+                if h["epoch"] == self.state["best_epoch"]
+                and (best_step is None or h["step"] == best_step)
+            ),
             self.state["history"][-1] if self.state["history"] else {},
         )
         valid = {k: v for k, v in valid.items() if "@" in k}
