@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,22 @@ def test_existing_run_and_changed_config_are_refused(tiny_cfg, tmp_path):
         _trainer(apply_overrides(tiny_cfg, ["train.epochs=1"]), tmp_path / "run").fit()
     with pytest.raises(CheckpointError, match="differs from the config"):
         _trainer(apply_overrides(tiny_cfg, ["train.epochs=2"]), tmp_path / "run").fit(resume=True)
+
+
+def test_run_folder_of_an_older_version_loads_and_resumes(tiny_cfg, tmp_path):
+    # its config.json lacks keys added since and has a key under its former name
+    cfg = apply_overrides(tiny_cfg, ["train.epochs=1"])
+    _trainer(cfg, tmp_path / "run").fit()
+    path = tmp_path / "run" / "config.json"
+    saved = read_json(path)
+    del saved["train"]["validate_first"]
+    saved["search"]["pruner_warmup_epochs"] = saved["search"].pop("pruner_warmup_evals")
+    path.write_text(json.dumps(saved))
+    loaded, _, _ = load_trained_model(tmp_path / "run")
+    assert loaded == cfg
+    longer = apply_overrides(tiny_cfg, ["train.epochs=2"])
+    path.write_text(json.dumps({**saved, "train": {**saved["train"], "epochs": 2}}))
+    assert _trainer(longer, tmp_path / "run").fit(resume=True).epochs == 2
 
 
 def test_pop_needs_no_training_and_ranks_by_training_counts(tiny_cfg, tmp_path):

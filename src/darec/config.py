@@ -497,9 +497,26 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+# keys renamed since run folders and studies were first written: (section, old) -> new
+_RENAMED: dict[tuple[str, str], str] = {("search", "pruner_warmup_epochs"): "pruner_warmup_evals"}
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with renamed keys under their current names (older run folders load)."""
+    data = dict(data)
+    for (section, old), new in _RENAMED.items():
+        table = data.get(section)
+        if isinstance(table, dict) and old in table:
+            table = dict(table)
+            table.setdefault(new, table.pop(old))
+            data[section] = table
+    return data
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Build a validated :class:`Config` from nested plain data (TOML or JSON)."""
-    return _build(Config, data, "")
+    """Build a validated :class:`Config` from nested plain data (TOML or JSON); keys written
+    by earlier versions under another name are read under their current one."""
+    return _build(Config, _upgrade(data), "")
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -186,7 +186,8 @@ class Trainer:
         save_checkpoint(self.run_dir, name, state, is_best)
 
     def _restore(self) -> None:
-        saved_cfg = read_json(self.run_dir / "config.json")
+        # normalised: keys added since (at their defaults) or renamed do not count as changes
+        saved_cfg = config_to_dict(config_from_dict(read_json(self.run_dir / "config.json")))
         if saved_cfg != config_to_dict(self.cfg):
             raise CheckpointError(
                 f"{self.run_dir}/config.json differs from the config given now; resume with the "
