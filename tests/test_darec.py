@@ -242,8 +242,8 @@ def test_untrained_darec_scores_like_its_cf_model() -> None:
     darec_scores = model.score_items(model.encode_users(HISTORY), items)
     cf_scores = model.cf.score_items(model.cf.encode_users(HISTORY), items)
     text = model.catalog_vectors() - model.cf.item_embedding.weight
-    assert text.abs().max() < 0.05  # the text term starts small
-    assert torch.allclose(darec_scores[:, 1:], cf_scores[:, 1:], atol=0.05)
+    assert text.abs().max() < 1e-3  # the text term starts tiny (normalised, scaled states)
+    assert torch.allclose(darec_scores[:, 1:], cf_scores[:, 1:], atol=1e-3)
     assert (
         darec_scores[:, 1:].argsort(1)[:, -3:].tolist()
         == cf_scores[:, 1:].argsort(1)[:, -3:].tolist()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from darec.config import apply_overrides
+from darec.config import apply_overrides, config_from_dict, config_from_run
 from darec.data.dataset import load_dataset
 from darec.data.split import leave_one_out
 from darec.errors import CheckpointError, DataError
@@ -176,9 +176,13 @@ def test_run_folder_of_an_older_version_loads_and_resumes(tiny_cfg, tmp_path):
     saved = read_json(path)
     del saved["train"]["validate_first"]
     saved["search"]["pruner_warmup_epochs"] = saved["search"].pop("pruner_warmup_evals")
+    del saved["darec"]["head_scale"]  # a DARec-only key: a SASRec run keeps the default
     path.write_text(json.dumps(saved))
     loaded, _, _ = load_trained_model(tmp_path / "run")
     assert loaded == cfg
+    darec_run = {**saved, "model": {**saved["model"], "name": "darec"}}
+    assert config_from_run(darec_run).darec.head_scale == 0.0  # as it was trained
+    assert config_from_dict(darec_run).darec.head_scale == cfg.darec.head_scale
     longer = apply_overrides(tiny_cfg, ["train.epochs=2"])
     path.write_text(json.dumps({**saved, "train": {**saved["train"], "epochs": 2}}))
     assert _trainer(longer, tmp_path / "run").fit(resume=True).epochs == 2

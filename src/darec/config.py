@@ -28,6 +28,7 @@ __all__ = [
     "load_config",
     "apply_overrides",
     "config_from_dict",
+    "config_from_run",
     "config_to_dict",
 ]
 
@@ -268,6 +269,11 @@ class DarecConfig:
     cki_user: Literal["add", "token", "none"] = "add"
     """How the SASRec user state at step t reaches SEQ_t: added to its input, as an extra
     key/value token just before it, or not at all."""
+    head_scale: float = 0.1
+    """The final SEQ and ALIGN states are L2-normalised and scaled by this before the user and
+    text heads, so one AdamW step moves the LLM's terms by about lr x head_scale per dimension,
+    small beside the CF vectors they are added to; 0: raw states (their norm is ~40 on
+    SmolLM2, and the first steps swamp the CF model's scores)."""
     cf_residual: bool = True
     """Add the CF model's user vector to the LLM's (a residual at the output; the LLM's term
     starts at zero, so DARec starts exactly as its CF model and learns what text adds)."""
@@ -295,6 +301,8 @@ class DarecConfig:
                 f"darec.hard_negatives >= 1, got {self.backbone_layers}, "
                 f"{self.item_max_tokens}, {self.hard_negatives}"
             )
+        if self.head_scale < 0:
+            raise ConfigError(f"darec.head_scale must be >= 0, got {self.head_scale}")
         if not 0.0 <= self.adapter_dropout < 1.0:
             raise ConfigError(
                 f"darec.adapter_dropout must be in [0, 1), got {self.adapter_dropout}"
@@ -511,6 +519,25 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
             table.setdefault(new, table.pop(old))
             data[section] = table
     return data
+
+
+# keys added with a default that changes what an older run computed: (section, key) -> the
+# value that reproduces runs saved before the key existed
+_BEFORE_ADDED: dict[tuple[str, str], Any] = {("darec", "head_scale"): 0.0}
+
+
+def config_from_run(data: dict[str, Any]) -> Config:
+    """The config of a run folder (its config.json), as the run was trained: a run folder holds
+    every key, so a key it lacks predates that key and gets the value that reproduces it."""
+    data = _upgrade(data)
+    model = data.get("model")
+    is_darec = isinstance(model, dict) and model.get("name") == "darec"
+    for (section, key), value in _BEFORE_ADDED.items():
+        table = data.get(section)
+        # darec.* keys change nothing for other models, whose runs keep the current default
+        if isinstance(table, dict) and key not in table and (section != "darec" or is_darec):
+            data[section] = {**table, key: value}
+    return config_from_dict(data)
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

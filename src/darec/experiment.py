@@ -120,7 +120,9 @@ DEMO_MODELS: dict[str, list[str]] = {
     # DARec sized for 2 CPU cores: the first 8 of SmolLM2's 30 layers, adapters in the top two
     # (the six frozen layers below run once per item per run, see darec.cache_frozen), titles and
     # genres as item text. Its CF model has the SASRec settings above; the demo starts it from
-    # the SASRec run it has just trained (darec.cf_checkpoint), frozen.
+    # the SASRec run it has just trained (darec.cf_checkpoint), frozen. An untrained DARec
+    # scores like that CF model (cf_residual), so its start is validated too: training must
+    # beat it on validation to be kept.
     "darec": [
         "model.name=darec",
         "model.dropout=0.2",
@@ -132,6 +134,7 @@ DEMO_MODELS: dict[str, list[str]] = {
         "train.batch_size=256",
         "train.patience=3",
         "train.max_minutes=12",
+        "train.validate_first=true",
     ],
 }
 

@@ -31,7 +31,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from darec.config import Config, SearchConfig, config_from_dict, config_to_dict
+from darec.config import Config, SearchConfig, config_from_dict, config_from_run, config_to_dict
 from darec.errors import ConfigError, DarecError
 from darec.models.adapters import LayerDims
 from darec.search.objective import Objective, TrialFailed
@@ -273,7 +273,7 @@ def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
 
 def study_config(study: optuna.Study) -> Config:
     """The base config the study was created with."""
-    return config_from_dict(study.user_attrs[_CONFIG])
+    return config_from_run(study.user_attrs[_CONFIG])  # stored whole, like a run folder's
 
 
 def study_space(study: optuna.Study) -> SearchSpace:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from darec.config import Config, config_from_dict, config_to_dict
+from darec.config import Config, config_from_run, config_to_dict
 from darec.data.batching import make_batch, training_windows
 from darec.data.split import Split
 from darec.data.types import SequenceDataset
@@ -187,7 +187,7 @@ class Trainer:
 
     def _restore(self) -> None:
         # normalised: keys added since (at their defaults) or renamed do not count as changes
-        saved_cfg = config_to_dict(config_from_dict(read_json(self.run_dir / "config.json")))
+        saved_cfg = config_to_dict(config_from_run(read_json(self.run_dir / "config.json")))
         if saved_cfg != config_to_dict(self.cfg):
             raise CheckpointError(
                 f"{self.run_dir}/config.json differs from the config given now; resume with the "
@@ -418,7 +418,7 @@ def load_trained_model(
         raise CheckpointError(
             f"{run} is not a run folder (no config.json); train one with `darec train`"
         )
-    cfg = config_from_dict(read_json(run / "config.json"))
+    cfg = config_from_run(read_json(run / "config.json"))
     ids = read_json(run / "ids.json")
     model = build_model(cfg, ModelContext(num_items=len(ids["item_ids"]) - 1))
     ckpt = load_checkpoint(checkpoint_path(run, which), with_training_state=False)

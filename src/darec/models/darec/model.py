@@ -50,6 +50,23 @@ from darec.models.sasrec import SASRec
 __all__ = ["DARec", "StreamState"]
 
 
+class _Head(nn.Linear):
+    """Linear head over final LLM states, L2-normalised and scaled by ``scale`` first (0: raw).
+
+    AdamW moves every weight by about lr per step, so a head's output moves by about lr times
+    the L1 norm of its input: raw SmolLM2 states (norm ~40 over 576 dims) would move it by ~1
+    per dimension a step, far more than the CF vectors it is added to."""
+
+    def __init__(self, width: int, out: int, scale: float) -> None:
+        super().__init__(width, out)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale:
+            x = F.normalize(x, dim=-1) * self.scale
+        return super().forward(x)
+
+
 def _short_sequence_attention(device: torch.device) -> AbstractContextManager[object]:
     """SDPA's kernel choice for many short sequences (items of ~34 tokens) while training: on the
     CPU, the flash kernel's backward takes ~5x longer there than the math kernel's (270 against
@@ -105,8 +122,8 @@ class DARec(SequentialRecommender):
         self.user_token = nn.Parameter(torch.randn(width))
         self.cf_proj = nn.Linear(rec, width)  # CF / ID vector -> CF token and SEQ summary
         self.user_proj = nn.Linear(rec, width)  # CF user state -> SEQ input or USER token
-        self.user_head = nn.Linear(width, rec)  # final SEQ state -> user vector
-        self.text_head = nn.Linear(width, rec)  # final ALIGN state -> item text vector
+        self.user_head = _Head(width, rec, d.head_scale)  # final SEQ state -> user vector
+        self.text_head = _Head(width, rec, d.head_scale)  # final ALIGN state -> item text vector
         # start from the CF model: no LLM user term and a small text term at initialisation, so
         # with cf_residual an untrained DARec scores exactly like its (pre-trained) CF model
         nn.init.zeros_(self.user_head.weight)
