@@ -116,3 +116,29 @@ def test_clear_errors(tiny_data, tmp_path):
     )
     assert out.exit_code == 2 and "user_min" in out.output
     assert not (tmp_path / "r").exists()  # an unknown model is caught before anything is written
+
+
+def test_train_shows_the_start_and_mid_epoch_validations(tiny_data, tmp_path):
+    out = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(tiny_data),
+            "--model",
+            "sasrec",
+            "--output",
+            str(tmp_path / "run"),
+            *TINY,
+            "--set",
+            "train.validate_first=true",
+            "--set",
+            "train.eval_every_steps=2",
+        ],
+        env=_env(tmp_path),
+    )
+    assert out.exit_code == 0, out.output
+    lines = [line for line in out.output.splitlines() if "valid HR@10" in line]
+    assert "epoch   0 " in lines[0] and "step" not in lines[0]
+    assert "epoch   1 step 2/" in lines[1]
+    assert any("epoch   1 " in line and "step" not in line for line in lines)

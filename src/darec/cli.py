@@ -93,20 +93,26 @@ class _Progress:
         self.progress, self.label = progress, label
         self.task: TaskID | None = None
         self.best: float | None = None
+        self.step, self.steps = 0, 0  # position inside the current epoch
 
     def on_epoch_start(self, epoch: int, steps: int) -> None:
+        self.step, self.steps = 0, steps
         if self.task is not None:
             self.progress.remove_task(self.task)
         self.task = self.progress.add_task(f"{self.label} epoch {epoch + 1}", total=steps, loss="")
 
     def on_step(self, epoch: int, step: int, loss: float) -> None:
+        self.step = step + 1
         if self.task is not None:
             self.progress.update(self.task, completed=step + 1, loss=f"loss {loss:.4f}")
 
     def on_validation(self, epoch: int, metrics: dict[str, float], improved: bool) -> None:
         mark = "[green]*[/]" if improved else " "
         shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in ("HR@10", "NDCG@10") if k in metrics)
-        self.progress.console.print(f"{self.label} epoch {epoch:3d}  valid {shown} {mark}")
+        where = f"epoch {epoch:3d}"
+        if 0 < self.step < self.steps:  # a mid-epoch validation (train.eval_every_steps)
+            where += f" step {self.step}/{self.steps}"
+        self.progress.console.print(f"{self.label} {where}  valid {shown} {mark}")
 
 
 def _progress() -> Progress:
