@@ -119,24 +119,10 @@ def test_clear_errors(tiny_data, tmp_path):
 
 
 def test_train_shows_the_start_and_mid_epoch_validations(tiny_data, tmp_path):
-    out = runner.invoke(
-        app,
-        [
-            "train",
-            "--data",
-            str(tiny_data),
-            "--model",
-            "sasrec",
-            "--output",
-            str(tmp_path / "run"),
-            *TINY,
-            "--set",
-            "train.validate_first=true",
-            "--set",
-            "train.eval_every_steps=2",
-        ],
-        env=_env(tmp_path),
-    )
+    settings = ["train.validate_first=true", "train.eval_every_steps=2"]
+    args = ["--data", str(tiny_data), "--output", str(tmp_path / "run"), *TINY]
+    args += [part for setting in settings for part in ("--set", setting)]
+    out = runner.invoke(app, ["train", "--model", "sasrec", *args], env=_env(tmp_path))
     assert out.exit_code == 0, out.output
     lines = [line for line in out.output.splitlines() if "valid HR@10" in line]
     assert "epoch   0 " in lines[0] and "step" not in lines[0]

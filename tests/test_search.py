@@ -283,26 +283,40 @@ def _add_perfect_trials(study: optuna.Study, space: SearchSpace, n: int, epochs:
         )
 
 
-def test_pruning_stops_a_trial_with_worse_intermediate_scores(
-    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
-) -> None:
+def _last_trial_behind_perfect_ones(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path, reports: int, *settings: str
+) -> optuna.trial.FrozenTrial:
+    """Run one trial after 3 finished ones scoring NDCG@10 = 1 at each of ``reports``
+    validations (unbeatable), with the median pruner; the new trial as it ended."""
     cfg = search_cfg(
         tiny_data,
         tmp_path,
         tiny_llm_dir,
         "search.trials=4",
-        "search.trial_epochs=3",
         "search.known_layouts=false",
-        "search.pruner_warmup_evals=0",
         "search.pruner_startup_trials=3",
+        *settings,
     )
     storage = open_storage(sqlite(tmp_path), cfg.search)
     space = build_space(cfg, 2)
     study, created = create_or_load_study(cfg, "prune", storage, space)
     assert created
-    _add_perfect_trials(study, space, 3, epochs=3)  # NDCG@10 = 1 at every epoch: unbeatable
+    _add_perfect_trials(study, space, 3, epochs=reports)
     run_worker(cfg, "prune", sqlite(tmp_path), tmp_path / "search")
-    last = max(load_study("prune", storage).trials, key=lambda t: t.number)
+    return max(load_study("prune", storage).trials, key=lambda t: t.number)
+
+
+def test_pruning_stops_a_trial_with_worse_intermediate_scores(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+) -> None:
+    last = _last_trial_behind_perfect_ones(
+        tiny_data,
+        tmp_path,
+        tiny_llm_dir,
+        3,
+        "search.trial_epochs=3",
+        "search.pruner_warmup_evals=0",
+    )
     assert last.state == TrialState.PRUNED
     assert list(last.intermediate_values) == [1]  # stopped after its first epoch of three
     assert len(last.user_attrs["valid_history"]) == 1
@@ -313,23 +327,15 @@ def test_pruning_by_steps_acts_inside_a_one_epoch_trial(
 ) -> None:
     # one epoch a trial: validating only at epoch ends, the pruner (first validation never
     # pruned) could not act; validating every step, it stops the trial at its second one
-    cfg = search_cfg(
+    last = _last_trial_behind_perfect_ones(
         tiny_data,
         tmp_path,
         tiny_llm_dir,
-        "search.trials=4",
+        2,
         "search.trial_epochs=1",
         "train.eval_every_steps=1",
-        "search.known_layouts=false",
         "search.pruner_warmup_evals=1",
-        "search.pruner_startup_trials=3",
     )
-    storage = open_storage(sqlite(tmp_path), cfg.search)
-    space = build_space(cfg, 2)
-    study, _ = create_or_load_study(cfg, "prune-steps", storage, space)
-    _add_perfect_trials(study, space, 3, epochs=2)
-    run_worker(cfg, "prune-steps", sqlite(tmp_path), tmp_path / "search")
-    last = max(load_study("prune-steps", storage).trials, key=lambda t: t.number)
     assert last.state == TrialState.PRUNED
     assert list(last.intermediate_values) == [1, 2]
 
