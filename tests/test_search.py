@@ -44,6 +44,7 @@ from darec.search import (
     study_config,
     write_report,
 )
+from darec.search.objective import trial_config
 from darec.search.space import SearchSpace
 from darec.training.trainer import Trainer, load_trained_model
 from tests.conftest import tiny_config
@@ -304,6 +305,19 @@ def _last_trial_behind_perfect_ones(
     _add_perfect_trials(study, space, 3, epochs=reports)
     run_worker(cfg, "prune", sqlite(tmp_path), tmp_path / "search")
     return max(load_study("prune", storage).trials, key=lambda t: t.number)
+
+
+def test_trials_never_validate_the_start(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+) -> None:
+    # the start (the CF model's scores) is the same for every layout: as a trial's value it
+    # would be a floor hiding the differences between layouts
+    cfg = search_cfg(
+        tiny_data, tmp_path, tiny_llm_dir, "train.validate_first=true", "train.eval_every_steps=3"
+    )
+    space = build_space(cfg, 2)
+    trial = trial_config(cfg, space, {name: "none" for _, _, name in space.slot_params()})
+    assert not trial.train.validate_first and trial.train.eval_every_steps == 3
 
 
 def test_pruning_stops_a_trial_with_worse_intermediate_scores(

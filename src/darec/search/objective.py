@@ -39,7 +39,10 @@ class TrialFailed(DarecError):
 
 def trial_config(cfg: Config, space: SearchSpace, params: dict[str, object]) -> Config:
     """The config one trial trains with: ``cfg`` with the point applied and the trial budget
-    (``search.trial_epochs`` / ``trial_minutes``, validation every epoch)."""
+    (``search.trial_epochs`` / ``trial_minutes``, validation every epoch and every
+    ``train.eval_every_steps`` steps). The start is never validated in a trial: it is the same
+    for every layout (the CF model's scores), so its score would be a floor under every trial's
+    value and hide the differences between layouts."""
     point = space.apply(cfg, dict(params))
     epochs = cfg.search.trial_epochs or max(cfg.train.epochs, 1)
     return apply_overrides(
@@ -49,6 +52,7 @@ def trial_config(cfg: Config, space: SearchSpace, params: dict[str, object]) -> 
             f"train.max_minutes={cfg.search.trial_minutes}",
             "train.eval_every=1",
             "train.checkpoint_every_steps=0",
+            "train.validate_first=false",
         ],
     )
 
