@@ -97,6 +97,18 @@ def test_step_validations_inside_epochs_and_exact_resume(tiny_cfg, tmp_path):
     assert res_a.test == res_b.test and res_a.history == res_b.history
 
 
+def test_time_running_out_just_after_a_mid_epoch_validation_does_not_repeat_it(
+    tiny_cfg, tmp_path, monkeypatch
+):
+    cfg = apply_overrides(tiny_cfg, ["train.eval_every_steps=2"])
+    trainer = _trainer(cfg, tmp_path / "run")
+    # the time runs out as soon as anything has been validated
+    monkeypatch.setattr(trainer, "_out_of_time", lambda started: bool(trainer.state["history"]))
+    result = trainer.fit()
+    assert result.stopped == "time_limit"
+    assert [h["step"] for h in result.history] == [2]
+
+
 def test_validate_first_keeps_a_start_that_training_never_beats(tiny_cfg, tmp_path):
     # a learning rate too small to move any score: the start stays the best, training stops
     # mid-epoch once patience is spent and the selected model is the untrained one

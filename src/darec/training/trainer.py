@@ -333,9 +333,15 @@ class Trainer:
             # a partial epoch (time limit) counts as an epoch; its validation says so
             self.state.update(epoch=epoch + 1, step_in_epoch=0)
             improved = False
-            if ended == "time_limit" or (
-                ended == "finished"
-                and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs)
+            history = self.state["history"]
+            # not twice at one step (time ran out just after a mid-epoch validation)
+            fresh = not history or history[-1]["step"] != self.state["global_step"]
+            if fresh and (
+                ended == "time_limit"
+                or (
+                    ended == "finished"
+                    and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs)
+                )
             ):
                 improved = self._validate(epoch + 1, partial=ended != "finished")
             if ended != "finished":
