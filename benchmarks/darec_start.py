@@ -24,7 +24,6 @@ from pathlib import Path
 
 from baselines import replace_block
 
-from darec.config import apply_overrides
 from darec.experiment import demo_config, run_experiment
 from darec.training.checkpoint import atomic_write_json
 
@@ -89,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     cf_run = Path(args.cf_run)
     if not (cf_run / "metrics.json").exists():
-        run_experiment(apply_overrides(demo_config("sasrec"), []), cf_run)
+        run_experiment(demo_config("sasrec"), cf_run)
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     for name in args.variants.split(","):
         record = run_variant(name, cf_run, args.epochs, args.every)
