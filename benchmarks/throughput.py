@@ -361,17 +361,22 @@ def docs_block(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_bench_args(parser: argparse.ArgumentParser) -> None:
+    """The options that ``Bench`` and its batches read (shared with benchmarks/autocast.py)."""
     parser.add_argument("--data", default=str(BEAUTY) if BEAUTY.exists() else "")
     parser.add_argument("--layers", type=int, default=0, help="backbone layers (0: all)")
     parser.add_argument("--item-tokens", type=int, default=32)
     parser.add_argument("--batch", type=int, default=2, help="sequences per training step")
+    parser.add_argument("--threads", type=int, default=2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_bench_args(parser)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per configuration")
     parser.add_argument("--users", type=int, default=20, help="users for latency percentiles")
     parser.add_argument("--eval-users", type=int, default=256)
     parser.add_argument("--epoch-steps", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtypes", default="bf16,fp32", help="training phase: these dtypes")
     parser.add_argument(
         "--layouts", default="base,top_quarter", help="training phase: these layouts"
