@@ -6,7 +6,7 @@
 A diagnostic for DARec's accuracy target, not a product model. Each item's text (on ML-100K
 the demo's ``title; genres``, 24 tokens; on Beauty the title, 32 tokens) is encoded once by the
 demo's frozen backbone (SmolLM2-135M cut to 8 layers): the mean of its final word states,
-standardised over the catalog and L2-normalised, the features DARec's hard negatives use.
+computed as for DARec's hard negatives, then standardised over the catalog and L2-normalised.
 SASRec (the baselines' code and settings, same seed) is then trained with item vectors
 
 - ``sasrec``: ID embedding (the baseline, benchmarks/baselines.py's settings for the dataset);
@@ -133,6 +133,10 @@ def main() -> None:
         run_one(args.dataset, args.one[0], args.seed, Path(args.one[1]))
         return
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+
+    def key(r: dict) -> tuple:
+        return r["dataset"], r["model"], r["seed"]
+
     for variant in [] if args.write_docs else args.variants.split(","):
         with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
             cmd = [sys.executable, __file__, "--dataset", args.dataset, "--seed", str(args.seed)]
@@ -140,10 +144,6 @@ def main() -> None:
             subprocess.run(cmd, check=True)
             record = json.loads(Path(tmp.name).read_text())
         print(json.dumps({"model": variant, "valid NDCG@10": record["valid"]["NDCG@10"]}))
-
-        def key(r: dict) -> tuple:
-            return r["dataset"], r["model"], r["seed"]
-
         existing = [r for r in existing if key(r) != key(record)] + [record]
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(RESULTS, existing)
