@@ -3,10 +3,11 @@
     python benchmarks/text_signal.py                  # MovieLens-100K, the demo's text settings
     python benchmarks/text_signal.py --dataset amazon-beauty --variants sasrec+text
 
-A diagnostic for DARec's accuracy target, not a product model. Each item's text (on ML-100K
+How far item text alone gets, beside DARec: the ``sasrec-text`` model
+(src/darec/models/text_sasrec.py) against SASRec on the same settings. Each item's text (on ML-100K
 the demo's ``title; genres``, 24 tokens; on Beauty the title, 32 tokens) is encoded once by the
 demo's frozen backbone (SmolLM2-135M cut to 8 layers): the mean of its final word states,
-computed as for DARec's hard negatives, then standardised over the catalog and L2-normalised.
+standardised over the catalog and L2-normalised.
 SASRec (the baselines' code and settings, same seed) is then trained with item vectors
 
 - ``sasrec``: ID embedding (the baseline, benchmarks/baselines.py's settings for the dataset);
@@ -27,18 +28,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 from baselines import COMMON, DATASETS, SETTINGS, markdown, replace_block
-from torch import nn
 
 from darec.config import Config, apply_overrides
-from darec.errors import ConfigError
 from darec.experiment import run_experiment
-from darec.models.base import ModelContext
-from darec.models.darec import DARec
 from darec.models.registry import MODELS
-from darec.models.sasrec import SASRec
+from darec.models.text_sasrec import TextSASRec
 from darec.training.checkpoint import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,59 +46,15 @@ TEXT = {  # the demo DARec's backbone; its item text on ML-100K, Beauty's only t
 VARIANTS = {"sasrec": "", "sasrec+text": "id+text", "text-only": "text"}
 
 
-def text_features(cfg: Config, ctx: ModelContext) -> torch.Tensor:
-    """(N + 1, D) standardised, L2-normalised mean word states; row 0 (padding) is zero."""
-    darec = DARec(apply_overrides(cfg, ["model.name=darec"]), ctx)
-    with torch.no_grad():
-        feats = darec._text_embeddings()[1:]
-    feats = (feats - feats.mean(0)) / feats.std(0).clamp(min=1e-6)
-    return torch.cat([torch.zeros(1, feats.shape[1]), F.normalize(feats, dim=-1)])
-
-
-class TextItemTable(nn.Module):
-    """Drop-in for SASRec's ``item_embedding``: ID rows (optional) + projected text rows."""
-
-    def __init__(self, ids: nn.Embedding, feats: torch.Tensor, with_ids: bool) -> None:
-        super().__init__()
-        self.ids = ids if with_ids else None
-        self.register_buffer("feats", feats)
-        self.proj = nn.Linear(feats.shape[1], ids.embedding_dim, bias=False)
-        if with_ids:  # start as plain SASRec; training adds what the text explains
-            nn.init.zeros_(self.proj.weight)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        table = self.proj(self.feats)
-        return table if self.ids is None else table + self.ids.weight
-
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
-        out = self.proj(self.feats[items])
-        return out if self.ids is None else out + self.ids(items)
-
-
-class TextSASRec(SASRec):
-    """SASRec whose item vectors include frozen-LLM text features (``--variants``)."""
-
-    mode = "id+text"
-
-    @classmethod
-    def from_config(cls, cfg: Config, ctx: ModelContext) -> TextSASRec:
-        if ctx.catalog is None:
-            raise ConfigError("the text features need the catalog (this model is not reloadable)")
-        model = cls(cfg.model, ctx.num_items)
-        feats = text_features(cfg, ctx)
-        model.item_embedding = TextItemTable(model.item_embedding, feats, cls.mode == "id+text")
-        return model
-
-
 class TextOnlySASRec(TextSASRec):
-    mode = "text"
+    """The ``text-only`` row: item vectors are the projected text features alone."""
+
+    with_ids = False
 
 
 def run_one(dataset: str, variant: str, seed: int, out: Path) -> None:
     """Child process: one training run, its record written to ``out``."""
-    MODELS["sasrec-text"] = TextSASRec
-    MODELS["sasrec-textonly"] = TextOnlySASRec
+    MODELS["sasrec-textonly"] = TextOnlySASRec  # a benchmark-only ablation
     name = {"": "sasrec", "id+text": "sasrec-text", "text": "sasrec-textonly"}[VARIANTS[variant]]
     settings = [
         *SETTINGS[dataset]["sasrec"],

@@ -75,7 +75,8 @@ class ModelConfig:
     """Which model and its size. Fields a model does not use are ignored by it."""
 
     name: str = "sasrec"
-    """Model name from the registry: pop, gru4rec, sasrec, bert4rec, darec."""
+    """Model name from the registry: pop, gru4rec, sasrec, sasrec-text (SASRec + frozen-LLM item
+    text features, text options from [darec]), bert4rec, darec."""
     max_seq_len: int = 50
     """Longest history the model reads (the most recent items)."""
     hidden_size: int = 64

@@ -10,6 +10,7 @@ from darec.models.darec import DARec
 from darec.models.gru4rec import GRU4Rec
 from darec.models.pop import Pop
 from darec.models.sasrec import SASRec
+from darec.models.text_sasrec import TextSASRec
 
 __all__ = ["MODELS", "build_model", "check_model_name"]
 
@@ -17,6 +18,7 @@ MODELS: dict[str, type[SequentialRecommender]] = {
     "pop": Pop,
     "gru4rec": GRU4Rec,
     "sasrec": SASRec,
+    "sasrec-text": TextSASRec,
     "bert4rec": BERT4Rec,
     "darec": DARec,
 }

@@ -1,0 +1,117 @@
+"""SASRec with frozen-LLM item text features (``--model sasrec-text``).
+
+Each item's sentence (the ``[darec]`` text options: ``item_fields``, ``item_max_tokens``) is
+encoded once, before training, by the frozen backbone (``darec.backbone``,
+``darec.backbone_layers``, ``darec.compute_dtype``): the mean of its final word states,
+standardised over the catalog and L2-normalised. The item vectors SASRec reads and scores
+against are then ``ID_i + W t_i``, with ``W`` learned and zero at the start, so the model starts
+as plain SASRec and training adds what the text explains. The LLM never runs during training or
+scoring, so this costs what SASRec costs plus one pass over the catalog.
+
+Measured with ``benchmarks/text_signal.py`` (docs/results.md): +7% test NDCG@10 over SASRec on
+Amazon Beauty, no change on MovieLens-100K, where the IDs already hold what titles and genres
+say. The features are part of the checkpoint, so a run reloads without the backbone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from darec.config import Config, ModelConfig
+from darec.errors import ConfigError
+from darec.models.base import ModelContext
+from darec.models.item_text import tokenize_catalog
+from darec.models.sasrec import SASRec
+
+__all__ = ["TextItemTable", "TextSASRec", "item_text_features"]
+
+
+def item_text_features(cfg: Config, ctx: ModelContext, batch_size: int = 256) -> torch.Tensor:
+    """(N + 1, D) standardised, L2-normalised mean word states of every item; row 0 (padding)
+    and items without text are zero."""
+    from darec.models.backbone import load_backbone, resolve_dtype
+    from darec.paths import cache_dir
+
+    if ctx.catalog is None:
+        raise ConfigError("model sasrec-text needs the item catalog (item texts) of the data")
+    d = cfg.darec
+    dtype = resolve_dtype(d.compute_dtype, torch.device("cpu"))
+    backbone = load_backbone(d.backbone, d.backbone_layers, dtype, cache_dir(cfg.cache_dir))
+    tokens, lengths = tokenize_catalog(
+        ctx.catalog, backbone.tokenizer, d.item_fields, d.item_max_tokens
+    )
+    means = torch.zeros(len(tokens), backbone.hidden_size)
+    with torch.no_grad():
+        for lo in range(0, len(tokens), batch_size):
+            ids, n = tokens[lo : lo + batch_size], lengths[lo : lo + batch_size]
+            valid = torch.arange(ids.shape[1])[None] < n[:, None]  # (B, T), right-padded
+            if not valid.any():
+                continue
+            h = backbone.model(input_ids=ids, attention_mask=valid.long()).last_hidden_state
+            h = h.float() * valid[..., None]
+            means[lo : lo + batch_size] = h.sum(1) / n.clamp(min=1)[:, None]
+    has_text = lengths > 0
+    has_text[0] = False
+    if has_text.any():
+        rows = means[has_text]
+        rows = (rows - rows.mean(0)) / rows.std(0, unbiased=False).clamp(min=1e-6)
+        means[has_text] = F.normalize(rows, dim=-1)
+    means[~has_text] = 0.0
+    return means
+
+
+class TextItemTable(nn.Module):
+    """Drop-in for SASRec's ``item_embedding``: ID rows + projected (fixed) text rows.
+
+    ``with_ids=False`` keeps the text part only (the ``text-only`` row of
+    benchmarks/text_signal.py); the projection then starts random instead of at zero."""
+
+    def __init__(self, ids: nn.Embedding, feats: torch.Tensor, with_ids: bool = True) -> None:
+        super().__init__()
+        self.ids = ids if with_ids else None
+        self.dim = ids.embedding_dim
+        self.feats: torch.Tensor
+        self.register_buffer("feats", feats)
+        self.proj = nn.Linear(feats.shape[1], ids.embedding_dim, bias=False)
+        if with_ids:
+            nn.init.zeros_(self.proj.weight)  # start as plain SASRec
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """(N + 1, D) every item's vector."""
+        text = self.proj(self.feats)
+        return text if self.ids is None else self.ids.weight + text
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        text = self.proj(self.feats[items])
+        return text if self.ids is None else self.ids(items) + text
+
+
+class TextSASRec(SASRec):
+    """SASRec whose item vectors add a learned projection of frozen-LLM text features."""
+
+    with_ids = True  # False: text features only (a benchmark's ablation)
+
+    def __init__(self, cfg: ModelConfig, num_items: int, feats: torch.Tensor) -> None:
+        super().__init__(cfg, num_items)
+        table = TextItemTable(self.item_embedding, feats, self.with_ids)
+        self.item_embedding = table  # type: ignore[assignment]
+
+    @classmethod
+    def from_config(cls, cfg: Config, ctx: ModelContext) -> TextSASRec:
+        if ctx.catalog is None:  # restored from a checkpoint: the features come with it
+            return cls(cfg.model, ctx.num_items, torch.zeros(ctx.num_items + 1, 1))
+        return cls(cfg.model, ctx.num_items, item_text_features(cfg, ctx))
+
+    def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
+        feats = state.get("item_embedding.feats")
+        old = self.item_embedding
+        assert isinstance(old, TextItemTable)
+        if feats is not None and feats.shape != old.feats.shape:
+            # a restored model's placeholder features have the wrong width
+            ids = nn.Embedding(self.num_items + 1, old.dim, padding_idx=0)
+            table = TextItemTable(ids, torch.zeros_like(feats), self.with_ids)
+            self.item_embedding = table  # type: ignore[assignment]
+        super().load_trained_state(state)
