@@ -8,7 +8,7 @@ against are then ``ID_i + W t_i``, with ``W`` learned and zero at the start, so 
 as plain SASRec and training adds what the text explains. The LLM never runs during training or
 scoring, so this costs what SASRec costs plus one pass over the catalog.
 
-Measured with ``benchmarks/text_signal.py`` (docs/results.md): +7% test NDCG@10 over SASRec on
+Measured with ``benchmarks/text_signal.py`` (docs/results.md): +4-7% test NDCG@10 over SASRec on
 Amazon Beauty, no change on MovieLens-100K, where the IDs already hold what titles and genres
 say. The features are part of the checkpoint, so a run reloads without the backbone.
 """
