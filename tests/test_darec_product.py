@@ -162,3 +162,58 @@ def test_pretrained_frozen_cf_model(tiny_data: Path, tmp_path: Path, tiny_llm_di
     _, darec, _ = load_trained_model(tmp_path / "darec")
     for name, value in sasrec.state_dict().items():
         assert torch.equal(darec.cf.state_dict()[name], value), name
+
+
+def test_cf_model_from_a_text_feature_sasrec(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+) -> None:
+    """A sasrec-text run can be the CF model: its text table (features included) becomes the
+    ID table, the DARec run carries it, and the reloaded run scores as the trained one did."""
+    import shutil
+
+    from darec.data.split import leave_one_out
+    from darec.evaluation.evaluator import evaluate
+    from darec.experiment import load_data
+    from darec.models.text_sasrec import TextItemTable
+
+    cache = tmp_path / "cache"
+    text_sets = [
+        "model.name=sasrec-text",
+        f"darec.backbone={tiny_llm_dir}",
+        "darec.compute_dtype=fp32",
+        "darec.item_max_tokens=6",
+        "train.epochs=2",
+    ]
+    run_experiment(tiny_config(tiny_data, cache, *text_sets), tmp_path / "cf")
+    _, cf, _ = load_trained_model(tmp_path / "cf")
+    sets = [
+        *darec_sets(tiny_llm_dir),
+        f"darec.cf_checkpoint={tmp_path / 'cf'}",
+        "darec.cf_frozen=true",
+        "train.epochs=1",
+    ]
+    cfg = tiny_config(tiny_data, cache, *sets)
+    result, _ = run_experiment(cfg, tmp_path / "darec")
+    shutil.rmtree(tmp_path / "cf")  # the DARec run carries its CF model
+    _, darec, _ = load_trained_model(tmp_path / "darec")
+    assert isinstance(darec.cf.item_embedding, TextItemTable)
+    assert not any(p.requires_grad for p in darec.cf.parameters())  # still frozen
+    for name, value in cf.state_dict().items():
+        assert torch.equal(darec.cf.state_dict()[name], value), name
+    split = leave_one_out(load_data(cfg))
+    again = evaluate(darec, split.test, cfg.eval, cfg.model.max_seq_len, torch.device("cpu"))
+    assert again.metrics["NDCG@10"] == pytest.approx(result.test["NDCG@10"], abs=1e-6)
+
+
+def test_cf_checkpoint_of_another_model_is_refused(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+) -> None:
+    from darec.errors import ConfigError
+
+    cache = tmp_path / "cache"
+    run_experiment(
+        tiny_config(tiny_data, cache, "model.name=gru4rec", "train.epochs=1"), tmp_path / "gru"
+    )
+    sets = [*darec_sets(tiny_llm_dir), f"darec.cf_checkpoint={tmp_path / 'gru'}"]
+    with pytest.raises(ConfigError, match="sasrec or sasrec-text run"):
+        run_experiment(tiny_config(tiny_data, cache, *sets), tmp_path / "darec")

@@ -281,7 +281,8 @@ class DarecConfig:
     cf_loss_weight: float = 1.0
     """Weight of the CF model's own next-item loss when it is trained jointly."""
     cf_checkpoint: str = ""
-    """Run folder of a trained SASRec to start the CF model from; with cf_frozen it stays fixed."""
+    """Run folder of a trained sasrec or sasrec-text run to start the CF model from (its item
+    table becomes the ID table, text features included); with cf_frozen it stays fixed."""
     cf_frozen: bool = False
     """Keep the CF model fixed (needs cf_checkpoint); cheaper than joint training."""
     item_batch_size: int = 512
@@ -319,7 +320,7 @@ class DarecConfig:
         if self.catalog_cache_mb < 0:
             raise ConfigError(f"darec.catalog_cache_mb must be >= 0, got {self.catalog_cache_mb}")
         if self.cf_frozen and not self.cf_checkpoint:
-            raise ConfigError("darec.cf_frozen needs darec.cf_checkpoint (a trained SASRec run)")
+            raise ConfigError("darec.cf_frozen needs darec.cf_checkpoint (a trained sasrec or sasrec-text run)")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from darec.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["item_sentence", "tokenize_catalog"]
+__all__ = ["item_sentence", "mean_word_states", "tokenize_catalog"]
 
 _BATCH = 1024
 """Sentences per tokenizer call: large enough for the fast tokenizer's batching to pay off."""
@@ -37,6 +37,14 @@ def item_sentence(attributes: dict[str, str], fields: Sequence[str] = ()) -> str
         if value:
             parts.append(f"{' '.join(key.replace('_', ' ').split())}: {value}")
     return "; ".join(parts)
+
+
+def mean_word_states(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, D) float32 mean of each right-padded row of ``states`` (B, T, D) over its first
+    ``lengths`` (B,) positions; rows of length 0 are zero."""
+    valid = torch.arange(states.shape[1], device=states.device)[None] < lengths[:, None]
+    total = (states.float() * valid[..., None]).sum(1)
+    return total / lengths.clamp(min=1)[:, None].to(total.dtype)
 
 
 def _check_fields(catalog: list[dict[str, str]], fields: Sequence[str]) -> None:

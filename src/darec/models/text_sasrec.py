@@ -22,10 +22,10 @@ from torch import nn
 from darec.config import Config, ModelConfig
 from darec.errors import ConfigError
 from darec.models.base import ModelContext
-from darec.models.item_text import tokenize_catalog
+from darec.models.item_text import mean_word_states, tokenize_catalog
 from darec.models.sasrec import SASRec
 
-__all__ = ["TextItemTable", "TextSASRec", "item_text_features"]
+__all__ = ["TextItemTable", "TextSASRec", "fit_text_table", "item_text_features"]
 
 
 def item_text_features(cfg: Config, ctx: ModelContext, batch_size: int = 256) -> torch.Tensor:
@@ -46,12 +46,11 @@ def item_text_features(cfg: Config, ctx: ModelContext, batch_size: int = 256) ->
     with torch.no_grad():
         for lo in range(0, len(tokens), batch_size):
             ids, n = tokens[lo : lo + batch_size], lengths[lo : lo + batch_size]
-            valid = torch.arange(ids.shape[1])[None] < n[:, None]  # (B, T), right-padded
-            if not valid.any():
+            if not n.any():
                 continue
+            valid = torch.arange(ids.shape[1])[None] < n[:, None]  # (B, T), right-padded
             h = backbone.model(input_ids=ids, attention_mask=valid.long()).last_hidden_state
-            h = h.float() * valid[..., None]
-            means[lo : lo + batch_size] = h.sum(1) / n.clamp(min=1)[:, None]
+            means[lo : lo + batch_size] = mean_word_states(h, n)
     has_text = lengths > 0
     has_text[0] = False
     if has_text.any():
@@ -89,6 +88,25 @@ class TextItemTable(nn.Module):
         return text if self.ids is None else self.ids(items) + text
 
 
+def fit_text_table(model: SASRec, state: dict[str, torch.Tensor], prefix: str = "") -> None:
+    """Make ``model``'s item table fit a saved text-feature SASRec state before it is loaded.
+
+    A model built without its data (restored from a checkpoint) has no features yet, or none at
+    all (DARec's CF model starts as plain SASRec): give it a text table whose feature buffer has
+    the saved shape. Does nothing when the state holds no text features or the table fits."""
+    feats = state.get(f"{prefix}item_embedding.feats")
+    if feats is None:
+        return
+    table = model.item_embedding
+    if isinstance(table, TextItemTable) and table.feats.shape == feats.shape:
+        return
+    with_ids = f"{prefix}item_embedding.ids.weight" in state
+    ids = table.ids if isinstance(table, TextItemTable) else table
+    if ids is None:
+        ids = nn.Embedding(model.num_items + 1, model.cfg.hidden_size, padding_idx=0)
+    model.item_embedding = TextItemTable(ids, torch.zeros_like(feats), with_ids)  # type: ignore[assignment]
+
+
 class TextSASRec(SASRec):
     """SASRec whose item vectors add a learned projection of frozen-LLM text features."""
 
@@ -106,12 +124,5 @@ class TextSASRec(SASRec):
         return cls(cfg.model, ctx.num_items, item_text_features(cfg, ctx))
 
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
-        feats = state.get("item_embedding.feats")
-        old = self.item_embedding
-        assert isinstance(old, TextItemTable)
-        if feats is not None and feats.shape != old.feats.shape:
-            # a restored model's placeholder features have the wrong width
-            ids = nn.Embedding(self.num_items + 1, old.dim, padding_idx=0)
-            table = TextItemTable(ids, torch.zeros_like(feats), self.with_ids)
-            self.item_embedding = table  # type: ignore[assignment]
+        fit_text_table(self, state)  # a restored model's placeholder features have the wrong width
         super().load_trained_state(state)

@@ -43,11 +43,15 @@ from darec.models.darec.catalog import CatalogKV
 from darec.models.darec.kv import CaptureKV, PrefixKV, StreamKV, gather_steps
 from darec.models.darec.layout import full_layout, item_slots, stream_mask, stream_positions
 from darec.models.darec.losses import alignment_loss, hard_sample_loss
-from darec.models.item_text import tokenize_catalog
+from darec.models.item_text import mean_word_states, tokenize_catalog
 from darec.models.layers import mask_padding_scores, next_item_loss
 from darec.models.sasrec import SASRec
+from darec.models.text_sasrec import fit_text_table
 
 __all__ = ["DARec", "StreamState"]
+
+_CF_MODELS = ("sasrec", "sasrec-text")
+"""Runs darec.cf_checkpoint may name: their item tables become DARec's ID table."""
 
 
 class _Head(nn.Linear):
@@ -172,18 +176,20 @@ class DARec(SequentialRecommender):
         from darec.training.trainer import load_trained_model
 
         cf_cfg, cf_model, _ = load_trained_model(run_dir)
-        if cf_cfg.model.name != "sasrec" or cf_model.num_items != self.num_items:
+        if cf_cfg.model.name not in _CF_MODELS or cf_model.num_items != self.num_items:
             raise ConfigError(
-                f"darec.cf_checkpoint {run_dir!r} must be a SASRec run on the same items "
-                f"(got model {cf_cfg.model.name!r} with {cf_model.num_items} items, "
-                f"expected sasrec with {self.num_items})"
+                f"darec.cf_checkpoint {run_dir!r} must be a {' or '.join(_CF_MODELS)} run on "
+                f"the same items (got model {cf_cfg.model.name!r} with {cf_model.num_items} "
+                f"items, expected {self.num_items})"
             )
         if cf_cfg.model.hidden_size != cfg.model.hidden_size:
             raise ConfigError(
                 f"darec.cf_checkpoint {run_dir!r} has model.hidden_size "
                 f"{cf_cfg.model.hidden_size}; set model.hidden_size to match"
             )
-        self.cf.load_state_dict(cf_model.state_dict())
+        state = cf_model.state_dict()
+        fit_text_table(self.cf, state)  # sasrec-text: its item table adds text features
+        self.cf.load_state_dict(state)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -234,11 +240,7 @@ class DARec(SequentialRecommender):
             items = items.to(self.item_tokens.device)
             lengths = self.item_lengths[items]
             h = self._words(self.item_tokens[items], lengths, len(self.llm.layers))
-            h = self.llm.norm(h).float()
-            valid = (torch.arange(h.shape[1], device=h.device)[None] < lengths[:, None]).float()
-            out[items.cpu()] = (
-                (h * valid[..., None]).sum(1) / valid.sum(1).clamp(min=1)[:, None]
-            ).cpu()
+            out[items.cpu()] = mean_word_states(self.llm.norm(h), lengths).cpu()
         return out
 
     def _entry_rms(self) -> float:
@@ -602,6 +604,9 @@ class DARec(SequentialRecommender):
         for name in ("item_tokens", "item_lengths", "hard_negatives", "text_bank"):
             if name in state:
                 setattr(self, name, torch.empty_like(state[name], device=self.item_tokens.device))
+        fit_text_table(self.cf, state, prefix="cf.")  # a CF model started from sasrec-text
+        if self.dcfg.cf_frozen:
+            self.cf.requires_grad_(False)
         missing, unexpected = self.load_state_dict(state, strict=False)
         frozen = self._frozen_keys()
         missing = [k for k in missing if k not in frozen]
