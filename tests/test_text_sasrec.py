@@ -81,14 +81,22 @@ def test_untrained_model_scores_exactly_like_sasrec(
     assert model.item_embedding.proj.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("text_only", [False, True])
 def test_train_then_reload_gives_the_same_scores(
-    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path, text_only: bool
 ) -> None:
-    cfg = text_cfg(tiny_data, tmp_path / "cache", tiny_llm_dir, "train.epochs=2")
+    cfg = text_cfg(
+        tiny_data,
+        tmp_path / "cache",
+        tiny_llm_dir,
+        "train.epochs=2",
+        f"model.text_only={text_only}",
+    )
     run = tmp_path / "run"
     result, _ = run_experiment(cfg, run)
     _, model, _ = load_trained_model(run)
     assert isinstance(model, TextSASRec)
+    assert (model.item_embedding.ids is None) == text_only  # text_only: no ID table
     split = leave_one_out(load_data(cfg))
     again = evaluate(model, split.test, cfg.eval, cfg.model.max_seq_len, torch.device("cpu"))
     assert again.metrics["NDCG@10"] == pytest.approx(result.test["NDCG@10"], abs=1e-9)

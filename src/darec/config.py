@@ -95,6 +95,9 @@ class ModelConfig:
     """ce: cross-entropy over the whole catalog; bpr: one sampled negative per position."""
     mask_prob: float = 0.2
     """BERT4Rec: share of items masked in training."""
+    text_only: bool = False
+    """sasrec-text: item vectors are the projected text features alone, without ID embeddings
+    (an ablation: what the text predicts by itself)."""
 
     def __post_init__(self) -> None:
         if self.max_seq_len < 1 or self.hidden_size < 1 or self.num_layers < 1:
@@ -320,7 +323,9 @@ class DarecConfig:
         if self.catalog_cache_mb < 0:
             raise ConfigError(f"darec.catalog_cache_mb must be >= 0, got {self.catalog_cache_mb}")
         if self.cf_frozen and not self.cf_checkpoint:
-            raise ConfigError("darec.cf_frozen needs darec.cf_checkpoint (a trained sasrec or sasrec-text run)")
+            raise ConfigError(
+                "darec.cf_frozen needs darec.cf_checkpoint (a trained sasrec or sasrec-text run)"
+            )
 
 
 @dataclass(frozen=True)

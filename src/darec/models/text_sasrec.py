@@ -64,8 +64,8 @@ def item_text_features(cfg: Config, ctx: ModelContext, batch_size: int = 256) ->
 class TextItemTable(nn.Module):
     """Drop-in for SASRec's ``item_embedding``: ID rows + projected (fixed) text rows.
 
-    ``with_ids=False`` keeps the text part only (the ``text-only`` row of
-    benchmarks/text_signal.py); the projection then starts random instead of at zero."""
+    ``with_ids=False`` (``model.text_only``) keeps the text part only; the projection then
+    starts random instead of at zero."""
 
     def __init__(self, ids: nn.Embedding, feats: torch.Tensor, with_ids: bool = True) -> None:
         super().__init__()
@@ -110,11 +110,9 @@ def fit_text_table(model: SASRec, state: dict[str, torch.Tensor], prefix: str = 
 class TextSASRec(SASRec):
     """SASRec whose item vectors add a learned projection of frozen-LLM text features."""
 
-    with_ids = True  # False: text features only (a benchmark's ablation)
-
     def __init__(self, cfg: ModelConfig, num_items: int, feats: torch.Tensor) -> None:
         super().__init__(cfg, num_items)
-        table = TextItemTable(self.item_embedding, feats, self.with_ids)
+        table = TextItemTable(self.item_embedding, feats, with_ids=not cfg.text_only)
         self.item_embedding = table  # type: ignore[assignment]
 
     @classmethod
