@@ -37,20 +37,23 @@ COMMON = [
     "model.max_seq_len=50",
     "train.threads=2",
 ]
+FROM_SASREC = ["darec.cf_checkpoint={cf_run}", "darec.cf_frozen=true"]
+"""The CF model starts from the SASRec row's run, frozen ({cf_run}: that run's folder)."""
 VARIANTS: dict[str, list[str]] = {
     "sasrec": DEMO_MODELS["sasrec"],
-    "darec": DEMO_MODELS["darec"],
+    "darec": [*DEMO_MODELS["darec"], *FROM_SASREC],
     # plain causal attention over the whole token stream (the straightforward path: every
     # sequence's 50 x 27 tokens run through all 8 layers, so smaller batches keep it in memory)
     "no-cm": [
         *DEMO_MODELS["darec"],
+        *FROM_SASREC,
         "darec.context_masking=false",
         "train.batch_size=32",
         "eval.batch_size=128",
     ],
     # no collaborative knowledge: no CF tokens, no CF user state, no pre-trained CF model
     "no-cki": [*DEMO_MODELS["darec"], "darec.cki=false"],
-    "no-tasks": [*DEMO_MODELS["darec"], "darec.align=false", "darec.hard=false"],
+    "no-tasks": [*DEMO_MODELS["darec"], *FROM_SASREC, "darec.align=false", "darec.hard=false"],
     # DESIGN.md's default CKI: the CF model (a SASRec, same settings) trained jointly from
     # scratch with DARec, not started from the trained SASRec; it needs as many epochs as a
     # SASRec, so it gets SASRec's patience and a longer budget (13 s a step, 10 steps an epoch)
@@ -68,10 +71,7 @@ def run_one(variant: str, seed: int, cf_run: Path, out: Path) -> None:
     from darec.config import Config, apply_overrides
     from darec.experiment import run_experiment
 
-    extra = []
-    if variant not in ("sasrec", "no-cki", "joint"):
-        extra = [f"darec.cf_checkpoint={cf_run}", "darec.cf_frozen=true"]
-    settings = VARIANTS[variant] + extra
+    settings = [s.format(cf_run=cf_run) for s in VARIANTS[variant]]
     cfg = apply_overrides(Config(), COMMON + settings + [f"train.seed={seed}"])
     if variant == "sasrec":
         _, record = run_experiment(cfg, cf_run)
@@ -101,8 +101,9 @@ def main() -> None:
         return
     cf_run = Path(args.cf_run or tempfile.mkdtemp(prefix="darec-cf-")) / "sasrec"
     variants = [] if args.write_docs else args.variants.split(",")
-    if variants and not (cf_run / "metrics.json").exists() and "sasrec" not in variants:
-        variants.insert(0, "sasrec")  # every DARec variant but no-cki needs it
+    needs_cf = any("{cf_run}" in s for v in variants for s in VARIANTS[v])
+    if needs_cf and not (cf_run / "metrics.json").exists() and "sasrec" not in variants:
+        variants.insert(0, "sasrec")
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     for variant in variants:
         with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
