@@ -47,6 +47,17 @@ def tiny_data(tmp_path: Path) -> Path:
     return write_tiny_atomic(tmp_path / "tiny")
 
 
+def ndcg_on_test(model: torch.nn.Module, cfg: Config) -> float:
+    """Test NDCG@10 of ``model`` (e.g. reloaded from a run) on ``cfg``'s data, evaluated anew."""
+    from darec.data.split import leave_one_out
+    from darec.evaluation.evaluator import evaluate
+    from darec.experiment import load_data
+
+    split = leave_one_out(load_data(cfg))
+    device = torch.device("cpu")
+    return evaluate(model, split.test, cfg.eval, cfg.model.max_seq_len, device).metrics["NDCG@10"]
+
+
 def tiny_config(data: Path, cache: Path, *extra: str) -> Config:
     return apply_overrides(
         Config(),

@@ -15,7 +15,7 @@ from darec.cli import app
 from darec.experiment import run_experiment
 from darec.training.checkpoint import checkpoint_path
 from darec.training.trainer import load_trained_model
-from tests.conftest import tiny_config
+from tests.conftest import ndcg_on_test, tiny_config
 
 runner = CliRunner()
 
@@ -101,13 +101,7 @@ def test_checkpoint_references_the_backbone_and_reloads_exactly(
     assert any("item_tokens" in k for k in keys)
 
     _, model, _ = load_trained_model(run)
-    from darec.data.split import leave_one_out
-    from darec.evaluation.evaluator import evaluate
-    from darec.experiment import load_data
-
-    split = leave_one_out(load_data(cfg))
-    again = evaluate(model, split.test, cfg.eval, cfg.model.max_seq_len, torch.device("cpu"))
-    assert again.metrics["NDCG@10"] == pytest.approx(result.test["NDCG@10"], abs=1e-9)
+    assert ndcg_on_test(model, cfg) == pytest.approx(result.test["NDCG@10"], abs=1e-9)
 
 
 def test_resume_after_interrupt_is_exact(
@@ -171,9 +165,6 @@ def test_cf_model_from_a_text_feature_sasrec(
     ID table, the DARec run carries it, and the reloaded run scores as the trained one did."""
     import shutil
 
-    from darec.data.split import leave_one_out
-    from darec.evaluation.evaluator import evaluate
-    from darec.experiment import load_data
     from darec.models.text_sasrec import TextItemTable
 
     cache = tmp_path / "cache"
@@ -200,9 +191,7 @@ def test_cf_model_from_a_text_feature_sasrec(
     assert not any(p.requires_grad for p in darec.cf.parameters())  # still frozen
     for name, value in cf.state_dict().items():
         assert torch.equal(darec.cf.state_dict()[name], value), name
-    split = leave_one_out(load_data(cfg))
-    again = evaluate(darec, split.test, cfg.eval, cfg.model.max_seq_len, torch.device("cpu"))
-    assert again.metrics["NDCG@10"] == pytest.approx(result.test["NDCG@10"], abs=1e-6)
+    assert ndcg_on_test(darec, cfg) == pytest.approx(result.test["NDCG@10"], abs=1e-6)
 
 
 def test_cf_checkpoint_of_another_model_is_refused(

@@ -8,15 +8,13 @@ import pytest
 import torch
 
 from darec.config import Config
-from darec.data.split import leave_one_out
-from darec.evaluation.evaluator import evaluate
 from darec.experiment import load_data, run_experiment
 from darec.models.base import ModelContext, TrainBatch
 from darec.models.registry import build_model
 from darec.models.sasrec import SASRec
 from darec.models.text_sasrec import TextSASRec, item_text_features
 from darec.training.trainer import load_trained_model
-from tests.conftest import tiny_config
+from tests.conftest import ndcg_on_test, tiny_config
 
 
 def text_cfg(data: Path, cache: Path, llm: Path, *extra: str) -> Config:
@@ -97,6 +95,4 @@ def test_train_then_reload_gives_the_same_scores(
     _, model, _ = load_trained_model(run)
     assert isinstance(model, TextSASRec)
     assert (model.item_embedding.ids is None) == text_only  # text_only: no ID table
-    split = leave_one_out(load_data(cfg))
-    again = evaluate(model, split.test, cfg.eval, cfg.model.max_seq_len, torch.device("cpu"))
-    assert again.metrics["NDCG@10"] == pytest.approx(result.test["NDCG@10"], abs=1e-9)
+    assert ndcg_on_test(model, cfg) == pytest.approx(result.test["NDCG@10"], abs=1e-9)
