@@ -1,16 +1,23 @@
-"""DARec and its ablations on MovieLens-100K, beside the SASRec they start from; write results.
+"""DARec and its ablations beside the collaborative model they start from; write results.
 
-Every run is the demo's setting (``darec demo``): SmolLM2-135M cut to its first 8 layers,
-adapters in the top two, item text = title and genres, a 12-minute training budget on 2 cores,
-selection on validation NDCG@10, one test read. The SASRec row is trained first with the
-baselines' settings; the DARec variants start their CF model from it (frozen), except
-``no-cki``, which has no CF model at all.
+MovieLens-100K (default): every run is the demo's setting (``darec demo``): SmolLM2-135M cut to
+its first 8 layers, adapters in the top two, item text = title and genres, a 12-minute training
+budget on 2 cores, selection on validation NDCG@10, one test read. The SASRec row is trained
+first with the baselines' settings; the DARec variants start their CF model from it (frozen),
+except ``no-cki`` (no CF model at all) and ``joint`` (trained together from scratch).
+
+Amazon Beauty (``--dataset amazon-beauty``): the CF row is ``sasrec-text`` (SASRec with frozen
+title features, benchmarks/text_signal.py's product row, the baselines' SASRec settings), and
+DARec, the same layout with titles as item text, starts from it, frozen, for up to 95 minutes.
 
     python benchmarks/darec_bench.py                          # all variants (about an hour)
-    python benchmarks/darec_bench.py --variants darec,no-cki
+    python benchmarks/darec_bench.py --variants darec,no-cki --runs /tmp/d
+    python benchmarks/darec_bench.py --dataset amazon-beauty --runs /tmp/beauty   # ~2.5 h
 
-Records (same schema as baselines.json) go to ``benchmarks/results/darec.json``; a table to
-``docs/results.md``.
+Each run lives in ``RUNS/<variant>`` (a new temporary folder unless ``--runs``), kept after
+the script ends: an interrupted run resumes when the same command is given again, and a
+finished CF run is reused. Records (same schema as baselines.json) go to
+``benchmarks/results/darec.json``; a table to ``docs/results.md``.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ import json
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from baselines import markdown, readme_table, replace_block
+from baselines import COMMON as BASELINE_COMMON
+from baselines import DATASETS, SETTINGS, markdown, readme_table, replace_block
 
 from darec.experiment import DEMO_MODELS
 from darec.training.checkpoint import atomic_write_json
@@ -37,23 +46,23 @@ COMMON = [
     "model.max_seq_len=50",
     "train.threads=2",
 ]
-FROM_SASREC = ["darec.cf_checkpoint={cf_run}", "darec.cf_frozen=true"]
-"""The CF model starts from the SASRec row's run, frozen ({cf_run}: that run's folder)."""
+FROM_CF = ["darec.cf_checkpoint={cf_run}", "darec.cf_frozen=true"]
+"""The CF model starts from the CF row's run, frozen ({cf_run}: that run's folder)."""
 VARIANTS: dict[str, list[str]] = {
     "sasrec": DEMO_MODELS["sasrec"],
-    "darec": [*DEMO_MODELS["darec"], *FROM_SASREC],
+    "darec": [*DEMO_MODELS["darec"], *FROM_CF],
     # plain causal attention over the whole token stream (the straightforward path: every
     # sequence's 50 x 27 tokens run through all 8 layers, so smaller batches keep it in memory)
     "no-cm": [
         *DEMO_MODELS["darec"],
-        *FROM_SASREC,
+        *FROM_CF,
         "darec.context_masking=false",
         "train.batch_size=32",
         "eval.batch_size=128",
     ],
     # no collaborative knowledge: no CF tokens, no CF user state, no pre-trained CF model
     "no-cki": [*DEMO_MODELS["darec"], "darec.cki=false"],
-    "no-tasks": [*DEMO_MODELS["darec"], *FROM_SASREC, "darec.align=false", "darec.hard=false"],
+    "no-tasks": [*DEMO_MODELS["darec"], *FROM_CF, "darec.align=false", "darec.hard=false"],
     # DESIGN.md's default CKI: the CF model (a SASRec, same settings) trained jointly from
     # scratch with DARec, not started from the trained SASRec; it needs as many epochs as a
     # SASRec, so it gets SASRec's patience and a longer budget (13 s a step, 10 steps an epoch)
@@ -66,18 +75,50 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def run_one(variant: str, seed: int, cf_run: Path, out: Path) -> None:
-    """Child process: one training run, its record written to ``out``."""
+BEAUTY_TEXT = ["darec.backbone_layers=8", "darec.item_fields=title", "darec.item_max_tokens=32"]
+BEAUTY: dict[str, list[str]] = {
+    "sasrec-text": [*SETTINGS["amazon-beauty"]["sasrec"], "model.name=sasrec-text", *BEAUTY_TEXT],
+    "darec": [
+        *SETTINGS["amazon-beauty"]["sasrec"],  # the CF model's size and dropout
+        "model.name=darec",
+        *BEAUTY_TEXT,
+        "darec.adapters=none/none*6,serial:16*2",
+        "train.batch_size=256",
+        "train.patience=3",
+        "train.validate_first=true",
+        "train.checkpoint_every_steps=10",
+        "train.max_minutes=95",
+        *FROM_CF,
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One dataset's runs: settings shared by all, the CF row, every variant's settings."""
+
+    common: list[str]
+    cf: str
+    variants: dict[str, list[str]]
+
+
+BENCHES = {
+    "ml-100k": Bench(COMMON, "sasrec", VARIANTS),
+    "amazon-beauty": Bench(DATASETS["amazon-beauty"] + BASELINE_COMMON, "sasrec-text", BEAUTY),
+}
+
+
+def run_one(dataset: str, variant: str, seed: int, runs: Path, out: Path) -> None:
+    """Child process: one training run in ``runs/<variant>``, its record written to ``out``."""
     from darec.config import Config, apply_overrides
     from darec.experiment import run_experiment
 
-    settings = [s.format(cf_run=cf_run) for s in VARIANTS[variant]]
-    cfg = apply_overrides(Config(), COMMON + settings + [f"train.seed={seed}"])
-    if variant == "sasrec":
-        _, record = run_experiment(cfg, cf_run)
-    else:
-        with tempfile.TemporaryDirectory() as run_dir:
-            _, record = run_experiment(cfg, Path(run_dir) / "run")
+    bench = BENCHES[dataset]
+    settings = [s.format(cf_run=runs / bench.cf) for s in bench.variants[variant]]
+    cfg = apply_overrides(Config(), bench.common + settings + [f"train.seed={seed}"])
+    run_dir = runs / variant
+    resume = (run_dir / "checkpoints" / "pointers.json").exists()
+    _, record = run_experiment(cfg, run_dir, resume=resume)
     row = record.to_json()
     row.pop("run_dir")
     row["model"] = variant if variant.startswith(("sasrec", "darec")) else f"darec {variant}"
@@ -87,37 +128,47 @@ def run_one(variant: str, seed: int, cf_run: Path, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--dataset", default="ml-100k", choices=list(BENCHES))
+    parser.add_argument("--variants", default="", help="comma-separated (default: all)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--cf-run", default="", help="SASRec run folder to reuse or create")
+    parser.add_argument("--runs", default="", help="folder of the run folders (kept; resumable)")
     parser.add_argument(
         "--write-docs", action="store_true", help="only rewrite the tables from the JSON"
     )
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        variant, cf_run, out = args.one
-        run_one(variant, args.seed, Path(cf_run), Path(out))
+        variant, runs, out = args.one
+        run_one(args.dataset, variant, args.seed, Path(runs), Path(out))
         return
-    cf_run = Path(args.cf_run or tempfile.mkdtemp(prefix="darec-cf-")) / "sasrec"
-    variants = [] if args.write_docs else args.variants.split(",")
-    needs_cf = any("{cf_run}" in s for v in variants for s in VARIANTS[v])
-    if needs_cf and not (cf_run / "metrics.json").exists() and "sasrec" not in variants:
-        variants.insert(0, "sasrec")
+    bench = BENCHES[args.dataset]
+    runs = Path(args.runs or tempfile.mkdtemp(prefix="darec-bench-"))
+    variants = [] if args.write_docs else (args.variants or ",".join(bench.variants)).split(",")
+    unknown = [v for v in variants if v not in bench.variants]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r} for {args.dataset}: {list(bench.variants)}")
+    for variant in variants:
+        if (runs / variant / "metrics.json").exists():
+            parser.error(f"{runs / variant} holds a finished run; remove it to run it again")
+    needs_cf = any("{cf_run}" in s for v in variants for s in bench.variants[v])
+    if needs_cf and not (runs / bench.cf / "metrics.json").exists() and bench.cf not in variants:
+        variants.insert(0, bench.cf)
+    if variants:
+        print(f"run folders: {runs}")
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     for variant in variants:
         with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-            cmd = [sys.executable, __file__, "--seed", str(args.seed)]
-            subprocess.run([*cmd, "--one", variant, str(cf_run), tmp.name], check=True)
+            cmd = [sys.executable, __file__, "--dataset", args.dataset, "--seed", str(args.seed)]
+            subprocess.run([*cmd, "--one", variant, str(runs), tmp.name], check=True)
             record = json.loads(Path(tmp.name).read_text())
         print(json.dumps({"model": record["model"], "test NDCG@10": record["test"]["NDCG@10"]}))
-        existing = [
-            r for r in existing if (r["model"], r["seed"]) != (record["model"], record["seed"])
-        ] + [record]
+        key = (record["dataset"], record["model"], record["seed"])
+        existing = [r for r in existing if (r["dataset"], r["model"], r["seed"]) != key]
+        existing.append(record)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(RESULTS, existing)
-    order = {name: i for i, name in enumerate(["sasrec", "darec"])}
-    existing.sort(key=lambda r: (order.get(r["model"], 9), r["model"]))
+    order = {name: i for i, name in enumerate(["sasrec", "sasrec-text", "darec"])}
+    existing.sort(key=lambda r: (r["dataset"] != "ml-100k", order.get(r["model"], 9), r["model"]))
     replace_block(DOC, "darec", markdown(existing), "# Results\n\n")
     replace_block(ROOT / "README.md", "readme-darec", readme_table(existing), "")
 
