@@ -103,7 +103,7 @@ def test_time_running_out_just_after_a_mid_epoch_validation_does_not_repeat_it(
     cfg = apply_overrides(tiny_cfg, ["train.eval_every_steps=2"])
     trainer = _trainer(cfg, tmp_path / "run")
     # the time runs out as soon as anything has been validated
-    monkeypatch.setattr(trainer, "_out_of_time", lambda started: bool(trainer.state["history"]))
+    monkeypatch.setattr(trainer, "_out_of_time", lambda: bool(trainer.state["history"]))
     result = trainer.fit()
     assert result.stopped == "time_limit"
     assert [h["step"] for h in result.history] == [2]
@@ -255,6 +255,48 @@ def test_time_limit_stops_and_reports(tiny_cfg, tmp_path):
     assert result.stopped == "time_limit"
     assert result.best_epoch <= result.epochs < 50
     assert result.history[-1].get("partial_epoch") is True
+
+
+class TenSecondSteps:
+    """A fake clock for the trainer that advances 10 s per training step and at no other time."""
+
+    def __init__(self) -> None:
+        self.now, self.steps = 1000.0, 0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def on_epoch_start(self, epoch: int, steps: int) -> None:
+        pass
+
+    def on_step(self, epoch: int, step: int, loss: float) -> None:
+        self.now += 10.0
+        self.steps += 1
+
+    def on_validation(self, epoch: int, metrics: dict, improved: bool) -> None:
+        pass
+
+
+@pytest.mark.parametrize("every", [0, 1, 3])
+def test_training_time_is_counted_once(tiny_cfg, tmp_path, monkeypatch, every):
+    """In-epoch checkpoints bank the time so far; the epoch's end must not count it again."""
+    from types import SimpleNamespace
+
+    from darec.training import trainer as trainer_mod
+
+    clock = TenSecondSteps()
+    monkeypatch.setattr(trainer_mod, "time", SimpleNamespace(monotonic=clock.monotonic))
+    sets = ["train.epochs=3", "train.patience=0", f"train.checkpoint_every_steps={every}"]
+    result = _trainer(apply_overrides(tiny_cfg, sets), tmp_path / "run", clock).fit()
+    assert clock.steps > 3
+    assert result.train_seconds == pytest.approx(10.0 * clock.steps)
+    # the time limit sees the same clock: 35 s allow 4 steps of 10 s, whatever the checkpoints
+    clock = TenSecondSteps()
+    monkeypatch.setattr(trainer_mod, "time", SimpleNamespace(monotonic=clock.monotonic))
+    sets += ["train.max_minutes=" + str(35 / 60)]
+    result = _trainer(apply_overrides(tiny_cfg, sets), tmp_path / "limited", clock).fit()
+    assert result.stopped == "time_limit"
+    assert clock.steps == 4
 
 
 def test_nan_loss_is_a_clear_error(tiny_cfg, tmp_path, monkeypatch):

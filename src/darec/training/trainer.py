@@ -103,6 +103,7 @@ class Trainer:
         self.split = split
         self.run_dir = Path(run_dir)
         self.callback = callback
+        self._clock = time.monotonic()  # when training time last started counting (fit)
         if len(split.valid.targets) == 0:
             raise DataError(
                 f"dataset {dataset.name!r} has no user with at least 3 interactions, so there is "
@@ -250,7 +251,7 @@ class Trainer:
         shuffle = torch.randperm(len(batches), generator=gen).tolist()
         return [batches[i] for i in shuffle]
 
-    def _train_epoch(self, epoch: int, started: float) -> str:
+    def _train_epoch(self, epoch: int) -> str:
         """Run the rest of epoch ``epoch``: ``finished``, or what stopped it (``time_limit``,
         or ``early_stopping`` after a mid-epoch validation, see ``train.eval_every_steps``)."""
         cfg = self.cfg.train
@@ -260,7 +261,7 @@ class Trainer:
             self.callback.on_epoch_start(epoch, self.steps_per_epoch)
         self.model.train()
         for step in range(self.state["step_in_epoch"], self.steps_per_epoch):
-            if self._out_of_time(started):
+            if self._out_of_time():
                 return "time_limit"
             idx = batches[step]
             batch = make_batch(
@@ -287,19 +288,23 @@ class Trainer:
             if validate or (cfg.checkpoint_every_steps and gstep % cfg.checkpoint_every_steps == 0):
                 improved = validate and self._validate(epoch + 1, partial=True)
                 self.model.train()  # validation left it in eval mode
-                self.state["elapsed"] += time.monotonic() - started
-                started = time.monotonic()
+                self._bank_time()
                 self._checkpoint(is_best=improved)
                 if validate and self._patience_spent():
                     return "early_stopping"
         return "finished"
 
-    def _elapsed(self, started: float) -> float:
-        return self.state["elapsed"] + time.monotonic() - started
+    def _bank_time(self) -> None:
+        """Add the time since the clock last started to ``state["elapsed"]`` (what checkpoints
+        carry across a resume) and restart the clock, so no interval is counted twice."""
+        now = time.monotonic()
+        self.state["elapsed"] += now - self._clock
+        self._clock = now
 
-    def _out_of_time(self, started: float) -> bool:
+    def _out_of_time(self) -> bool:
         limit = self.cfg.train.max_minutes
-        return bool(limit) and self._elapsed(started) > limit * 60
+        elapsed = self.state["elapsed"] + time.monotonic() - self._clock
+        return bool(limit) and elapsed > limit * 60
 
     def fit(self, resume: bool = False, test: bool = True) -> FitResult:
         """Train (or resume), select the best validation checkpoint, evaluate test once.
@@ -316,20 +321,20 @@ class Trainer:
                     "`darec train ... --resume` or choose a new output folder"
                 )
             self._write_run_files()
-        started = time.monotonic()
+        self._clock = time.monotonic()  # training time runs from here (and from each resume)
         while (
             self.model.trainable
             and self.state.get("stopped") is None
             and self.state["epoch"] < cfg.epochs
         ):
             epoch = self.state["epoch"]
-            if self._out_of_time(started):
+            if self._out_of_time():
                 self.state["stopped"] = "time_limit"
                 break
             if not self.state["history"] and cfg.validate_first:
                 self._validate(0)  # the starting point competes with every later validation
                 self._checkpoint(is_best=True)
-            ended = self._train_epoch(epoch, started)
+            ended = self._train_epoch(epoch)
             # a partial epoch (time limit) counts as an epoch; its validation says so
             self.state.update(epoch=epoch + 1, step_in_epoch=0)
             improved = False
@@ -348,8 +353,7 @@ class Trainer:
                 self.state["stopped"] = ended
             elif self._patience_spent():
                 self.state["stopped"] = "early_stopping"
-            self.state["elapsed"] = self._elapsed(started)
-            started = time.monotonic()
+            self._bank_time()
             self._checkpoint(is_best=improved)
         if not self.state["history"]:  # nothing to train (Pop) or train.epochs = 0
             self._validate(0)
