@@ -117,6 +117,23 @@ def markdown(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def run_and_store(cmd: list[str], existing: list[dict], results: Path) -> dict:
+    """Run one benchmark child process, ``cmd`` + the path it writes its record to, so that
+    each run's peak RSS is its own; put the record into ``existing`` (in place of one with the
+    same dataset, model and seed) and save ``existing`` to ``results``. Returns the record."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+        subprocess.run([*cmd, tmp.name], check=True)
+        record = json.loads(Path(tmp.name).read_text())
+
+    def key(r: dict) -> tuple:
+        return r["dataset"], r["model"], r["seed"]
+
+    existing[:] = [r for r in existing if key(r) != key(record)] + [record]
+    results.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(results, existing)
+    return record
+
+
 def replace_block(path: Path, name: str, body: str, default_head: str) -> None:
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     block = f"{begin}\n{body}\n{end}"
@@ -173,12 +190,11 @@ def main() -> None:
             continue
         for model in args.models.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
-                with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-                    cmd = [sys.executable, __file__, "--one", dataset, model, str(seed), tmp.name]
-                    for s in args.set:
-                        cmd += ["--set", s]
-                    subprocess.run(cmd, check=True)
-                    record = json.loads(Path(tmp.name).read_text())
+                cmd = [sys.executable, __file__]
+                for extra in args.set:
+                    cmd += ["--set", extra]
+                cmd += ["--one", dataset, model, str(seed)]
+                record = run_and_store(cmd, existing, RESULTS)
                 print(
                     json.dumps(
                         {
@@ -189,13 +205,6 @@ def main() -> None:
                     ),
                     flush=True,
                 )
-                existing = [
-                    r
-                    for r in existing
-                    if (r["dataset"], r["model"], r["seed"]) != (dataset, model, seed)
-                ] + [record]
-                RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(RESULTS, existing)
     order = {name: i for i, name in enumerate(["pop", "gru4rec", "sasrec", "bert4rec"])}
     existing.sort(key=lambda r: (r["dataset"], order.get(r["model"], 9), r["seed"]))
     write_doc(existing)

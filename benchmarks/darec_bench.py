@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from baselines import COMMON as BASELINE_COMMON
-from baselines import DATASETS, SETTINGS, markdown, readme_table, replace_block
+from baselines import DATASETS, SETTINGS, markdown, readme_table, replace_block, run_and_store
+from text_signal import TEXT
 
 from darec.experiment import DEMO_MODELS
-from darec.training.checkpoint import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "darec.json"
@@ -75,7 +74,7 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-BEAUTY_TEXT = ["darec.backbone_layers=8", "darec.item_fields=title", "darec.item_max_tokens=32"]
+BEAUTY_TEXT = TEXT["amazon-beauty"]  # the sasrec-text row's item text (text_signal.py)
 BEAUTY: dict[str, list[str]] = {
     "sasrec-text": [*SETTINGS["amazon-beauty"]["sasrec"], "model.name=sasrec-text", *BEAUTY_TEXT],
     "darec": [
@@ -157,16 +156,9 @@ def main() -> None:
         print(f"run folders: {runs}")
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     for variant in variants:
-        with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-            cmd = [sys.executable, __file__, "--dataset", args.dataset, "--seed", str(args.seed)]
-            subprocess.run([*cmd, "--one", variant, str(runs), tmp.name], check=True)
-            record = json.loads(Path(tmp.name).read_text())
+        cmd = [sys.executable, __file__, "--dataset", args.dataset, "--seed", str(args.seed)]
+        record = run_and_store([*cmd, "--one", variant, str(runs)], existing, RESULTS)
         print(json.dumps({"model": record["model"], "test NDCG@10": record["test"]["NDCG@10"]}))
-        key = (record["dataset"], record["model"], record["seed"])
-        existing = [r for r in existing if (r["dataset"], r["model"], r["seed"]) != key]
-        existing.append(record)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(RESULTS, existing)
     order = {name: i for i, name in enumerate(["sasrec", "sasrec-text", "darec"])}
     existing.sort(key=lambda r: (r["dataset"] != "ml-100k", order.get(r["model"], 9), r["model"]))
     replace_block(DOC, "darec", markdown(existing), "# Results\n\n")

@@ -23,23 +23,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from baselines import COMMON, DATASETS, SETTINGS, markdown, replace_block
+from baselines import COMMON, DATASETS, SETTINGS, markdown, replace_block, run_and_store
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
-from darec.training.checkpoint import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "text_signal.json"
 DOC = ROOT / "docs" / "results.md"
 TEXT = {  # the demo DARec's backbone; its item text on ML-100K, Beauty's only text field
-    "ml-100k": ["darec.item_fields=title,genres", "darec.item_max_tokens=24"],
-    "amazon-beauty": ["darec.item_fields=title", "darec.item_max_tokens=32"],
+    "ml-100k": [
+        "darec.backbone_layers=8",
+        "darec.item_fields=title,genres",
+        "darec.item_max_tokens=24",
+    ],
+    "amazon-beauty": [
+        "darec.backbone_layers=8",
+        "darec.item_fields=title",
+        "darec.item_max_tokens=32",
+    ],
 }
 VARIANTS = {  # row name: its model settings
     "sasrec": ["model.name=sasrec"],
@@ -53,7 +59,6 @@ def run_one(dataset: str, variant: str, seed: int, out: Path) -> None:
     settings = [
         *SETTINGS[dataset]["sasrec"],
         *VARIANTS[variant],
-        "darec.backbone_layers=8",
         *TEXT[dataset],
     ]
     cfg = apply_overrides(Config(), DATASETS[dataset] + COMMON + settings + [f"train.seed={seed}"])
@@ -78,20 +83,10 @@ def main() -> None:
         run_one(args.dataset, args.one[0], args.seed, Path(args.one[1]))
         return
     existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-
-    def key(r: dict) -> tuple:
-        return r["dataset"], r["model"], r["seed"]
-
     for variant in [] if args.write_docs else args.variants.split(","):
-        with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-            cmd = [sys.executable, __file__, "--dataset", args.dataset, "--seed", str(args.seed)]
-            cmd += ["--one", variant, tmp.name]
-            subprocess.run(cmd, check=True)
-            record = json.loads(Path(tmp.name).read_text())
+        cmd = [sys.executable, __file__, "--dataset", args.dataset, "--seed", str(args.seed)]
+        record = run_and_store([*cmd, "--one", variant], existing, RESULTS)
         print(json.dumps({"model": variant, "valid NDCG@10": record["valid"]["NDCG@10"]}))
-        existing = [r for r in existing if key(r) != key(record)] + [record]
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(RESULTS, existing)
     order = {name: i for i, name in enumerate(VARIANTS)}
     existing.sort(key=lambda r: (r["dataset"] != "ml-100k", order.get(r["model"], 9)))
     replace_block(DOC, "text-signal", markdown(existing), "")

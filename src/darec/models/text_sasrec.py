@@ -70,7 +70,6 @@ class TextItemTable(nn.Module):
     def __init__(self, ids: nn.Embedding, feats: torch.Tensor, with_ids: bool = True) -> None:
         super().__init__()
         self.ids = ids if with_ids else None
-        self.dim = ids.embedding_dim
         self.feats: torch.Tensor
         self.register_buffer("feats", feats)
         self.proj = nn.Linear(feats.shape[1], ids.embedding_dim, bias=False)
@@ -93,7 +92,8 @@ def fit_text_table(model: SASRec, state: dict[str, torch.Tensor], prefix: str = 
 
     A model built without its data (restored from a checkpoint) has no features yet, or none at
     all (DARec's CF model starts as plain SASRec): give it a text table whose feature buffer has
-    the saved shape. Does nothing when the state holds no text features or the table fits."""
+    the saved shape, trainable or frozen as the table it replaces. Does nothing when the state
+    holds no text features or the table fits."""
     feats = state.get(f"{prefix}item_embedding.feats")
     if feats is None:
         return
@@ -104,7 +104,9 @@ def fit_text_table(model: SASRec, state: dict[str, torch.Tensor], prefix: str = 
     ids = table.ids if isinstance(table, TextItemTable) else table
     if ids is None:
         ids = nn.Embedding(model.num_items + 1, model.cfg.hidden_size, padding_idx=0)
-    model.item_embedding = TextItemTable(ids, torch.zeros_like(feats), with_ids)  # type: ignore[assignment]
+    trainable = any(p.requires_grad for p in table.parameters())
+    fitted = TextItemTable(ids, torch.zeros_like(feats), with_ids).requires_grad_(trainable)
+    model.item_embedding = fitted  # type: ignore[assignment]
 
 
 class TextSASRec(SASRec):

@@ -605,8 +605,6 @@ class DARec(SequentialRecommender):
             if name in state:
                 setattr(self, name, torch.empty_like(state[name], device=self.item_tokens.device))
         fit_text_table(self.cf, state, prefix="cf.")  # a CF model started from sasrec-text
-        if self.dcfg.cf_frozen:
-            self.cf.requires_grad_(False)
         missing, unexpected = self.load_state_dict(state, strict=False)
         frozen = self._frozen_keys()
         missing = [k for k in missing if k not in frozen]
