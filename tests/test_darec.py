@@ -315,3 +315,43 @@ def test_frozen_layer_cache_changes_nothing() -> None:
     assert cached.enter == 1
     assert torch.allclose(cached.encode_users(HISTORY), plain.encode_users(HISTORY), atol=1e-6)
     assert cached._entry_words is not None and plain._entry_words is None
+
+
+@pytest.mark.parametrize("context_masking", [True, False])
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(context_masking: bool) -> None:
+    # chunks of 3 items (and of 1 sequence in the stream): several chunks on both paths
+    options = {"context_masking": context_masking, "item_batch_size": 3, "cki_user": "token"}
+    plain = make(checkpoint_activations="never", **options)
+    perturb(plain)
+    chunked = make(checkpoint_activations="always", **options)
+    chunked.load_state_dict(plain.state_dict())
+    grads = []
+    for model in (plain, chunked):
+        model.train()
+        saved: list[int] = []  # sizes of the tensors kept for backward outside checkpoints
+
+        def keep(t: torch.Tensor, saved: list[int] = saved) -> torch.Tensor:
+            saved.append(t.numel())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+            loss = model.loss(batch())
+        loss.backward()
+        named = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        grads.append((loss.detach(), named, sum(saved)))
+    (loss_a, grad_a, saved_a), (loss_b, grad_b, saved_b) = grads
+    assert torch.allclose(loss_a, loss_b, atol=1e-6)
+    assert grad_a.keys() == grad_b.keys()
+    assert any(name.startswith("adapters.") for name in grad_a), "adapters must get gradients"
+    for name, g in grad_a.items():
+        assert torch.allclose(g, grad_b[name], atol=1e-5), name
+    assert saved_b < saved_a / 2, "checkpointed layers should keep only their inputs"
+
+
+def test_auto_checkpointing_follows_the_activation_budget() -> None:
+    model = make(checkpoint_activations="auto", activation_budget_mb=0)
+    assert model.checkpoints(1)
+    model = make(checkpoint_activations="auto")  # 4 GB: a tiny model never reaches it
+    assert not model.checkpoints(NUM_ITEMS)
+    assert make(checkpoint_activations="always").checkpoints(1)
+    assert not make(checkpoint_activations="never", activation_budget_mb=0).checkpoints(10**9)

@@ -290,6 +290,19 @@ class DarecConfig:
     """Keep the CF model fixed (needs cf_checkpoint); cheaper than joint training."""
     item_batch_size: int = 512
     """Items encoded at once when the whole catalog is encoded (evaluation, memory bank)."""
+    checkpoint_activations: Literal["auto", "always", "never"] = "auto"
+    """Activation checkpointing while training: the trainable layers run in chunks (of
+    item_batch_size items, or of sequences holding about as many items' keys), and a chunk's
+    activations are recomputed in the backward pass instead of kept, so a step's peak memory
+    grows with the chunk, not with the batch's distinct items. It costs a second forward pass
+    of those layers, yet on big batches it is faster too (fewer fresh pages). auto: for the
+    steps whose distinct items' activations would exceed activation_budget_mb
+    (benchmarks/memory.py: Beauty's heaviest step 15.2 -> 6.9 GB and 67 -> 49 s; ML-100K's,
+    under the budget, 6.4 -> 3.2 GB but 13 -> 18 s)."""
+    activation_budget_mb: int = 4096
+    """With checkpoint_activations=auto: a step checkpoints when its distinct items'
+    activations in the trainable layers, estimated at (12 x hidden + 4 x MLP width) values per
+    token and layer, exceed this many MB."""
     compile: str = ""
     """torch.compile backend for the decoder layers that train (dynamic shapes), e.g. "inductor";
     empty: eager. Measured on 2 CPU cores: 55 s to compile, then steps 13% faster, so it pays
@@ -320,8 +333,9 @@ class DarecConfig:
         for key in ("next_item_weight", "align_weight", "hard_weight", "cf_loss_weight"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"darec.{key} must be >= 0, got {getattr(self, key)}")
-        if self.catalog_cache_mb < 0:
-            raise ConfigError(f"darec.catalog_cache_mb must be >= 0, got {self.catalog_cache_mb}")
+        for key in ("catalog_cache_mb", "activation_budget_mb"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"darec.{key} must be >= 0, got {getattr(self, key)}")
         if self.cf_frozen and not self.cf_checkpoint:
             raise ConfigError(
                 "darec.cf_frozen needs darec.cf_checkpoint (a trained sasrec or sasrec-text run)"

@@ -21,20 +21,50 @@ KV = tuple[torch.Tensor, torch.Tensor]
 
 
 class CaptureKV:
-    """Returns keys/values unchanged and keeps them per layer: ``layers[idx] = (k, v)``."""
+    """Returns keys/values unchanged and records them per layer; after :meth:`seal`,
+    ``layers[idx] = (k, v)`` over all rows.
+
+    Rows may arrive in chunks (``rows``, in order; see DARec._upper_layers); a sealed record
+    ignores further updates, such as the recomputation of a checkpointed chunk in the backward
+    pass."""
 
     def __init__(self) -> None:
+        self.parts: dict[int, list[KV]] = {}
         self.layers: dict[int, KV] = {}
+        self.sealed = False
 
     def update(
-        self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+        self,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        layer_idx: int,
+        *args: Any,
+        rows: slice | None = None,
+        **kwargs: Any,
     ) -> KV:
-        self.layers[layer_idx] = (key, value)
+        if not self.sealed:
+            if rows is None or not rows.start:
+                self.parts[layer_idx] = []
+            self.parts[layer_idx].append((key, value))
         return key, value
+
+    def seal(self) -> CaptureKV:
+        for idx, parts in self.parts.items():
+            if len(parts) == 1:
+                self.layers[idx] = parts[0]
+            else:
+                self.layers[idx] = (
+                    torch.cat([k for k, _ in parts]),
+                    torch.cat([v for _, v in parts]),
+                )
+        self.parts.clear()
+        self.sealed = True
+        return self
 
 
 class PrefixKV:
-    """Prepends ``prefix[idx] = (k, v)``, each (B, H_kv, P, head_dim), to a layer's keys/values.
+    """Prepends ``prefix[idx] = (k, v)``, each (B, H_kv, P, head_dim), to a layer's keys/values
+    (to rows ``rows`` of them when the batch runs in chunks).
 
     With ``keep`` the new tokens' keys/values are kept too: ``kept[idx] = (k, v)``."""
 
@@ -44,11 +74,19 @@ class PrefixKV:
         self.kept: dict[int, KV] = {}
 
     def update(
-        self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+        self,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        layer_idx: int,
+        *args: Any,
+        rows: slice | None = None,
+        **kwargs: Any,
     ) -> KV:
+        pk, pv = self.prefix[layer_idx]
+        if rows is not None:
+            pk, pv = pk[rows], pv[rows]
         if self.keep:
             self.kept[layer_idx] = (key, value)
-        pk, pv = self.prefix[layer_idx]
         return torch.cat([pk, key], dim=2), torch.cat([pv, value], dim=2)
 
 

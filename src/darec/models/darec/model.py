@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.checkpoint import checkpoint
 
 from darec.config import Config
 from darec.data.hard_negatives import cached_hard_negatives, hard_negatives
@@ -79,6 +80,27 @@ def _short_sequence_attention(device: torch.device) -> AbstractContextManager[ob
     if device.type == "cpu" and torch.is_grad_enabled():
         return sdpa_kernel(SDPBackend.MATH)
     return nullcontext()
+
+
+def _own_keys(
+    key: torch.Tensor, value: torch.Tensor, *args: object, **kwargs: object
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return key, value
+
+
+class _Rows:
+    """A cache for the layers of some rows of a batch: passes their keys/values to ``update``
+    for rows ``part`` of the whole batch, whose prefix (PrefixKV) or record (CaptureKV) it is."""
+
+    def __init__(
+        self, update: Callable[..., tuple[torch.Tensor, torch.Tensor]], part: slice | None
+    ) -> None:
+        self.update_all, self.part = update, part
+
+    def update(
+        self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: object, **kw: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.update_all(key, value, layer_idx, rows=self.part)
 
 
 @dataclass
@@ -165,6 +187,7 @@ class DARec(SequentialRecommender):
         self._catalog: tuple[tuple[int, ...], CatalogKV] | None = None
         self._key_params: list[nn.Parameter] | None = None  # the parameters, once listed
         self._entry_words: torch.Tensor | None = None  # (N + 1, T, D) see entry_words()
+        self._checkpoint = False  # this training step checkpoints activations (loss())
 
     @classmethod
     def from_config(cls, cfg: Config, ctx: ModelContext) -> DARec:
@@ -309,12 +332,58 @@ class DARec(SequentialRecommender):
         h = torch.cat([cf[:, None], words, align[:, None]], dim=1)  # (U, T + 2, D)
         rope = self.llm.rotary_emb(h, slots.positions)
         kv = CaptureKV()
-        with _short_sequence_attention(h.device):
-            for layer in self.llm.layers[self.enter :]:
-                h = layer(h, attention_mask=slots.mask, position_embeddings=rope, cache=kv)
+        h = self._upper_layers(h, slots.mask, rope, kv.update, self.dcfg.item_batch_size, True)
+        kv.seal()
         if not capture:
             kv.layers.clear()
         return self.llm.norm(h[:, -1]).float(), kv
+
+    def _upper_layers(
+        self,
+        h: torch.Tensor,
+        mask: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        update: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+        rows: int,
+        items: bool = False,
+    ) -> torch.Tensor:
+        """The layers from the entry up over ``h`` (B, N, D), whose keys/values pass through
+        ``update(key, value, layer_idx) -> (K, V)`` (B rows each; see kv.py).
+
+        With ``darec.checkpoint_activations`` while training, the rows run in chunks of ``rows``,
+        each under activation checkpointing: only a chunk's inputs are kept for the backward
+        pass, which runs its layers again, so the activations held at once are one chunk's.
+        ``items``: the rows are single items (short sequences; see _short_sequence_attention)."""
+        if not (self._checkpoint and self.training and torch.is_grad_enabled()):
+            return self._layer_stack(h, mask, rope, _Rows(update, None), items)
+        out = []
+        for lo in range(0, h.shape[0], rows):
+            part = slice(lo, lo + rows)
+            out.append(
+                checkpoint(
+                    self._layer_stack,
+                    h[part],
+                    mask[part] if mask.shape[0] > 1 else mask,
+                    (rope[0][part], rope[1][part]),
+                    _Rows(update, part),
+                    items,
+                    use_reentrant=False,
+                )
+            )
+        return torch.cat(out)
+
+    def _layer_stack(
+        self,
+        h: torch.Tensor,
+        mask: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        cache: _Rows,
+        items: bool,
+    ) -> torch.Tensor:
+        with _short_sequence_attention(h.device) if items else nullcontext():
+            for layer in self.llm.layers[self.enter :]:
+                h = layer(h, attention_mask=mask, position_embeddings=rope, cache=cache)
+        return h
 
     def _cf_states(self, history: torch.Tensor) -> torch.Tensor | None:
         """The CF model's user states (B, L, R) after each step; None without CKI."""
@@ -372,8 +441,9 @@ class DARec(SequentialRecommender):
             k, v = item_kv(i)
             prefix[i] = (gather_steps(k, index), gather_steps(v, index))
         cache = PrefixKV(prefix, keep=keep)
-        for layer in self.llm.layers[self.enter :]:
-            x = layer(x, attention_mask=mask, position_embeddings=rope, cache=cache)
+        # chunks hold the keys of about item_batch_size items; kept keys need the whole batch
+        rows = b if keep else -(-self.dcfg.item_batch_size // length)
+        x = self._upper_layers(x, mask, rope, cache.update, rows)
         seq = self.llm.norm(x[:, self.per_step - 1 :: self.per_step]).float()  # (B, L, D)
         return seq, cache
 
@@ -409,8 +479,8 @@ class DARec(SequentialRecommender):
         h = h.reshape(b, length, per, dim)
         h = torch.cat([cf[:, :, None], h[:, :, 1 : width + 1], align[:, :, None], stream], dim=2)
         h = h.reshape(b, length * per, dim)
-        for layer in self.llm.layers[self.enter :]:
-            h = layer(h, attention_mask=layout.mask, position_embeddings=rope)
+        rows = -(-self.dcfg.item_batch_size // length)
+        h = self._upper_layers(h, layout.mask, rope, _own_keys, rows)
         return self.llm.norm(h.reshape(b, length, per, dim)).float()
 
     def sequence_states(
@@ -439,7 +509,11 @@ class DARec(SequentialRecommender):
         history, targets = batch.inputs, batch.targets
         items = torch.unique(torch.cat([history.flatten(), targets.flatten()]))  # sorted
         cf_states = self._cf_states(history)  # one CF forward serves all three uses
-        seq, align = self.sequence_states(history, items, cf_states)
+        self._checkpoint = self.checkpoints(len(items))
+        try:
+            seq, align = self.sequence_states(history, items, cf_states)
+        finally:
+            self._checkpoint = False
         user = self._user_vectors(seq, cf_states)  # (B, L, R)
         with torch.no_grad():
             self.text_bank[items] = align.detach()
@@ -462,6 +536,18 @@ class DARec(SequentialRecommender):
             cf_loss = next_item_loss(cf_states, targets, ids, self.cf.cfg.loss)  # = cf.loss
             loss = loss + d.cf_loss_weight * cf_loss
         return loss
+
+    def checkpoints(self, num_items: int) -> bool:
+        """Whether a training step over ``num_items`` distinct items checkpoints activations."""
+        mode = self.dcfg.checkpoint_activations
+        if mode != "auto":
+            return mode == "always"
+        c = self.llm.config
+        per_token = 12 * c.hidden_size + 4 * getattr(c, "intermediate_size", 4 * c.hidden_size)
+        tokens = num_items * (self.item_tokens.shape[1] + 2)
+        layers = len(self.llm.layers) - self.enter
+        size = tokens * layers * per_token * self.llm.embed_tokens.weight.element_size()
+        return size > self.dcfg.activation_budget_mb * 2**20
 
     # ------------------------------------------------------------------ scoring
 

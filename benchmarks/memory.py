@@ -1,0 +1,164 @@
+"""Peak memory and step time of one DARec training step, with and without activation checkpointing.
+
+    python benchmarks/memory.py                         # Amazon Beauty, batch 256
+    python benchmarks/memory.py --dataset ml-100k       # the demo's DARec, batch 128
+
+The batch is the training loader's heaviest: the ``--batch`` longest training windows (the
+loader groups windows of similar length, so such a batch occurs every epoch); it holds the
+most distinct items, and every distinct item runs through the trainable layers. Each mode runs
+in its own child process, so ``peak_rss_mb`` (max RSS) is that mode's alone; the frozen-layer
+cache is filled for the batch's items only (its full-catalog table is allocated all the same).
+The settings are darec_bench.py's DARec row of the dataset (the demo layout: 8 layers,
+adapters in the top two) without its CF start, which memory does not depend on. Writes the
+dataset's entry of ``benchmarks/results/memory.json`` and the memory section of docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from baselines import replace_block
+from darec_bench import BENCHES
+from throughput import fill_frozen_cache
+
+from darec.config import Config, apply_overrides
+from darec.data.batching import make_batch, training_windows
+from darec.data.split import leave_one_out
+from darec.experiment import load_data
+from darec.models.base import ModelContext
+from darec.models.darec import DARec
+from darec.training.checkpoint import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "memory.json"
+DOC = ROOT / "docs" / "results.md"
+MODES = {"plain": "never", "checkpointed": "always"}
+
+
+def settings(dataset: str) -> list[str]:
+    """darec_bench's DARec row of ``dataset`` without its CF start."""
+    bench = BENCHES[dataset]
+    return [s for s in bench.common + bench.variants["darec"] if not s.startswith("darec.cf_")]
+
+
+def rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def one(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Child process: ``args.steps`` timed steps after a warm-up step, on the heaviest batch."""
+    cfg = apply_overrides(
+        Config(),
+        [
+            *settings(args.dataset),
+            *([f"train.batch_size={args.batch}"] if args.batch else []),
+            f"darec.checkpoint_activations={MODES[mode]}",
+        ],
+    )
+    torch.set_num_threads(cfg.train.threads)
+    dataset = load_data(cfg)
+    split = leave_one_out(dataset)
+    windows, owners = training_windows(split.train, cfg.model.max_seq_len, cfg.train.windows)
+    size = cfg.train.batch_size
+    longest = sorted(range(len(windows)), key=lambda i: -len(windows[i]))[:size]
+    batch = make_batch([windows[i] for i in longest], owners[longest], cfg.model.max_seq_len)
+    torch.manual_seed(0)
+    model = DARec(cfg, ModelContext(dataset.num_items, dataset.catalog, dataset.key, None))
+    fill_frozen_cache(model, [batch])
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    before = rss_mb()
+    times = []
+    for step in range(args.steps + 1):
+        start = time.perf_counter()
+        loss = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step:  # the first step is a warm-up
+            times.append(time.perf_counter() - start)
+    items = torch.unique(torch.cat([batch.inputs.flatten(), batch.targets.flatten()]))
+    return {
+        "mode": mode,
+        "batch": size,
+        "length": batch.inputs.shape[1],
+        "real_steps": int((batch.inputs > 0).sum()),
+        "distinct_items": len(items),
+        "rss_before_steps_mb": before,
+        "peak_rss_mb": rss_mb(),
+        "step_seconds": round(statistics.mean(times), 2),
+        "timed_steps": len(times),
+    }
+
+
+def docs_block(results: dict[str, Any]) -> str:
+    lines = [
+        "### Memory: activation checkpointing",
+        "",
+        "One training step of DARec (`benchmarks/memory.py --dataset D`; darec_bench's layout: "
+        "8 layers, adapters in the top two) on the loader's heaviest batch: the longest "
+        "windows, so the most distinct items. Each mode runs in its own process (peak = max "
+        "RSS of that process, model and data included); a step is the mean of the timed steps "
+        "after a warm-up.",
+        "",
+        "| data | batch (distinct items) | `darec.checkpoint_activations` | peak RSS (GB) "
+        "| step (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for dataset, out in results.items():
+        for r in out["rows"]:
+            lines.append(
+                f"| {dataset} | {r['batch']} ({r['distinct_items']}) | {MODES[r['mode']]} "
+                f"| {r['peak_rss_mb'] / 1024:.1f} | {r['step_seconds']} |"
+            )
+    lines.append("")
+    for dataset, out in results.items():
+        lines.append(
+            f"- {dataset}: checkpointing divides the peak by {out['peak_ratio']:.2f} and "
+            f"multiplies the step time by {out['time_ratio']:.2f}."
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="amazon-beauty", choices=list(BENCHES))
+    parser.add_argument("--batch", type=int, default=0, help="0: the row's train.batch_size")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--write-docs", action="store_true", help="only rewrite the section")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one, args)))
+        return
+    if not args.write_docs:
+        rows = []
+        for mode in MODES:
+            cmd = [sys.executable, __file__, "--one", mode, "--dataset", args.dataset]
+            cmd += ["--batch", str(args.batch), "--steps", str(args.steps)]
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+        plain, ckpt = rows
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        results[args.dataset] = {
+            "settings": settings(args.dataset),
+            "rows": rows,
+            "peak_ratio": round(plain["peak_rss_mb"] / ckpt["peak_rss_mb"], 2),
+            "time_ratio": round(ckpt["step_seconds"] / plain["step_seconds"], 2),
+        }
+        atomic_write_json(RESULTS, results)
+    replace_block(DOC, "memory", docs_block(json.loads(RESULTS.read_text())), "# Results\n")
+
+
+if __name__ == "__main__":
+    main()
