@@ -351,7 +351,10 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(context_mask
 def test_auto_checkpointing_follows_the_activation_budget() -> None:
     model = make(checkpoint_activations="auto", activation_budget_mb=0)
     assert model.checkpoints(1)
-    model = make(checkpoint_activations="auto")  # 4 GB: a tiny model never reaches it
-    assert not model.checkpoints(NUM_ITEMS)
+    model = make(checkpoint_activations="auto", activation_budget_mb=1)
+    c = model.llm.config
+    per_token = (12 * c.hidden_size + 4 * c.intermediate_size) * 2 * 4  # 2 layers, fp32
+    assert not model.checkpoints(2**20 // per_token)
+    assert model.checkpoints(2**20 // per_token + 1)
     assert make(checkpoint_activations="always").checkpoints(1)
     assert not make(checkpoint_activations="never", activation_budget_mb=0).checkpoints(10**9)

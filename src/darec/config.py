@@ -295,14 +295,14 @@ class DarecConfig:
     item_batch_size items, or of sequences holding about as many items' keys), and a chunk's
     activations are recomputed in the backward pass instead of kept, so a step's peak memory
     grows with the chunk, not with the batch's distinct items. It costs a second forward pass
-    of those layers, yet on big batches it is faster too (fewer fresh pages). auto: for the
-    steps whose distinct items' activations would exceed activation_budget_mb
+    of those layers, yet on the heaviest steps it measured faster. auto: for the steps whose
+    activations in those layers would exceed activation_budget_mb
     (benchmarks/memory.py: Beauty's heaviest step 15.2 -> 6.9 GB and 67 -> 49 s; ML-100K's,
     under the budget, 6.4 -> 3.2 GB but 13 -> 18 s)."""
     activation_budget_mb: int = 4096
-    """With checkpoint_activations=auto: a step checkpoints when its distinct items'
-    activations in the trainable layers, estimated at (12 x hidden + 4 x MLP width) values per
-    token and layer, exceed this many MB."""
+    """With checkpoint_activations=auto: a step checkpoints when its activations in the
+    trainable layers, estimated at (12 x hidden + 4 x MLP width) values per token and layer
+    (tokens: its distinct items' and its stream tokens), exceed this many MB."""
     compile: str = ""
     """torch.compile backend for the decoder layers that train (dynamic shapes), e.g. "inductor";
     empty: eager. Measured on 2 CPU cores: 55 s to compile, then steps 13% faster, so it pays

@@ -350,9 +350,10 @@ class DARec(SequentialRecommender):
         """The layers from the entry up over ``h`` (B, N, D), whose keys/values pass through
         ``update(key, value, layer_idx) -> (K, V)`` (B rows each; see kv.py).
 
-        With ``darec.checkpoint_activations`` while training, the rows run in chunks of ``rows``,
-        each under activation checkpointing: only a chunk's inputs are kept for the backward
-        pass, which runs its layers again, so the activations held at once are one chunk's.
+        When this training step checkpoints (``checkpoints``), the rows run in chunks of
+        ``rows``, each under activation checkpointing: only a chunk's inputs are kept for the
+        backward pass, which runs its layers again, so the activations held at once are one
+        chunk's.
         ``items``: the rows are single items (short sequences; see _short_sequence_attention)."""
         if not (self._checkpoint and self.training and torch.is_grad_enabled()):
             return self._layer_stack(h, mask, rope, _Rows(update, None), items)
@@ -509,7 +510,7 @@ class DARec(SequentialRecommender):
         history, targets = batch.inputs, batch.targets
         items = torch.unique(torch.cat([history.flatten(), targets.flatten()]))  # sorted
         cf_states = self._cf_states(history)  # one CF forward serves all three uses
-        self._checkpoint = self.checkpoints(len(items))
+        self._checkpoint = self.checkpoints(self._step_tokens(history, items))
         try:
             seq, align = self.sequence_states(history, items, cf_states)
         finally:
@@ -537,14 +538,22 @@ class DARec(SequentialRecommender):
             loss = loss + d.cf_loss_weight * cf_loss
         return loss
 
-    def checkpoints(self, num_items: int) -> bool:
-        """Whether a training step over ``num_items`` distinct items checkpoints activations."""
+    def _step_tokens(self, history: torch.Tensor, items: torch.Tensor) -> int:
+        """Tokens a training step runs through the trainable layers: each distinct item once
+        and the stream tokens (item-once path), or every sequence's whole stream."""
+        width = self.item_tokens.shape[1] + 2
+        if self.dcfg.context_masking and self.dcfg.item_once:
+            return len(items) * width + history.numel() * self.per_step
+        return history.numel() * (width + self.per_step)
+
+    def checkpoints(self, tokens: int) -> bool:
+        """Whether a training step running ``tokens`` tokens through the trainable layers
+        checkpoints its activations (``darec.checkpoint_activations``)."""
         mode = self.dcfg.checkpoint_activations
         if mode != "auto":
             return mode == "always"
         c = self.llm.config
         per_token = 12 * c.hidden_size + 4 * getattr(c, "intermediate_size", 4 * c.hidden_size)
-        tokens = num_items * (self.item_tokens.shape[1] + 2)
         layers = len(self.llm.layers) - self.enter
         size = tokens * layers * per_token * self.llm.embed_tokens.weight.element_size()
         return size > self.dcfg.activation_budget_mb * 2**20
