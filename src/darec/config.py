@@ -297,8 +297,8 @@ class DarecConfig:
     grows with the chunk, not with the batch's distinct items. It costs a second forward pass
     of those layers, yet on the heaviest steps it measured faster. auto: for the steps whose
     activations in those layers would exceed activation_budget_mb
-    (benchmarks/memory.py: Beauty's heaviest step 15.2 -> 6.9 GB and 67 -> 49 s; ML-100K's,
-    under the budget, 6.4 -> 3.2 GB but 13 -> 18 s)."""
+    (benchmarks/memory.py: Beauty's heaviest step 14.8 -> 6.7 GB and 67 -> 49 s; ML-100K's,
+    under the budget, 6.3 -> 3.1 GB but 13 -> 18 s)."""
     activation_budget_mb: int = 4096
     """With checkpoint_activations=auto: a step checkpoints when its activations in the
     trainable layers, estimated at (12 x hidden + 4 x MLP width) values per token and layer
