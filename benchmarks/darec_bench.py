@@ -13,6 +13,11 @@ DARec, the same layout with titles as item text, starts from it, frozen, for up 
     python benchmarks/darec_bench.py                          # all variants (about an hour)
     python benchmarks/darec_bench.py --variants darec,no-cki --runs /tmp/d
     python benchmarks/darec_bench.py --dataset amazon-beauty --runs /tmp/beauty   # ~2.5 h
+    python benchmarks/darec_bench.py --variants full --set train.device=cuda \
+        --results /tmp/gpu.json    # on a GPU: DARec_base over the whole backbone
+
+``--set`` overrides are added to every run of the command (device, threads, budget); with
+``--results`` the records go to that file instead, and the docs are left alone.
 
 Each run lives in ``RUNS/<variant>`` (a new temporary folder unless ``--runs``), kept after
 the script ends: an interrupted run resumes when the same command is given again, and a
@@ -62,6 +67,14 @@ VARIANTS: dict[str, list[str]] = {
     # no collaborative knowledge: no CF tokens, no CF user state, no pre-trained CF model
     "no-cki": [*DEMO_MODELS["darec"], "darec.cki=false"],
     "no-tasks": [*DEMO_MODELS["darec"], *FROM_CF, "darec.align=false", "darec.hard=false"],
+    # DESIGN.md's DARec_base at full size: all 30 layers, serial bottlenecks in every slot (so
+    # nothing is cached below the adapters). For a GPU: on 2 CPU cores a step takes minutes
+    "full": [
+        *DEMO_MODELS["darec"],
+        *FROM_CF,
+        "darec.backbone_layers=0",
+        "darec.adapters=serial:16",
+    ],
     # DESIGN.md's default CKI: the CF model (a SASRec, same settings) trained jointly from
     # scratch with DARec, not started from the trained SASRec; it needs as many epochs as a
     # SASRec, so it gets SASRec's patience and a longer budget (13 s a step, 10 steps an epoch)
@@ -107,21 +120,21 @@ BENCHES = {
 }
 
 
-def run_one(dataset: str, variant: str, seed: int, runs: Path, out: Path) -> None:
+def run_one(dataset: str, variant: str, seed: int, runs: Path, out: Path, extra: list[str]) -> None:
     """Child process: one training run in ``runs/<variant>``, its record written to ``out``."""
     from darec.config import Config, apply_overrides
     from darec.experiment import run_experiment
 
     bench = BENCHES[dataset]
     settings = [s.format(cf_run=runs / bench.cf) for s in bench.variants[variant]]
-    cfg = apply_overrides(Config(), bench.common + settings + [f"train.seed={seed}"])
+    cfg = apply_overrides(Config(), bench.common + settings + [f"train.seed={seed}", *extra])
     run_dir = runs / variant
     resume = (run_dir / "checkpoints" / "pointers.json").exists()
     _, record = run_experiment(cfg, run_dir, resume=resume)
     row = record.to_json()
     row.pop("run_dir")
     row["model"] = variant if variant.startswith(("sasrec", "darec")) else f"darec {variant}"
-    row["settings"] = settings
+    row["settings"] = settings + extra
     out.write_text(json.dumps(row))
 
 
@@ -134,12 +147,17 @@ def main() -> None:
     parser.add_argument(
         "--write-docs", action="store_true", help="only rewrite the tables from the JSON"
     )
+    parser.add_argument(
+        "--set", action="append", default=[], help="override for every run (repeatable)"
+    )
+    parser.add_argument("--results", default="", help="write the records here (docs untouched)")
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         variant, runs, out = args.one
-        run_one(args.dataset, variant, args.seed, Path(runs), Path(out))
+        run_one(args.dataset, variant, args.seed, Path(runs), Path(out), args.set)
         return
+    results = Path(args.results) if args.results else RESULTS
     bench = BENCHES[args.dataset]
     runs = Path(args.runs or tempfile.mkdtemp(prefix="darec-bench-"))
     variants = [] if args.write_docs else (args.variants or ",".join(bench.variants)).split(",")
@@ -154,11 +172,14 @@ def main() -> None:
         variants.insert(0, bench.cf)
     if variants:
         print(f"run folders: {runs}")
-    existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    existing = json.loads(results.read_text()) if results.exists() else []
     for variant in variants:
         cmd = [sys.executable, __file__, "--dataset", args.dataset, "--seed", str(args.seed)]
-        record = run_and_store([*cmd, "--one", variant, str(runs)], existing, RESULTS)
+        cmd += [f"--set={s}" for s in args.set]
+        record = run_and_store([*cmd, "--one", variant, str(runs)], existing, results)
         print(json.dumps({"model": record["model"], "test NDCG@10": record["test"]["NDCG@10"]}))
+    if args.results:
+        return
     order = {name: i for i, name in enumerate(["sasrec", "sasrec-text", "darec"])}
     existing.sort(key=lambda r: (r["dataset"] != "ml-100k", order.get(r["model"], 9), r["model"]))
     replace_block(DOC, "darec", markdown(existing), "# Results\n\n")

@@ -62,9 +62,14 @@ class RunRecord:
     peak_rss_mb: float
     commit: str
     run_dir: str
+    peak_gpu_mb: float | None = None
+    """Peak GPU memory allocated by torch in this process (runs on a CUDA device only)."""
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        row = dict(self.__dict__)
+        if row["peak_gpu_mb"] is None:
+            del row["peak_gpu_mb"]  # CPU runs: the schema of the earlier records
+        return row
 
 
 def run_experiment(
@@ -100,6 +105,8 @@ def run_experiment(
         commit=commit,
         run_dir=str(run_dir),
     )
+    if trainer.device.type == "cuda":
+        record.peak_gpu_mb = round(torch.cuda.max_memory_allocated(trainer.device) / 2**20, 1)
     return result, record
 
 

@@ -274,7 +274,7 @@ class DARec(SequentialRecommender):
                 return float(self.llm.embed_tokens.weight.float().pow(2).mean().sqrt())
             lengths = self.item_lengths[items]
             h = self._words(self.item_tokens[items], lengths, self.enter).float()
-            valid = torch.arange(h.shape[1])[None] < lengths[:, None]
+            valid = torch.arange(h.shape[1], device=h.device)[None] < lengths[:, None]
             return float(h[valid].pow(2).mean().sqrt())
 
     # ------------------------------------------------------------------ the layers
