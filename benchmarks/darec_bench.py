@@ -103,6 +103,8 @@ BEAUTY: dict[str, list[str]] = {
         *FROM_CF,
     ],
 }
+# DARec_base over the whole backbone, from the same start (for a GPU, like ML-100K's "full")
+BEAUTY["full"] = [*BEAUTY["darec"], "darec.backbone_layers=0", "darec.adapters=serial:16"]
 
 
 @dataclass(frozen=True)

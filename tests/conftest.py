@@ -82,6 +82,18 @@ def tiny_config(data: Path, cache: Path, *extra: str) -> Config:
     )
 
 
+def darec_sets(llm: Path) -> list[str]:
+    """A tiny DARec on the tiny LLaMA folder ``llm``: fp32, adapters in the top layer only."""
+    return [
+        "model.name=darec",
+        f"darec.backbone={llm}",
+        "darec.compute_dtype=fp32",
+        "darec.adapters=none/none,serial:4",
+        "darec.item_max_tokens=6",
+        "darec.hard_negatives=3",
+    ]
+
+
 @pytest.fixture
 def tiny_cfg(tiny_data: Path, tmp_path: Path) -> Config:
     return tiny_config(tiny_data, tmp_path / "cache")

@@ -18,7 +18,7 @@ from darec.data.split import leave_one_out
 from darec.evaluation.evaluator import evaluate
 from darec.experiment import load_data, run_experiment
 from darec.training.trainer import load_trained_model
-from tests.conftest import tiny_config
+from tests.conftest import darec_sets, tiny_config
 from tests.test_training import CrashAt
 
 CUDA = torch.device(os.environ.get("DAREC_TEST_DEVICE", "cuda"))
@@ -31,15 +31,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def variants(llm: Path) -> dict[str, list[str]]:
-    # the settings of tests/test_darec_product.py, not imported: that module needs the CLI
-    darec = [
-        "model.name=darec",
-        f"darec.backbone={llm}",
-        "darec.compute_dtype=fp32",
-        "darec.adapters=none/none,serial:4",
-        "darec.item_max_tokens=6",
-        "darec.hard_negatives=3",
-    ]
+    darec = darec_sets(llm)
     return {
         "sasrec": ["model.name=sasrec"],
         "sasrec-text": ["model.name=sasrec-text", *darec[1:3], "darec.item_max_tokens=6"],

@@ -15,20 +15,9 @@ from darec.cli import app
 from darec.experiment import run_experiment
 from darec.training.checkpoint import checkpoint_path
 from darec.training.trainer import load_trained_model
-from tests.conftest import ndcg_on_test, tiny_config
+from tests.conftest import darec_sets, ndcg_on_test, tiny_config
 
 runner = CliRunner()
-
-
-def darec_sets(llm: Path) -> list[str]:
-    return [
-        "model.name=darec",
-        f"darec.backbone={llm}",
-        "darec.compute_dtype=fp32",
-        "darec.adapters=none/none,serial:4",
-        "darec.item_max_tokens=6",
-        "darec.hard_negatives=3",
-    ]
 
 
 def test_cli_train_evaluate_recommend(tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path) -> None:
