@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from darec.config import Config, apply_overrides
+from darec.config import Config
 from darec.data.batching import make_batch, training_windows
 from darec.data.split import leave_one_out
 from darec.evaluation.evaluator import evaluate
@@ -123,8 +123,7 @@ def test_a_crash_on_the_gpu_resumes_exactly(
 
 
 def test_auto_device_picks_the_gpu(tiny_data: Path, tmp_path: Path) -> None:
-    from darec.training.trainer import pick_device
-
-    assert pick_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = apply_overrides(tiny_config(tiny_data, tmp_path / "cache"), ["train.device=auto"])
-    assert cfg.train.device == "auto"
+    cfg = tiny_config(tiny_data, tmp_path / "cache", "train.device=auto", "train.epochs=1")
+    _, record = run_experiment(cfg, tmp_path / "run")
+    # only a run on a CUDA device records its GPU memory
+    assert (record.peak_gpu_mb is not None) == torch.cuda.is_available()
