@@ -63,14 +63,22 @@ class CaptureKV:
 
 
 class PrefixKV:
-    """Prepends ``prefix[idx] = (k, v)``, each (B, H_kv, P, head_dim), to a layer's keys/values
-    (to rows ``rows`` of them when the batch runs in chunks).
+    """Prepends the keys/values of each history step's item to a layer's keys/values.
 
-    With ``keep`` the new tokens' keys/values are kept too: ``kept[idx] = (k, v)``."""
+    ``item_kv(idx) -> (K, V)``, each (U, H_kv, W, head_dim), holds layer ``idx``'s item
+    keys/values; ``index`` (B, L) the row of every step's item in them. A layer's prefix (B,
+    H_kv, L * W, head_dim) is gathered when that layer runs, for the rows it runs (``rows``,
+    when the batch runs in chunks), so one layer's prefix is held at a time, not every layer's.
 
-    def __init__(self, prefix: dict[int, KV], keep: bool = False) -> None:
-        self.prefix = prefix
+    With ``keep`` the prefixes and the new tokens' keys/values are kept: ``prefix[idx]`` and
+    ``kept[idx]`` (whole batches only)."""
+
+    def __init__(
+        self, item_kv: Callable[[int], KV], index: torch.Tensor, keep: bool = False
+    ) -> None:
+        self.item_kv, self.index = item_kv, index
         self.keep = keep
+        self.prefix: dict[int, KV] = {}
         self.kept: dict[int, KV] = {}
 
     def update(
@@ -82,10 +90,13 @@ class PrefixKV:
         rows: slice | None = None,
         **kwargs: Any,
     ) -> KV:
-        pk, pv = self.prefix[layer_idx]
-        if rows is not None:
-            pk, pv = pk[rows], pv[rows]
+        ck, cv = self.item_kv(layer_idx)
+        index = self.index if rows is None else self.index[rows]
+        pk, pv = gather_steps(ck, index), gather_steps(cv, index)
         if self.keep:
+            if rows is not None:
+                raise ValueError("PrefixKV(keep=True) needs the whole batch in one pass")
+            self.prefix[layer_idx] = (pk, pv)
             self.kept[layer_idx] = (key, value)
         return torch.cat([pk, key], dim=2), torch.cat([pv, value], dim=2)
 

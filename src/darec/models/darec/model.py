@@ -41,7 +41,7 @@ from darec.models.adapters import attach_adapters, first_adapted_layer, parse_la
 from darec.models.backbone import Backbone, load_backbone, resolve_dtype
 from darec.models.base import ModelContext, SequentialRecommender, TrainBatch
 from darec.models.darec.catalog import CatalogKV
-from darec.models.darec.kv import CaptureKV, PrefixKV, StreamKV, gather_steps
+from darec.models.darec.kv import CaptureKV, PrefixKV, StreamKV
 from darec.models.darec.layout import full_layout, item_slots, stream_mask, stream_positions
 from darec.models.darec.losses import alignment_loss, hard_sample_loss
 from darec.models.item_text import mean_word_states, tokenize_catalog
@@ -436,12 +436,7 @@ class DARec(SequentialRecommender):
         x = self._stream_inputs(history, cf_states)  # (B, L * S, D)
         positions = stream_positions(step_valid, width, self.per_step)
         rope = self.llm.rotary_emb(x, positions)
-        layers = range(self.enter, len(self.llm.layers))
-        prefix = {}
-        for i in layers:
-            k, v = item_kv(i)
-            prefix[i] = (gather_steps(k, index), gather_steps(v, index))
-        cache = PrefixKV(prefix, keep=keep)
+        cache = PrefixKV(item_kv, index, keep=keep)
         # chunks hold the keys of about item_batch_size items; kept keys need the whole batch
         rows = b if keep else -(-self.dcfg.item_batch_size // length)
         x = self._upper_layers(x, mask, rope, cache.update, rows)
