@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -37,13 +36,10 @@ SETTINGS = [
 ]
 
 
-def rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 def one(users: int) -> dict[str, Any]:
     """Child process: build the model, evaluate ``users`` validation users, report."""
     import torch
+    from throughput import rss_mb
 
     from darec.config import Config, apply_overrides
     from darec.data.split import leave_one_out

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from typing import Any
 import torch
 from baselines import replace_block
 from darec_bench import BENCHES
-from throughput import fill_frozen_cache
+from throughput import fill_frozen_cache, rss_mb
 
 from darec.config import Config, apply_overrides
 from darec.data.batching import make_batch, training_windows
@@ -48,10 +47,6 @@ def settings(dataset: str) -> list[str]:
     """darec_bench's DARec row of ``dataset`` without its CF start."""
     bench = BENCHES[dataset]
     return [s for s in bench.common + bench.variants["darec"] if not s.startswith("darec.cf_")]
-
-
-def rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def one(mode: str, args: argparse.Namespace) -> dict[str, Any]:
