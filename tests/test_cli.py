@@ -69,6 +69,11 @@ def test_train_evaluate_recommend_end_to_end(tiny_data, tmp_path):
     assert out.exit_code == 2 and "unknown user id 'nobody'" in out.output
     out = runner.invoke(app, ["recommend", str(run), "--items", "i1,zzz"], env=env)
     assert out.exit_code == 2 and "unknown item id 'zzz'" in out.output
+    for args in (["evaluate", str(run)], ["recommend", str(run), "--user", "u1"]):
+        out = runner.invoke(app, [*args, "--device", "gpu"], env=env)
+        assert out.exit_code == 2 and "--device='gpu': expected cpu, cuda" in out.output
+    out = runner.invoke(app, ["evaluate", str(run), "--json", "--device", "cpu"], env=env)
+    assert json.loads(out.output)["NDCG@10"] == test_metrics["NDCG@10"]
 
 
 def test_data_info(tiny_data, tmp_path):

@@ -127,3 +127,25 @@ def test_auto_device_picks_the_gpu(tiny_data: Path, tmp_path: Path) -> None:
     _, record = run_experiment(cfg, tmp_path / "run")
     # only a run on a CUDA device records its GPU memory
     assert (record.peak_gpu_mb is not None) == torch.cuda.is_available()
+
+
+def test_recommends_on_the_gpu_as_on_the_cpu(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+) -> None:
+    """A run trained on the CPU serves on the GPU: the same top-k, streamed users included."""
+    from darec.serving.recommend import Recommender
+
+    cfg = tiny_config(tiny_data, tmp_path / "cache", *darec_sets(tiny_llm_dir), "train.epochs=1")
+    run = tmp_path / "run"
+    run_experiment(cfg, run)
+    tops = {}
+    for device in (CUDA, CPU):
+        rec = Recommender(run, device=str(device))
+        assert rec.model.device.type == device.type
+        session = rec.session(["i1"])
+        session.add("i2")  # DARec streams this step against the user's cached keys/values
+        tops[device.type] = (rec.for_history(["i1", "i2"], k=5), session.top(k=5))
+    (gpu_fresh, gpu_streamed), (cpu_fresh, cpu_streamed) = tops[CUDA.type], tops["cpu"]
+    for got in (gpu_fresh, gpu_streamed, cpu_streamed):
+        assert [r.item for r in got] == [r.item for r in cpu_fresh]
+        assert [r.score for r in got] == pytest.approx([r.score for r in cpu_fresh], abs=1e-4)

@@ -13,6 +13,7 @@ from darec.config import Config, DarecConfig, ModelConfig
 from darec.models.base import ModelContext, TrainBatch
 from darec.models.darec import DARec
 from darec.models.darec.layout import full_layout, item_slots, stream_mask
+from darec.models.darec.model import activation_budget
 from tests.tiny_llm import tiny_backbone
 
 NUM_ITEMS = 12
@@ -349,12 +350,24 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(context_mask
 
 
 def test_auto_checkpointing_follows_the_activation_budget() -> None:
-    model = make(checkpoint_activations="auto", activation_budget_mb=0)
-    assert model.checkpoints(1)
     model = make(checkpoint_activations="auto", activation_budget_mb=1)
     c = model.llm.config
     per_token = (12 * c.hidden_size + 4 * c.intermediate_size) * 2 * 4  # 2 layers, fp32
     assert not model.checkpoints(2**20 // per_token)
     assert model.checkpoints(2**20 // per_token + 1)
+    derived = make(checkpoint_activations="auto")  # 0: 4096 MB on the CPU
+    assert not derived.checkpoints(4096 * 2**20 // per_token)
+    assert derived.checkpoints(4096 * 2**20 // per_token + 1)
     assert make(checkpoint_activations="always").checkpoints(1)
-    assert not make(checkpoint_activations="never", activation_budget_mb=0).checkpoints(10**9)
+    assert not make(checkpoint_activations="never", activation_budget_mb=1).checkpoints(10**9)
+
+
+def test_derived_activation_budget_follows_the_gpus_free_memory(monkeypatch) -> None:
+    """No GPU needed: the CUDA queries are replaced by a 10 GB device with 2 GB allocated."""
+    props = type("Props", (), {"total_memory": 10 * 2**30})()
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: props)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 2 * 2**30)
+    cuda = torch.device("cuda", 0)
+    assert activation_budget(0, cuda) == int(0.6 * 8 * 2**30)
+    assert activation_budget(100, cuda) == 100 * 2**20  # a set budget wins on every device
+    assert activation_budget(0, torch.device("cpu")) == 4096 * 2**20

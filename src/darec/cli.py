@@ -69,6 +69,13 @@ SetOpt = Annotated[
 DataOpt = Annotated[
     str | None, typer.Option("--data", "-d", help="Data file or folder (sets data.path).")
 ]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="cpu, cuda, cuda:N or auto (CUDA when present); the run may have trained elsewhere.",
+    ),
+]
 FormatOpt = Annotated[
     str | None,
     typer.Option("--format", "-f", help="auto, atomic, csv, movielens or amazon (data.format)."),
@@ -176,6 +183,7 @@ def evaluate(
         bool, typer.Option(help="Rank history items too (default: excluded).")
     ] = False,
     data: DataOpt = None,
+    device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """Evaluate a trained run on the valid or test split with full ranking."""
@@ -193,10 +201,10 @@ def evaluate(
         check_run_data(dataset, ids, run)
         eval_cfg = dataclasses.replace(cfg.eval, exclude_history=not include_history)
         parts = leave_one_out(dataset)
-        device = pick_device(cfg.train.device)
-        model.to(device)
+        on = pick_device(device, "--device")
+        model.to(on)
         attach_inference_cache(model, run)  # DARec: the catalog cache beside the checkpoint
-        result = run_eval(model, getattr(parts, split), eval_cfg, cfg.model.max_seq_len, device)
+        result = run_eval(model, getattr(parts, split), eval_cfg, cfg.model.max_seq_len, on)
     except DarecError as exc:
         _fail(exc)
     if as_json:
@@ -225,6 +233,7 @@ def recommend(
     exclude: Annotated[str, typer.Option(help="Comma-separated item ids to leave out.")] = "",
     include_history: Annotated[bool, typer.Option(help="Allow already seen items.")] = False,
     data: DataOpt = None,
+    device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
     stream: Annotated[
         bool,
@@ -236,12 +245,13 @@ def recommend(
 ) -> None:
     """Top-k items for a known user, or for a given item history."""
     from darec.serving.recommend import Recommender
+    from darec.training.trainer import pick_device
 
     try:
         given = (user is not None) + (items is not None)
         if given > 1 or (given == 0 and not stream):  # --stream may start from nothing
             raise DarecError("give exactly one of --user or --items")
-        rec = Recommender(run, data)
+        rec = Recommender(run, data, pick_device(device, "--device"))
         banned = [e for e in exclude.split(",") if e]
         if stream:
             _stream(rec, user, items, k, banned, not include_history, as_json)

@@ -299,10 +299,12 @@ class DarecConfig:
     activations in those layers would exceed activation_budget_mb
     (benchmarks/memory.py: Beauty's heaviest step 14.8 -> 6.7 GB and 67 -> 49 s; ML-100K's,
     under the budget, 6.3 -> 3.1 GB but 13 -> 18 s)."""
-    activation_budget_mb: int = 4096
+    activation_budget_mb: int = 0
     """With checkpoint_activations=auto: a step checkpoints when its activations in the
     trainable layers, estimated at (12 x hidden + 4 x MLP width) values per token and layer
-    (tokens: its distinct items' and its stream tokens), exceed this many MB."""
+    (tokens: its distinct items' and its stream tokens), exceed this many MB. 0: derived from
+    the device: 4096 on the CPU; on a CUDA device, 60% of its memory not yet allocated when
+    the step starts (the rest is for the cross-entropy over the catalog and the stream)."""
     compile: str = ""
     """torch.compile backend for the decoder layers that train (dynamic shapes), e.g. "inductor";
     empty: eager. Measured on 2 CPU cores: 55 s to compile, then steps 13% faster, so it pays

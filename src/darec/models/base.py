@@ -67,6 +67,13 @@ class SequentialRecommender(nn.Module):
         """Build the model of a run; most models need only the ``[model]`` section and N."""
         return cls(cfg.model, ctx.num_items)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors are (the CPU for a model without any)."""
+        for tensor in (*self.parameters(), *self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
     def trained_state(self) -> dict[str, torch.Tensor]:
         """The tensors a checkpoint stores (models with frozen parts leave those out)."""
         return self.state_dict()

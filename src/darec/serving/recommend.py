@@ -17,7 +17,7 @@ from darec.evaluation.evaluator import chunk_size_for, iter_catalog_chunks
 from darec.experiment import check_run_data, load_data
 from darec.models.base import SequentialRecommender
 from darec.serving.inference_cache import attach_inference_cache
-from darec.training.trainer import load_trained_model
+from darec.training.trainer import load_trained_model, pick_device
 
 if TYPE_CHECKING:
     from darec.models.darec.model import StreamState
@@ -36,19 +36,21 @@ def top_k(
     state: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best ``k`` items (B, k) and their scores for each history, never an ``excluded`` item.
+    Runs on the model's device; the results come back on the CPU.
 
     The catalog is scored in memory-bounded chunks and the running top-k merged, so any catalog
     size works. Fewer than ``k`` allowed items give -inf scores and item 0 in the tail.
     ``state``: the users' encoded states if the caller has them (e.g. a streamed user).
     """
     model.eval()
+    device = model.device
     width = max(1, max((len(e) for e in excluded), default=1))
-    banned = pad_left(excluded, width)
+    banned = pad_left(excluded, width).to(device)
     if state is None:
-        state = model.encode_users(pad_left(histories, max_seq_len))
+        state = model.encode_users(pad_left(histories, max_seq_len).to(device))
     chunk = chunk_size_for(len(histories), model.num_items + 1, max_scores)
-    best_scores = torch.full((len(histories), 0), float("-inf"))
-    best_items = torch.zeros((len(histories), 0), dtype=torch.long)
+    best_scores = torch.full((len(histories), 0), float("-inf"), device=device)
+    best_items = torch.zeros((len(histories), 0), dtype=torch.long, device=device)
     for items, scores, allowed in iter_catalog_chunks(model, state, banned, True, chunk):
         scores = scores.masked_fill(~allowed, float("-inf"))
         cand_scores = torch.cat([best_scores, scores], dim=1)
@@ -57,7 +59,7 @@ def top_k(
         best_scores, pos = cand_scores.topk(take, dim=1)
         best_items = cand_items.gather(1, pos)
     best_items = best_items.masked_fill(torch.isneginf(best_scores), 0)
-    return best_items, best_scores
+    return best_items.cpu(), best_scores.cpu()
 
 
 @dataclass
@@ -68,11 +70,16 @@ class Recommendation:
 
 
 class Recommender:
-    """A trained run folder ready to recommend by external ids."""
+    """A trained run folder ready to recommend by external ids, on ``device`` (cpu, cuda, cuda:N
+    or auto: CUDA when present)."""
 
-    def __init__(self, run_dir: str | Path, data_path: str | None = None) -> None:
+    def __init__(
+        self, run_dir: str | Path, data_path: str | None = None, device: str = "auto"
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.cfg, self.model, self.ids = load_trained_model(self.run_dir)
+        self.device = torch.device(pick_device(device, "device"))
+        self.model.to(self.device)
         self.cache = attach_inference_cache(self.model, self.run_dir)
         self.item_ids: list[str] = self.ids["item_ids"]
         self._item_index = {it: i for i, it in enumerate(self.item_ids) if i > 0}
@@ -170,7 +177,7 @@ class Session:
         self._state: StreamState | None = None
         if self._darec is not None and len(history):
             with torch.inference_mode():
-                self._state = self._darec.stream_start(torch.as_tensor(history))
+                self._state = self._darec.stream_start(self._on_device(history))
 
     def add(self, item: str) -> None:
         """Record one more interaction (oldest first)."""
@@ -180,9 +187,12 @@ class Session:
             return
         with torch.inference_mode():
             if self._state is None:
-                self._state = self._darec.stream_start(torch.as_tensor(self.history))
+                self._state = self._darec.stream_start(self._on_device(self.history))
             else:
                 self._state = self._darec.stream_step(self._state, index)
+
+    def _on_device(self, history: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(history, device=self.rec.device)
 
     def top(
         self, k: int = 10, exclude: Sequence[str] = (), exclude_history: bool = True

@@ -4,6 +4,7 @@ on full ranking, early stopping, resumable checkpoints, and a single read of the
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -410,12 +411,21 @@ class Trainer:
         return evaluate(self.model, data, self.cfg.eval, self.cfg.model.max_seq_len, self.device)
 
 
-def pick_device(name: str) -> str:
-    """``train.device`` resolved: ``auto`` is CUDA when available, else the CPU."""
+def pick_device(name: str, what: str = "train.device") -> str:
+    """A device name (``what`` names where it came from, for errors) resolved: ``auto`` is CUDA
+    when available, else the CPU."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DarecError(f"train.device={name!r} but no CUDA device is available; use 'cpu'")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise DarecError(f"{what}={name!r}: expected cpu, cuda, cuda:N or auto")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DarecError(f"{what}={name!r} but no CUDA device is available; use 'cpu'")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise DarecError(
+                f"{what}={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
     return name
 
 

@@ -49,7 +49,7 @@ from darec.models.layers import mask_padding_scores, next_item_loss
 from darec.models.sasrec import SASRec
 from darec.models.text_sasrec import fit_text_table
 
-__all__ = ["DARec", "StreamState"]
+__all__ = ["DARec", "StreamState", "activation_budget"]
 
 _CF_MODELS = ("sasrec", "sasrec-text")
 """Runs darec.cf_checkpoint may name: their item tables become DARec's ID table."""
@@ -70,6 +70,24 @@ class _Head(nn.Linear):
         if self.scale:
             x = F.normalize(x, dim=-1) * self.scale
         return super().forward(x)
+
+
+CPU_ACTIVATION_BUDGET_MB = 4096
+"""darec.activation_budget_mb=0 on the CPU (benchmarks/memory.py: Beauty's heaviest steps, over
+it, run faster checkpointed; ML-100K's, under it, slower)."""
+GPU_ACTIVATION_SHARE = 0.6
+"""darec.activation_budget_mb=0 on a CUDA device: this share of its unallocated memory."""
+
+
+def activation_budget(mb: int, device: torch.device) -> int:
+    """Bytes of trainable-layer activations a step may keep (``darec.activation_budget_mb``; 0:
+    derived from ``device``'s memory, as the config reference says)."""
+    if mb:
+        return mb * 2**20
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        return int(GPU_ACTIVATION_SHARE * (total - torch.cuda.memory_allocated(device)))
+    return CPU_ACTIVATION_BUDGET_MB * 2**20
 
 
 def _short_sequence_attention(device: torch.device) -> AbstractContextManager[object]:
@@ -551,7 +569,7 @@ class DARec(SequentialRecommender):
         per_token = 12 * c.hidden_size + 4 * getattr(c, "intermediate_size", 4 * c.hidden_size)
         layers = len(self.llm.layers) - self.enter
         size = tokens * layers * per_token * self.llm.embed_tokens.weight.element_size()
-        return size > self.dcfg.activation_budget_mb * 2**20
+        return size > activation_budget(self.dcfg.activation_budget_mb, self.item_tokens.device)
 
     # ------------------------------------------------------------------ scoring
 
