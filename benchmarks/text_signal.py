@@ -12,7 +12,8 @@ SASRec (the baselines' code and settings, same seed) is then trained with item v
 
 - ``sasrec``: ID embedding (the baseline, benchmarks/baselines.py's settings for the dataset);
 - ``sasrec+text``: ID embedding + a learned projection of the text features (zero at the start);
-- ``text-only``: the projection alone, no ID embedding (how much text predicts by itself).
+- ``text-only``: the projection alone, no ID embedding (how much text predicts by itself);
+- ``sasrec+text 16 layers`` / ``30 layers``: the features from deeper in the backbone.
 
 Selection on validation NDCG@10, the test split read once per run. Writes
 ``benchmarks/results/text_signal.json`` (the baselines' record schema) and, with
@@ -51,6 +52,9 @@ VARIANTS = {  # row name: its model settings
     "sasrec": ["model.name=sasrec"],
     "sasrec+text": ["model.name=sasrec-text"],
     "text-only": ["model.name=sasrec-text", "model.text_only=true"],
+    # the same features from deeper in the backbone: 16 of SmolLM2's 30 layers, or all of them
+    "sasrec+text 16 layers": ["model.name=sasrec-text", "darec.backbone_layers=16"],
+    "sasrec+text 30 layers": ["model.name=sasrec-text", "darec.backbone_layers=0"],
 }
 
 
@@ -58,8 +62,8 @@ def run_one(dataset: str, variant: str, seed: int, out: Path) -> None:
     """Child process: one training run, its record written to ``out``."""
     settings = [
         *SETTINGS[dataset]["sasrec"],
-        *VARIANTS[variant],
         *TEXT[dataset],
+        *VARIANTS[variant],  # last: a variant's backbone_layers wins
     ]
     cfg = apply_overrides(Config(), DATASETS[dataset] + COMMON + settings + [f"train.seed={seed}"])
     with tempfile.TemporaryDirectory() as run_dir:
