@@ -52,6 +52,8 @@ COMMON = [
 ]
 FROM_CF = ["darec.cf_checkpoint={cf_run}", "darec.cf_frozen=true"]
 """The CF model starts from the CF row's run, frozen ({cf_run}: that run's folder)."""
+FULL = ["darec.backbone_layers=0", "darec.adapters=serial:16"]
+"""DESIGN.md's DARec_base at full size: all 30 layers, serial bottlenecks in every slot."""
 VARIANTS: dict[str, list[str]] = {
     "sasrec": DEMO_MODELS["sasrec"],
     "darec": [*DEMO_MODELS["darec"], *FROM_CF],
@@ -69,12 +71,7 @@ VARIANTS: dict[str, list[str]] = {
     "no-tasks": [*DEMO_MODELS["darec"], *FROM_CF, "darec.align=false", "darec.hard=false"],
     # DESIGN.md's DARec_base at full size: all 30 layers, serial bottlenecks in every slot (so
     # nothing is cached below the adapters). For a GPU: on 2 CPU cores a step takes minutes
-    "full": [
-        *DEMO_MODELS["darec"],
-        *FROM_CF,
-        "darec.backbone_layers=0",
-        "darec.adapters=serial:16",
-    ],
+    "full": [*DEMO_MODELS["darec"], *FROM_CF, *FULL],
     # DESIGN.md's default CKI: the CF model (a SASRec, same settings) trained jointly from
     # scratch with DARec, not started from the trained SASRec; it needs as many epochs as a
     # SASRec, so it gets SASRec's patience and a longer budget (13 s a step, 10 steps an epoch)
@@ -104,7 +101,7 @@ BEAUTY: dict[str, list[str]] = {
     ],
 }
 # DARec_base over the whole backbone, from the same start (for a GPU, like ML-100K's "full")
-BEAUTY["full"] = [*BEAUTY["darec"], "darec.backbone_layers=0", "darec.adapters=serial:16"]
+BEAUTY["full"] = [*BEAUTY["darec"], *FULL]
 
 
 @dataclass(frozen=True)

@@ -190,20 +190,18 @@ def evaluate(
     from darec.data.split import leave_one_out
     from darec.evaluation.evaluator import evaluate as run_eval
     from darec.experiment import check_run_data, load_data
-    from darec.serving.inference_cache import attach_inference_cache
-    from darec.training.trainer import load_trained_model, pick_device
+    from darec.serving.inference_cache import load_for_inference
+    from darec.training.trainer import pick_device
 
     try:
         if split not in ("valid", "test"):
             raise DarecError(f"--split must be 'valid' or 'test', got {split!r}")
-        cfg, model, ids = load_trained_model(run)
+        on = pick_device(device, "--device")
+        cfg, model, ids = load_for_inference(run, on)  # DARec: with its catalog cache
         dataset = load_data(cfg, data)
         check_run_data(dataset, ids, run)
         eval_cfg = dataclasses.replace(cfg.eval, exclude_history=not include_history)
         parts = leave_one_out(dataset)
-        on = pick_device(device, "--device")
-        model.to(on)
-        attach_inference_cache(model, run)  # DARec: the catalog cache beside the checkpoint
         result = run_eval(model, getattr(parts, split), eval_cfg, cfg.model.max_seq_len, on)
     except DarecError as exc:
         _fail(exc)

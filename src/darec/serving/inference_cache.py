@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
+from darec.config import Config
 from darec.errors import CheckpointError
 from darec.models.base import SequentialRecommender
 from darec.training.checkpoint import checkpoint_path
+from darec.training.trainer import load_trained_model
 
-__all__ = ["attach_inference_cache", "CACHE_FILE"]
+__all__ = ["attach_inference_cache", "load_for_inference", "CACHE_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +60,14 @@ def attach_inference_cache(
         except OSError as exc:  # a read-only run folder: keep the cache in memory only
             log.warning("could not save the catalog cache to %s: %s", path, exc)
     return "built"
+
+
+def load_for_inference(
+    run_dir: str | Path, device: torch.device | str
+) -> tuple[Config, SequentialRecommender, dict[str, Any]]:
+    """Config, best weights on ``device`` (already resolved) with their inference cache, and id
+    maps of a run folder: what ``evaluate`` and ``recommend`` start from."""
+    cfg, model, ids = load_trained_model(run_dir)
+    model.to(device)
+    attach_inference_cache(model, run_dir)
+    return cfg, model, ids

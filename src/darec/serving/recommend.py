@@ -16,8 +16,8 @@ from darec.errors import ConfigError, UnknownIdError
 from darec.evaluation.evaluator import chunk_size_for, iter_catalog_chunks
 from darec.experiment import check_run_data, load_data
 from darec.models.base import SequentialRecommender
-from darec.serving.inference_cache import attach_inference_cache
-from darec.training.trainer import load_trained_model, pick_device
+from darec.serving.inference_cache import load_for_inference
+from darec.training.trainer import pick_device
 
 if TYPE_CHECKING:
     from darec.models.darec.model import StreamState
@@ -77,10 +77,8 @@ class Recommender:
         self, run_dir: str | Path, data_path: str | None = None, device: str = "auto"
     ) -> None:
         self.run_dir = Path(run_dir)
-        self.cfg, self.model, self.ids = load_trained_model(self.run_dir)
         self.device = torch.device(pick_device(device, "device"))
-        self.model.to(self.device)
-        self.cache = attach_inference_cache(self.model, self.run_dir)
+        self.cfg, self.model, self.ids = load_for_inference(self.run_dir, self.device)
         self.item_ids: list[str] = self.ids["item_ids"]
         self._item_index = {it: i for i, it in enumerate(self.item_ids) if i > 0}
         self._data_path = data_path
