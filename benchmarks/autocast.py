@@ -34,9 +34,9 @@ import torch
 from baselines import replace_block
 from throughput import DOC, Bench, add_bench_args, fill_frozen_cache, layouts, rss_mb
 
-from darec.models.base import TrainBatch
+from darec.data.batching import TrainBatch
 from darec.models.darec import DARec
-from darec.training.checkpoint import atomic_write_json
+from darec.run.checkpoint import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "autocast.json"

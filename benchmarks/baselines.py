@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from darec.experiment import DEMO_MODELS
-from darec.training.checkpoint import atomic_write_json
+from darec.run.checkpoint import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "baselines.json"
@@ -72,8 +72,8 @@ def run_one(dataset: str, model: str, seed: int, extra: list[str], out: Path) ->
     from darec.config import Config, apply_overrides
     from darec.data.split import leave_one_out
     from darec.evaluation.evaluator import evaluate
-    from darec.experiment import load_data, run_experiment
-    from darec.training.trainer import load_trained_model
+    from darec.experiment import run_experiment
+    from darec.run import load_data, load_trained_model
 
     cfg = apply_overrides(
         Config(),

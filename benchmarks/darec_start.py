@@ -25,7 +25,7 @@ from pathlib import Path
 from baselines import replace_block
 
 from darec.experiment import demo_config, run_experiment
-from darec.training.checkpoint import atomic_write_json
+from darec.run.checkpoint import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "darec_start.json"

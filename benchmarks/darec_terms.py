@@ -16,9 +16,8 @@ import torch
 
 from darec.data.split import leave_one_out
 from darec.evaluation.evaluator import evaluate
-from darec.experiment import load_data
 from darec.models.darec import DARec
-from darec.training.trainer import load_trained_model
+from darec.run import load_data, load_trained_model
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ from baselines import replace_block
 
 from darec.config import Config, apply_overrides
 from darec.data.split import leave_one_out
-from darec.experiment import load_data
-from darec.training.checkpoint import atomic_write_json, provenance
+from darec.run import load_data
+from darec.run.checkpoint import atomic_write_json, provenance
 from darec.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -44,9 +44,9 @@ def one(users: int) -> dict[str, Any]:
     from darec.config import Config, apply_overrides
     from darec.data.split import leave_one_out
     from darec.evaluation.evaluator import evaluate
-    from darec.experiment import load_data
     from darec.models.base import ModelContext
     from darec.models.darec import DARec
+    from darec.run import load_data
 
     cfg = apply_overrides(Config(), [*SETTINGS, f"eval.batch_size={users}"])
     torch.set_num_threads(cfg.train.threads)

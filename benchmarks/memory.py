@@ -32,10 +32,10 @@ from throughput import fill_frozen_cache, rss_mb
 from darec.config import Config, apply_overrides
 from darec.data.batching import make_batch, training_windows
 from darec.data.split import leave_one_out
-from darec.experiment import load_data
 from darec.models.base import ModelContext
 from darec.models.darec import DARec
-from darec.training.checkpoint import atomic_write_json
+from darec.run import load_data
+from darec.run.checkpoint import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "memory.json"

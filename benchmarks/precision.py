@@ -21,7 +21,7 @@ from pathlib import Path
 
 from darec.config import Config, apply_overrides
 from darec.experiment import DEMO_MODELS, run_experiment
-from darec.training.checkpoint import atomic_write_json
+from darec.run.checkpoint import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "precision.json"

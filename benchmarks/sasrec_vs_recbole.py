@@ -26,7 +26,7 @@ from baselines import DOC, replace_block
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
-from darec.training.checkpoint import atomic_write_json
+from darec.run.checkpoint import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -41,10 +41,11 @@ from optuna.trial import TrialState
 
 from darec.config import Config, apply_overrides
 from darec.data.split import leave_one_out
-from darec.experiment import demo_config, load_data, run_experiment
+from darec.experiment import demo_config, run_experiment
+from darec.run import load_data
+from darec.run.checkpoint import atomic_write_json, provenance
 from darec.search import measure_step_time, retrain, run_search, write_report
 from darec.search.space import BASE_SPEC
-from darec.training.checkpoint import atomic_write_json, provenance
 from darec.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -40,15 +40,15 @@ from matmul_ceiling import SHAPES, gflops
 from torch.utils.flop_counter import FlopCounterMode
 
 from darec.config import Config, apply_overrides
-from darec.data.batching import make_batch, training_windows
+from darec.data.batching import TrainBatch, make_batch, training_windows
 from darec.data.split import leave_one_out
 from darec.evaluation.evaluator import evaluate
-from darec.experiment import load_data
-from darec.models.base import ModelContext, TrainBatch
+from darec.models.base import ModelContext
 from darec.models.darec import DARec
 from darec.models.darec.catalog import CatalogKV
 from darec.paths import cache_dir
-from darec.training.checkpoint import atomic_write_json
+from darec.run import load_data
+from darec.run.checkpoint import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "throughput.json"

@@ -19,7 +19,7 @@ from baselines import COMMON, DATASETS, SETTINGS
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
-from darec.training.checkpoint import atomic_write_json
+from darec.run.checkpoint import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tuning.json"
 

@@ -51,7 +51,7 @@ def ndcg_on_test(model: torch.nn.Module, cfg: Config) -> float:
     """Test NDCG@10 of ``model`` (e.g. reloaded from a run) on ``cfg``'s data, evaluated anew."""
     from darec.data.split import leave_one_out
     from darec.evaluation.evaluator import evaluate
-    from darec.experiment import load_data
+    from darec.run import load_data
 
     split = leave_one_out(load_data(cfg))
     device = torch.device("cpu")

@@ -16,8 +16,8 @@ from darec.config import Config
 from darec.data.batching import make_batch, training_windows
 from darec.data.split import leave_one_out
 from darec.evaluation.evaluator import evaluate
-from darec.experiment import load_data, run_experiment
-from darec.training.trainer import load_trained_model
+from darec.experiment import run_experiment
+from darec.run import load_data, load_trained_model
 from tests.conftest import darec_sets, tiny_config
 from tests.test_training import CrashAt
 

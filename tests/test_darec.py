@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from darec.config import Config, DarecConfig, ModelConfig
-from darec.models.base import ModelContext, TrainBatch
+from darec.data.batching import TrainBatch
+from darec.models.base import ModelContext
 from darec.models.darec import DARec
 from darec.models.darec.layout import full_layout, item_slots, stream_mask
-from darec.models.darec.model import activation_budget
+from darec.models.darec.runtime import activation_budget
 from tests.tiny_llm import tiny_backbone
 
 NUM_ITEMS = 12

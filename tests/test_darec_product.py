@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from darec.cli import app
 from darec.experiment import run_experiment
-from darec.training.checkpoint import checkpoint_path
-from darec.training.trainer import load_trained_model
+from darec.run import load_trained_model
+from darec.run.checkpoint import checkpoint_path
 from tests.conftest import darec_sets, ndcg_on_test, tiny_config
 
 runner = CliRunner()

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from darec.config import Config, ModelConfig
-from darec.data.batching import make_batch, pad_left
+from darec.data.batching import TrainBatch, make_batch, pad_left
 from darec.errors import ConfigError
-from darec.models.base import ModelContext, SequentialRecommender, TrainBatch
+from darec.models.base import ModelContext, SequentialRecommender
 from darec.models.bert4rec import BERT4Rec
 from darec.models.layers import sample_negatives
 from darec.models.registry import MODELS, build_model

@@ -26,9 +26,9 @@ from darec.config_docs import field_help
 from darec.data.split import leave_one_out
 from darec.errors import ConfigError
 from darec.evaluation.evaluator import evaluate
-from darec.experiment import load_data
 from darec.models.adapters import ARCHITECTURES, Architecture, SlotSpec
 from darec.models.adapters.registry import NoAdapterConfig
+from darec.run import load_data, load_trained_model
 from darec.search import (
     SearchError,
     build_space,
@@ -46,7 +46,7 @@ from darec.search import (
 )
 from darec.search.objective import trial_config
 from darec.search.space import SearchSpace
-from darec.training.trainer import Trainer, load_trained_model
+from darec.training.trainer import Trainer
 from tests.conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]

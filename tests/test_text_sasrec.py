@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from darec.config import Config
-from darec.experiment import load_data, run_experiment
-from darec.models.base import ModelContext, TrainBatch
+from darec.data.batching import TrainBatch
+from darec.experiment import run_experiment
+from darec.models.base import ModelContext
 from darec.models.registry import build_model
 from darec.models.sasrec import SASRec
 from darec.models.text_sasrec import TextSASRec, item_text_features
-from darec.training.trainer import load_trained_model
+from darec.run import load_data, load_trained_model
 from tests.conftest import ndcg_on_test, tiny_config
 
 

@@ -188,10 +188,10 @@ def evaluate(
 ) -> None:
     """Evaluate a trained run on the valid or test split with full ranking."""
     from darec.data.split import leave_one_out
+    from darec.devices import pick_device
     from darec.evaluation.evaluator import evaluate as run_eval
-    from darec.experiment import check_run_data, load_data
+    from darec.run import check_run_data, load_data
     from darec.serving.inference_cache import load_for_inference
-    from darec.training.trainer import pick_device
 
     try:
         if split not in ("valid", "test"):
@@ -242,8 +242,8 @@ def recommend(
     ] = False,
 ) -> None:
     """Top-k items for a known user, or for a given item history."""
+    from darec.devices import pick_device
     from darec.serving.recommend import Recommender
-    from darec.training.trainer import pick_device
 
     try:
         given = (user is not None) + (items is not None)
@@ -320,7 +320,7 @@ def data_info(
 ) -> None:
     """Users, items, interactions, sequence lengths and density after preprocessing."""
     from darec.data.info import dataset_stats
-    from darec.experiment import load_data
+    from darec.run import load_data
 
     try:
         cfg = _config(config, sets, **{"data.path": path, "data.format": fmt})

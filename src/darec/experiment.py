@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import resource
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,39 +10,17 @@ from typing import Any
 import torch
 
 from darec.config import Config, apply_overrides
-from darec.data.dataset import load_dataset
 from darec.data.split import leave_one_out
-from darec.data.types import SequenceDataset
-from darec.errors import CheckpointError
 from darec.models.registry import check_model_name
-from darec.paths import cache_dir
-from darec.training.checkpoint import provenance
+from darec.run import load_data, provenance
 from darec.training.trainer import FitResult, TrainCallback, Trainer
 
 __all__ = [
     "RunRecord",
     "run_experiment",
-    "load_data",
-    "check_run_data",
     "DEMO_MODELS",
     "demo_config",
 ]
-
-
-def load_data(cfg: Config, path: str | None = None) -> SequenceDataset:
-    """The processed dataset of ``cfg`` (from the cache when enabled); ``path`` overrides
-    ``data.path`` (data that moved since training)."""
-    data_cfg = cfg.data if path is None else dataclasses.replace(cfg.data, path=path)
-    return load_dataset(data_cfg, cache_dir(cfg.cache_dir) if data_cfg.cache else None)
-
-
-def check_run_data(dataset: SequenceDataset, ids: dict[str, Any], run_dir: str | Path) -> None:
-    """Raise unless ``dataset`` has the items a run was trained on (same ids, same order)."""
-    if dataset.key != ids.get("dataset_key") and dataset.item_ids != ids["item_ids"]:
-        raise CheckpointError(
-            f"the data now at {dataset.name!r} does not match the items run {run_dir} was "
-            "trained on; pass the original data with --data"
-        )
 
 
 @dataclass

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 
-from darec.models.base import TrainBatch
+__all__ = ["TrainBatch", "training_windows", "pad_left", "make_batch"]
 
-__all__ = ["training_windows", "pad_left", "make_batch"]
+
+@dataclass
+class TrainBatch:
+    """One training batch of left-padded windows (0 = padding).
+
+    ``targets[b, t]`` is the item that follows ``inputs[b, :t + 1]``; 0 where there is none.
+    """
+
+    inputs: torch.Tensor  # (B, L) int64
+    targets: torch.Tensor  # (B, L) int64
+    users: torch.Tensor  # (B,) int64 internal user ids
+
+    def to(self, device: torch.device | str) -> TrainBatch:
+        return TrainBatch(self.inputs.to(device), self.targets.to(device), self.users.to(device))
 
 
 def training_windows(

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from darec.config import ModelConfig
+from darec.data.batching import TrainBatch
 from darec.errors import CheckpointError
 
 if TYPE_CHECKING:
     from darec.config import Config
 
-__all__ = ["TrainBatch", "ModelContext", "SequentialRecommender"]
+__all__ = ["ModelContext", "SequentialRecommender", "StreamState", "RunLoader"]
+
+
+RunLoader = Callable[[str], "tuple[Config, SequentialRecommender, dict[str, Any]]"]
+"""``load_run(run_dir) -> (config, model with its best weights, id maps)``."""
 
 
 @dataclass
@@ -31,21 +37,20 @@ class ModelContext:
     """Cache key of the processed dataset (for caches derived from it)."""
     cache_dir: Path | None = None
     """Cache folder for derived data; None disables such caches."""
+    load_run: RunLoader | None = None
+    """Reads another run folder (e.g. DARec's ``darec.cf_checkpoint``): given by the run layer
+    (:func:`darec.run.load_trained_model`), so models never import the code that reads runs."""
 
 
 @dataclass
-class TrainBatch:
-    """One training batch of left-padded windows (0 = padding).
+class StreamState:
+    """A streamed user: ``history`` (1, t) item ids on the model's device, the model's own
+    ``cache`` of the steps so far (None: the next step re-encodes the history) and the current
+    user state ``user`` (what :meth:`SequentialRecommender.encode_users` gives for one user)."""
 
-    ``targets[b, t]`` is the item that follows ``inputs[b, :t + 1]``; 0 where there is none.
-    """
-
-    inputs: torch.Tensor  # (B, L) int64
-    targets: torch.Tensor  # (B, L) int64
-    users: torch.Tensor  # (B,) int64 internal user ids
-
-    def to(self, device: torch.device | str) -> TrainBatch:
-        return TrainBatch(self.inputs.to(device), self.targets.to(device), self.users.to(device))
+    history: torch.Tensor
+    user: torch.Tensor
+    cache: Any = None
 
 
 class SequentialRecommender(nn.Module):
@@ -101,6 +106,28 @@ class SequentialRecommender(nn.Module):
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores (B, C) of the items ``items`` (C,) for the users encoded in ``state``."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ inference hooks
+    # Serving and evaluation call these on any model; the defaults re-encode, which is what the
+    # ID baselines need. Models with per-item work to share (DARec) override them.
+
+    def prepare_inference(self, cache_file: Path | None, fingerprint: str) -> str:
+        """Get ready to score with the current weights, reading a cache of per-item work from
+        ``cache_file`` (written by an earlier call with the same ``fingerprint``), or computing
+        it and writing it there (None: keep it in memory only). Returns ``loaded``, ``built`` or
+        ``none`` (nothing to cache, the default)."""
+        return "none"
+
+    def stream_start(self, history: torch.Tensor) -> StreamState:
+        """Start streaming one user with item ids ``history`` (t,), oldest first."""
+        history = history[-self.cfg.max_seq_len :].reshape(1, -1)
+        return StreamState(history, self.encode_users(history)[0])
+
+    def stream_step(self, state: StreamState, item: int) -> StreamState:
+        """``state`` after one more interaction ``item``; equal to starting from the longer
+        history (the default does exactly that)."""
+        history = torch.cat([state.history, state.history.new_tensor([[item]])], dim=1)
+        return self.stream_start(history[0])
 
     @property
     def trainable(self) -> bool:

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from darec.config import ModelConfig
-from darec.models.base import SequentialRecommender, TrainBatch
+from darec.data.batching import TrainBatch
+from darec.models.base import SequentialRecommender
 from darec.models.layers import (
     TransformerEncoder,
     init_weights,

@@ -19,7 +19,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from darec.config import ModelConfig
-from darec.models.base import SequentialRecommender, TrainBatch
+from darec.data.batching import TrainBatch
+from darec.models.base import SequentialRecommender
 from darec.models.layers import mask_padding_scores, next_item_loss
 
 __all__ = ["GRU4Rec"]

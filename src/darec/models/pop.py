@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from darec.config import ModelConfig
-from darec.models.base import SequentialRecommender, TrainBatch
+from darec.data.batching import TrainBatch
+from darec.models.base import SequentialRecommender
 from darec.models.layers import mask_padding_scores
 
 __all__ = ["Pop"]

@@ -24,8 +24,8 @@ from darec.data.batching import make_batch
 from darec.data.split import Split, leave_one_out
 from darec.data.types import SequenceDataset
 from darec.errors import DarecError
-from darec.experiment import load_data
 from darec.models.adapters import LayerDims, count_adapter_parameters, format_layout
+from darec.run import load_data
 from darec.search.space import SearchSpace
 from darec.training.trainer import Trainer
 

@@ -15,8 +15,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from darec.config import Config, config_to_dict
 from darec.experiment import RunRecord, run_experiment
+from darec.run.checkpoint import atomic_write_json
 from darec.search.study import SearchError, study_config, study_space
-from darec.training.checkpoint import atomic_write_json
 from darec.training.trainer import FitResult, TrainCallback
 
 __all__ = ["chosen_trial", "pareto_trials", "retrain"]

@@ -384,7 +384,7 @@ def run_search(
     if workers == 1:
         run_worker(cfg, study_name, storage_url, run_root)
     else:
-        from darec.experiment import load_data
+        from darec.run import load_data
 
         load_data(cfg)  # preprocess (and cache) the data once, not in every worker
         threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // workers)

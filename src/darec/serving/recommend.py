@@ -5,22 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from darec.data.batching import pad_left
 from darec.data.types import SequenceDataset
+from darec.devices import pick_device
 from darec.errors import ConfigError, UnknownIdError
 from darec.evaluation.evaluator import chunk_size_for, iter_catalog_chunks
-from darec.experiment import check_run_data, load_data
-from darec.models.base import SequentialRecommender
+from darec.models.base import SequentialRecommender, StreamState
+from darec.run import RunFolder
 from darec.serving.inference_cache import load_for_inference
-from darec.training.trainer import pick_device
-
-if TYPE_CHECKING:
-    from darec.models.darec.model import StreamState
 
 __all__ = ["top_k", "Recommendation", "Recommender", "Session"]
 
@@ -87,9 +83,7 @@ class Recommender:
     def dataset(self) -> SequenceDataset:
         """The run's dataset, read (from cache) on first use; needed for known users."""
         if self._dataset is None:
-            dataset = load_data(self.cfg, self._data_path)
-            check_run_data(dataset, self.ids, self.run_dir)
-            self._dataset = dataset
+            self._dataset = RunFolder(self.run_dir).load_data(self._data_path)
         return self._dataset
 
     def item_index(self, item: str) -> int:
@@ -163,31 +157,28 @@ class Recommender:
 class Session:
     """One user's recommendations kept up to date click by click.
 
-    A model with streaming (DARec) keeps the user's keys/values and runs only the new step; any
-    other model re-encodes the history (cheap for the baselines). Scores equal a fresh call."""
+    Each :meth:`add` runs the model's ``stream_step``: DARec keeps the user's keys/values and
+    runs only the new step; any other model re-encodes the history (cheap for the baselines).
+    Scores equal a fresh call."""
 
     def __init__(self, recommender: Recommender, history: np.ndarray) -> None:
-        from darec.models.darec import DARec
-
         self.rec = recommender
         self.history = history
-        self._darec = recommender.model if isinstance(recommender.model, DARec) else None
         self._state: StreamState | None = None
-        if self._darec is not None and len(history):
+        if len(history):
             with torch.inference_mode():
-                self._state = self._darec.stream_start(self._on_device(history))
+                self._state = self.rec.model.stream_start(self._on_device(history))
 
     def add(self, item: str) -> None:
         """Record one more interaction (oldest first)."""
         index = self.rec.item_index(item)
         self.history = np.append(self.history, index)
-        if self._darec is None:
-            return
+        model = self.rec.model
         with torch.inference_mode():
             if self._state is None:
-                self._state = self._darec.stream_start(self._on_device(self.history))
+                self._state = model.stream_start(self._on_device(self.history))
             else:
-                self._state = self._darec.stream_step(self._state, index)
+                self._state = model.stream_step(self._state, index)
 
     def _on_device(self, history: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(history, device=self.rec.device)

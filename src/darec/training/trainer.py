@@ -4,7 +4,6 @@ on full ranking, early stopping, resumable checkpoints, and a single read of the
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,12 +17,14 @@ from darec.config import Config, config_from_run, config_to_dict
 from darec.data.batching import make_batch, training_windows
 from darec.data.split import Split
 from darec.data.types import SequenceDataset
+from darec.devices import pick_device
 from darec.errors import CheckpointError, DarecError, DataError
 from darec.evaluation.evaluator import EvalResult, evaluate
 from darec.models.base import ModelContext, SequentialRecommender
 from darec.models.registry import build_model
 from darec.paths import cache_dir
-from darec.training.checkpoint import (
+from darec.run import load_trained_model
+from darec.run.checkpoint import (
     CheckpointState,
     atomic_write_json,
     checkpoint_path,
@@ -38,8 +39,6 @@ __all__ = [
     "FitResult",
     "TrainCallback",
     "TrainingError",
-    "load_trained_model",
-    "pick_device",
 ]
 
 
@@ -118,6 +117,7 @@ class Trainer:
             catalog=dataset.catalog,
             data_key=dataset.key,
             cache_dir=cache_dir(cfg.cache_dir) if cfg.data.cache else None,
+            load_run=load_trained_model,
         )
         self.model: SequentialRecommender = build_model(cfg, ctx)
         self.model.prepare(split.train)
@@ -409,42 +409,3 @@ class Trainer:
     def evaluate_split(self, which: str) -> EvalResult:
         data = self.split.valid if which == "valid" else self.split.test
         return evaluate(self.model, data, self.cfg.eval, self.cfg.model.max_seq_len, self.device)
-
-
-def pick_device(name: str, what: str = "train.device") -> str:
-    """A device name (``what`` names where it came from, for errors) resolved: ``auto`` is CUDA
-    when available, else the CPU."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise DarecError(f"{what}={name!r}: expected cpu, cuda, cuda:N or auto")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DarecError(f"{what}={name!r} but no CUDA device is available; use 'cpu'")
-        index = int(name.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise DarecError(
-                f"{what}={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist"
-            )
-    return name
-
-
-def load_trained_model(
-    run_dir: str | Path, which: str = "best"
-) -> tuple[Config, SequentialRecommender, dict[str, Any]]:
-    """Config, model with the ``best`` (or ``last``) weights, and the id maps of a run folder."""
-    run = Path(run_dir)
-    if not (run / "config.json").exists():
-        raise CheckpointError(
-            f"{run} is not a run folder (no config.json); train one with `darec train`"
-        )
-    cfg = config_from_run(read_json(run / "config.json"))
-    ids = read_json(run / "ids.json")
-    model = build_model(cfg, ModelContext(num_items=len(ids["item_ids"]) - 1))
-    ckpt = load_checkpoint(checkpoint_path(run, which), with_training_state=False)
-    try:
-        model.load_trained_state(ckpt.model)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{run}: {exc}") from None
-    model.eval()
-    return cfg, model, ids

@@ -1,9 +1,11 @@
-"""DARec: a frozen decoder-only LLM reads item text, adapters and special tokens adapt it to
-next-item prediction, and a jointly trained SASRec injects collaborative knowledge.
+"""DARec's model: a frozen decoder-only LLM reads item text, adapters and special tokens adapt it
+to next-item prediction, and a SASRec injects collaborative knowledge. Pure: everything here is
+a function of the weights and the inputs; loading, caches and streaming live in
+:mod:`darec.models.darec.runtime`, which subclasses :class:`DARecModel` as ``DARec``.
 
 One class covers every ablation (``[darec]`` config section): context masking on/off, CKI on/off
 and how the user state enters, each auxiliary task on/off with its weight, the adapter layout and
-where the trainable tokens enter the stack. See DESIGN.md ("The model") and
+where the trainable tokens enter the stack. See docs/design.md ("The model") and
 :mod:`darec.models.darec.layout` for the token layout.
 
 Two equivalent ways to run the layers (equal up to float error with context masking; tested):
@@ -20,14 +22,9 @@ the whole catalog can be scored in one matrix product.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,24 +32,25 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
 from darec.config import Config
-from darec.data.hard_negatives import cached_hard_negatives, hard_negatives
-from darec.errors import CheckpointError, ConfigError
+from darec.data.batching import TrainBatch
+from darec.errors import CheckpointError
 from darec.models.adapters import attach_adapters, first_adapted_layer, parse_layout
-from darec.models.backbone import Backbone, load_backbone, resolve_dtype
-from darec.models.base import ModelContext, SequentialRecommender, TrainBatch
-from darec.models.darec.catalog import CatalogKV
-from darec.models.darec.kv import CaptureKV, PrefixKV, StreamKV
-from darec.models.darec.layout import full_layout, item_slots, stream_mask, stream_positions
+from darec.models.backbone import Backbone
+from darec.models.base import SequentialRecommender
+from darec.models.darec.kv import CaptureKV, PrefixKV
+from darec.models.darec.layout import (
+    ItemSlots,
+    full_layout,
+    item_slots,
+    stream_mask,
+    stream_positions,
+)
 from darec.models.darec.losses import alignment_loss, hard_sample_loss
-from darec.models.item_text import mean_word_states, tokenize_catalog
 from darec.models.layers import mask_padding_scores, next_item_loss
 from darec.models.sasrec import SASRec
 from darec.models.text_sasrec import fit_text_table
 
-__all__ = ["DARec", "StreamState", "activation_budget"]
-
-_CF_MODELS = ("sasrec", "sasrec-text")
-"""Runs darec.cf_checkpoint may name: their item tables become DARec's ID table."""
+__all__ = ["DARecModel"]
 
 
 class _Head(nn.Linear):
@@ -70,24 +68,6 @@ class _Head(nn.Linear):
         if self.scale:
             x = F.normalize(x, dim=-1) * self.scale
         return super().forward(x)
-
-
-CPU_ACTIVATION_BUDGET_MB = 4096
-"""darec.activation_budget_mb=0 on the CPU (benchmarks/memory.py: Beauty's heaviest steps, over
-it, run faster checkpointed; ML-100K's, under it, slower)."""
-GPU_ACTIVATION_SHARE = 0.6
-"""darec.activation_budget_mb=0 on a CUDA device: this share of its unallocated memory."""
-
-
-def activation_budget(mb: int, device: torch.device) -> int:
-    """Bytes of trainable-layer activations a step may keep (``darec.activation_budget_mb``; 0:
-    derived from ``device``'s memory, as the config reference says)."""
-    if mb:
-        return mb * 2**20
-    if device.type == "cuda":
-        total = torch.cuda.get_device_properties(device).total_memory
-        return int(GPU_ACTIVATION_SHARE * (total - torch.cuda.memory_allocated(device)))
-    return CPU_ACTIVATION_BUDGET_MB * 2**20
 
 
 def _short_sequence_attention(device: torch.device) -> AbstractContextManager[object]:
@@ -121,29 +101,21 @@ class _Rows:
         return self.update_all(key, value, layer_idx, rows=self.part)
 
 
-@dataclass
-class StreamState:
-    """A streamed user: history (1, t), the keys/values of its steps (None when the model has
-    no catalog key/value cache, then every step re-encodes) and its current user vector (R,)."""
+class DARecModel(SequentialRecommender):
+    """LLM-based sequential recommender (DARec) as a module: weights in, scores and losses out."""
 
-    history: torch.Tensor
-    kv: StreamKV | None
-    user: torch.Tensor
-
-
-class DARec(SequentialRecommender):
-    """LLM-based sequential recommender (DARec). ``backbone`` overrides ``darec.backbone``."""
-
-    def __init__(self, cfg: Config, ctx: ModelContext, backbone: Backbone | None = None) -> None:
-        super().__init__(cfg.model, ctx.num_items)
+    def __init__(
+        self,
+        cfg: Config,
+        num_items: int,
+        backbone: Backbone,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+    ) -> None:
+        """``tokens`` (N + 1, T) and ``lengths`` (N + 1,): every item's sentence, right-padded
+        (row 0 and items without text have length 0)."""
+        super().__init__(cfg.model, num_items)
         d = self.dcfg = cfg.darec
-        if backbone is None:
-            from darec.paths import cache_dir
-            from darec.training.trainer import pick_device
-
-            dtype = resolve_dtype(d.compute_dtype, torch.device(pick_device(cfg.train.device)))
-            backbone = load_backbone(d.backbone, d.backbone_layers, dtype, cache_dir(cfg.cache_dir))
-        self.backbone_source = backbone.source
         self.tokenizer = backbone.tokenizer
         self.llm = backbone.model
         self.layout = parse_layout(d.adapters, backbone.num_layers)
@@ -156,11 +128,9 @@ class DARec(SequentialRecommender):
         if d.compile:  # the layers above the entry run at every step; those below once per run
             for layer in self.llm.layers[self.enter :]:
                 layer.compile(backend=d.compile, dynamic=True)
-        self.cache_root = ctx.cache_dir
-        self.data_key = ctx.data_key
 
         width, rec = backbone.hidden_size, cfg.model.hidden_size
-        self.cf = SASRec(cfg.model, ctx.num_items)  # CF model; its item table is the ID table
+        self.cf = SASRec(cfg.model, num_items)  # CF model; its item table is the ID table
         self.align_token = nn.Parameter(torch.randn(width))
         self.seq_token = nn.Parameter(torch.randn(width))
         self.user_token = nn.Parameter(torch.randn(width))
@@ -174,18 +144,10 @@ class DARec(SequentialRecommender):
         nn.init.zeros_(self.user_head.bias)
         nn.init.normal_(self.text_head.weight, std=1e-3)
         nn.init.zeros_(self.text_head.bias)
-        if d.cf_checkpoint and ctx.catalog is not None:  # a restored model has it already
-            self._load_cf(d.cf_checkpoint, cfg)
         if d.cf_frozen:
             self.cf.requires_grad_(False)
 
-        n = ctx.num_items + 1
-        if ctx.catalog is not None:
-            tokens, lengths = tokenize_catalog(
-                ctx.catalog, backbone.tokenizer, d.item_fields, d.item_max_tokens
-            )
-        else:  # restored from a checkpoint by load_trained_state
-            tokens, lengths = torch.zeros(n, 1, dtype=torch.long), torch.zeros(n, dtype=torch.long)
+        n = num_items + 1
         self.item_tokens: torch.Tensor
         self.item_lengths: torch.Tensor
         self.hard_negatives: torch.Tensor
@@ -198,91 +160,18 @@ class DARec(SequentialRecommender):
         # are not in the current batch (items in the batch always use fresh states)
         self.register_buffer("text_bank", torch.zeros(n, width))
         self.register_buffer("enter_scale", torch.ones(()))
-        if ctx.catalog is not None:
-            self.enter_scale.fill_(self._entry_rms())
-        # the catalog cache (item vectors, and keys/values when they fit), with the parameter
-        # versions it was computed from
-        self._catalog: tuple[tuple[int, ...], CatalogKV] | None = None
-        self._key_params: list[nn.Parameter] | None = None  # the parameters, once listed
-        self._entry_words: torch.Tensor | None = None  # (N + 1, T, D) see entry_words()
+        self.enter_scale.fill_(self._entry_rms())  # a restored model then loads its own
         self._checkpoint = False  # this training step checkpoints activations (loss())
-
-    @classmethod
-    def from_config(cls, cfg: Config, ctx: ModelContext) -> DARec:
-        return cls(cfg, ctx)
-
-    # ------------------------------------------------------------------ setup
-
-    def _load_cf(self, run_dir: str, cfg: Config) -> None:
-        from darec.training.trainer import load_trained_model
-
-        cf_cfg, cf_model, _ = load_trained_model(run_dir)
-        if cf_cfg.model.name not in _CF_MODELS or cf_model.num_items != self.num_items:
-            raise ConfigError(
-                f"darec.cf_checkpoint {run_dir!r} must be a {' or '.join(_CF_MODELS)} run on "
-                f"the same items (got model {cf_cfg.model.name!r} with {cf_model.num_items} "
-                f"items, expected {self.num_items})"
-            )
-        if cf_cfg.model.hidden_size != cfg.model.hidden_size:
-            raise ConfigError(
-                f"darec.cf_checkpoint {run_dir!r} has model.hidden_size "
-                f"{cf_cfg.model.hidden_size}; set model.hidden_size to match"
-            )
-        state = cf_model.state_dict()
-        fit_text_table(self.cf, state)  # sasrec-text: its item table adds text features
-        self.cf.load_state_dict(state)
 
     @property
     def dtype(self) -> torch.dtype:
         return self.llm.embed_tokens.weight.dtype
 
-    def train(self, mode: bool = True) -> DARec:
+    def train(self, mode: bool = True) -> DARecModel:
         super().train(mode)
         if self.dcfg.cf_frozen:
             self.cf.eval()
         return self
-
-    def prepare(self, train_sequences: list[np.ndarray]) -> None:
-        """Hard negatives (cached with the dataset) and a first catalog pass for the bank."""
-        was_training = self.training
-        self.eval()  # no dropout: the same states (and RNG draws) whether or not cached
-        if self.dcfg.hard:
-            self.hard_negatives.copy_(self._hard_negatives(train_sequences))
-        with torch.no_grad():
-            self.text_bank.copy_(self._catalog_pass(capture=False)[0])
-        self.train(was_training)
-
-    def _hard_negatives(self, train_sequences: list[np.ndarray]) -> torch.Tensor:
-        d = self.dcfg
-        spec = {
-            "data": self.data_key,
-            "backbone": self.backbone_source,
-            "layers": len(self.llm.layers),
-            "fields": list(d.item_fields),
-            "max_tokens": d.item_max_tokens,
-            "k": d.hard_negatives,
-            "tokens": hashlib.sha256(self.item_tokens.cpu().numpy().tobytes()).hexdigest(),
-        }
-        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
-
-        def compute() -> torch.Tensor:
-            with torch.no_grad():
-                emb = self._text_embeddings().cpu()
-            return hard_negatives(emb, train_sequences, d.hard_negatives)
-
-        cache = Path(self.cache_root) if self.cache_root and self.data_key else None
-        return cached_hard_negatives(cache, key, compute).to(self.item_tokens.device)
-
-    def _text_embeddings(self) -> torch.Tensor:
-        """(N + 1, D) mean of each item's final word states in the frozen backbone (0: no text)."""
-        out = torch.zeros(self.num_items + 1, self.llm.config.hidden_size)
-        for lo in range(0, self.num_items + 1, self.dcfg.item_batch_size):
-            items = torch.arange(lo, min(self.num_items + 1, lo + self.dcfg.item_batch_size))
-            items = items.to(self.item_tokens.device)
-            lengths = self.item_lengths[items]
-            h = self._words(self.item_tokens[items], lengths, len(self.llm.layers))
-            out[items.cpu()] = mean_word_states(self.llm.norm(h), lengths).cpu()
-        return out
 
     def _entry_rms(self) -> float:
         """Typical size of a word's hidden state where the trainable tokens enter."""
@@ -313,37 +202,25 @@ class DARec(SequentialRecommender):
         return h
 
     def entry_words(self, items: torch.Tensor) -> torch.Tensor:
-        """Word states (U, T, D) of ``items`` where the trainable tokens enter the stack.
-
-        Below the entry layer everything is frozen and only an item's own words run, so with
-        ``darec.cache_frozen`` these states are computed once for the whole catalog and reused
-        by every step (frozen layers then cost nothing after the first pass)."""
-        if self.enter == 0 or not self.dcfg.cache_frozen:
-            return self._words(self.item_tokens[items], self.item_lengths[items], self.enter)
-        if self._entry_words is None:
-            step = self.dcfg.item_batch_size
-            chunks = []
-            for lo in range(0, self.num_items + 1, step):
-                rows = torch.arange(lo, min(self.num_items + 1, lo + step), device=items.device)
-                with torch.no_grad():
-                    chunks.append(
-                        self._words(self.item_tokens[rows], self.item_lengths[rows], self.enter)
-                    )
-            self._entry_words = torch.cat(chunks)
-        if self._entry_words.device != items.device:  # built before the model was moved
-            self._entry_words = self._entry_words.to(items.device)
-        return self._entry_words[items]
+        """Word states (U, T, D) of ``items`` where the trainable tokens enter the stack (the
+        runtime serves them from a once-per-run cache: below the entry everything is frozen)."""
+        return self._words(self.item_tokens[items], self.item_lengths[items], self.enter)
 
     def _enter_tokens(self, v: torch.Tensor) -> torch.Tensor:
         """Trainable fp32 vectors -> backbone dtype, at the hidden-state scale of the entry."""
         return (F.rms_norm(v, (v.shape[-1],)) * self.enter_scale).to(self.dtype)
 
+    def slots_of(self, items: torch.Tensor) -> ItemSlots:
+        """Slot validity, positions and mask (U, ...) of ``items`` (any shape, flattened to U),
+        each item's ``[CF, words, ALIGN]`` read on its own: the one place every path (training,
+        catalog, streaming) gets its item layout from."""
+        lengths = self.item_lengths[items].flatten()
+        return item_slots(lengths, self.item_tokens.shape[1], has_cf=self.dcfg.cki)
+
     def _encode_items(self, items: torch.Tensor, capture: bool) -> tuple[torch.Tensor, CaptureKV]:
         """Encode items (U,) on their own: final ALIGN states (U, D) fp32 and, with ``capture``,
         every layer's keys/values of their ``[CF, words, ALIGN]`` slots."""
-        tokens, lengths = self.item_tokens[items], self.item_lengths[items]
-        width = tokens.shape[1]
-        slots = item_slots(lengths, width, has_cf=self.dcfg.cki)
+        slots = self.slots_of(items)
         words = self.entry_words(items)  # (U, T, D)
         cf = self._enter_tokens(self.cf_proj(self.cf.item_embedding(items)))  # (U, D)
         align = self._enter_tokens(self.align_token).expand(len(items), -1)  # (U, D)
@@ -447,7 +324,7 @@ class DARec(SequentialRecommender):
         width = self.item_tokens.shape[1]
         b, length = history.shape
         step_valid = history > 0
-        slots = item_slots(self.item_lengths[history].flatten(), width, has_cf=self.dcfg.cki)
+        slots = self.slots_of(history)
         mask = stream_mask(step_valid, slots.valid.reshape(b, length, -1), self.per_step)
         if cf_states is None:
             cf_states = self._cf_states(history)
@@ -467,9 +344,9 @@ class DARec(SequentialRecommender):
         """Final states (B, L, T + 2 + S, D) of every token slot, running every sequence's whole
         token stream: per step ``[CF, w_1..w_T, ALIGN, stream tokens]``."""
         b, length = history.shape
-        tokens, lengths = self.item_tokens[history], self.item_lengths[history]  # (B, L, T)
+        tokens = self.item_tokens[history]  # (B, L, T)
         width = tokens.shape[2]
-        slots = item_slots(lengths.flatten(), width, has_cf=self.dcfg.cki)
+        slots = self.slots_of(history)
         item_valid = slots.valid.reshape(b, length, width + 2)
         item_pos = slots.positions.reshape(b, length, width + 2)
         layout = full_layout(
@@ -561,140 +438,26 @@ class DARec(SequentialRecommender):
 
     def checkpoints(self, tokens: int) -> bool:
         """Whether a training step running ``tokens`` tokens through the trainable layers
-        checkpoints its activations (``darec.checkpoint_activations``)."""
-        mode = self.dcfg.checkpoint_activations
-        if mode != "auto":
-            return mode == "always"
-        c = self.llm.config
-        per_token = 12 * c.hidden_size + 4 * getattr(c, "intermediate_size", 4 * c.hidden_size)
-        layers = len(self.llm.layers) - self.enter
-        size = tokens * layers * per_token * self.llm.embed_tokens.weight.element_size()
-        return size > activation_budget(self.dcfg.activation_budget_mb, self.item_tokens.device)
+        checkpoints its activations: ``darec.checkpoint_activations`` always/never (``auto``
+        needs the device's memory, which the runtime knows; here it means never)."""
+        return self.dcfg.checkpoint_activations == "always"
 
     # ------------------------------------------------------------------ scoring
 
-    def _catalog_key(self) -> tuple[int, ...]:
-        """Versions of every parameter and of the item table: any in-place update bumps one."""
-        if self._key_params is None:  # walking the module tree costs ~0.5 ms a call
-            self._key_params = list(self.parameters())
-        versions = tuple(p._version for p in self._key_params)
-        return (*versions, id(self.item_tokens), self.item_tokens._version)
-
-    def catalog_kv_bytes(self) -> int:
-        """Size of the catalog cache's keys and values for this model and catalog."""
-        c = self.llm.config
-        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        slots = self.item_tokens.shape[1] + 2
-        size = self.llm.embed_tokens.weight.element_size()
-        per_value = c.num_key_value_heads * head_dim * slots * size
-        return 2 * (len(self.llm.layers) - self.enter) * (self.num_items + 1) * per_value
-
-    def _catalog_pass(
-        self, capture: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Every item encoded once, in chunks of ``darec.item_batch_size``: ALIGN states
-        (N + 1, D) and, with ``capture``, keys and values (L_c, N + 1, H_kv, T + 2, d)."""
-        n, step = self.num_items + 1, self.dcfg.item_batch_size
-        align = torch.zeros_like(self.text_bank)
-        keys: torch.Tensor | None = None
-        values: torch.Tensor | None = None
-        with torch.no_grad():
-            for lo in range(0, n, step):
-                items = torch.arange(lo, min(n, lo + step), device=align.device)
-                align[items], kv = self._encode_items(items, capture=capture)
-                if not capture:
-                    continue
-                k = torch.stack([kv.layers[i][0] for i in sorted(kv.layers)])  # (L_c, U, H, W, d)
-                v = torch.stack([kv.layers[i][1] for i in sorted(kv.layers)])
-                if keys is None or values is None:
-                    keys = k.new_empty((k.shape[0], n, *k.shape[2:]))
-                    values = torch.empty_like(keys)
-                keys[:, lo : lo + len(items)] = k
-                values[:, lo : lo + len(items)] = v
-        return align, keys, values
-
-    def build_catalog(self) -> CatalogKV:
-        """Encode every item once: scoring vectors (N + 1, R) and, when they fit in
-        ``darec.catalog_cache_mb``, each layer's keys/values of its item slots."""
-        budget = self.dcfg.catalog_cache_mb * 2**20
-        with_kv = self.dcfg.context_masking and 0 < self.catalog_kv_bytes() <= budget
-        align, keys, values = self._catalog_pass(capture=with_kv)
-        with torch.no_grad():
-            vectors = self.cf.item_embedding.weight + self.text_head(align)
-        return CatalogKV(vectors, self.enter, keys, values)
-
-    def catalog(self) -> CatalogKV:
-        """The catalog cache, rebuilt only when a parameter has changed since it was built."""
-        key = self._catalog_key()
-        if self._catalog is None or self._catalog[0] != key:
-            self._catalog = (key, self.build_catalog())
-        return self._catalog[1]
-
-    def attach_catalog(self, cache: CatalogKV) -> None:
-        """Use a saved catalog cache of exactly these weights (see serving.inference_cache)."""
-        if cache.first_layer != self.enter or cache.vectors.shape[0] != self.num_items + 1:
-            raise CheckpointError(
-                f"catalog cache does not fit this model (first layer {cache.first_layer}, "
-                f"{cache.vectors.shape[0]} rows; expected {self.enter}, {self.num_items + 1})"
-            )
-        self._catalog = (self._catalog_key(), cache.to(self.item_tokens.device))
-
-    def catalog_vectors(self) -> torch.Tensor:
-        """(N + 1, R) item vectors: ID embedding + projected ALIGN state (cached)."""
-        return self.catalog().vectors
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """(C, R) scoring vectors of ``items``: ID embedding + projected ALIGN state, each item
+        encoded on its own (the runtime keeps them for the whole catalog)."""
+        align, _ = self._encode_items(items, capture=False)
+        return self.cf.item_embedding(items) + self.text_head(align)
 
     def encode_users(self, history: torch.Tensor) -> torch.Tensor:
         history = history[:, -self.cfg.max_seq_len :]
         cf_states = self._cf_states(history)
-        catalog = None if self.training or not self.dcfg.context_masking else self.catalog()
-        if catalog is not None and catalog.has_kv:
-            # a user costs only its stream tokens: item keys/values come from the catalog cache
-            seq, _ = self._run_stream(history, history, catalog.layer, cf_states)
-        else:
-            seq, _ = self.sequence_states(history, torch.unique(history), cf_states)
+        seq, _ = self.sequence_states(history, torch.unique(history), cf_states)
         return self._user_vectors(seq, cf_states)[:, -1]  # (B, R)
 
-    # ------------------------------------------------------------------ streaming users
-
-    def stream_start(self, history: torch.Tensor) -> StreamState:
-        """Start streaming one user with item ids ``history`` (t,), oldest first."""
-        history = history[-self.cfg.max_seq_len :].reshape(1, -1)
-        catalog = self.catalog()
-        if not (self.dcfg.context_masking and catalog.has_kv):
-            return StreamState(history, None, self.encode_users(history)[0])
-        cf_states = self._cf_states(history)
-        seq, cache = self._run_stream(history, history, catalog.layer, cf_states, keep=True)
-        user = self._user_vectors(seq, cf_states)[0, -1]
-        width = self.item_tokens.shape[1]
-        step_valid = history[0] > 0
-        slots = item_slots(self.item_lengths[history[0]], width, has_cf=self.dcfg.cki)
-        item_valid = (slots.valid & step_valid[:, None]).flatten()
-        stream_valid = step_valid.repeat_interleave(self.per_step)
-        return StreamState(history, StreamKV.from_prefix(cache, item_valid, stream_valid), user)
-
-    def stream_step(self, state: StreamState, item: int) -> StreamState:
-        """``state`` after one more interaction: runs only the new step's stream tokens
-        (S of them) against the cached keys/values, equal to re-encoding the whole history."""
-        history = torch.cat([state.history, state.history.new_tensor([[item]])], dim=1)
-        if state.kv is None or history.shape[1] > self.cfg.max_seq_len:
-            return self.stream_start(history[0])  # the window slides: every state changes
-        catalog = self.catalog()
-        cf_all = self._cf_states(history)  # SASRec is causal: earlier states are unchanged
-        cf_states = None if cf_all is None else cf_all[:, -1:]  # (1, 1, R)
-        x = self._stream_inputs(history[:, -1:], cf_states)  # (1, S, D)
-        width = self.item_tokens.shape[1]
-        positions = stream_positions(history > 0, width, self.per_step)[:, -self.per_step :]
-        rope = self.llm.rotary_emb(x, positions)
-        slots = item_slots(self.item_lengths[history[0, -1:]], width, has_cf=self.dcfg.cki)
-        kv = state.kv.extend(catalog.layer, history[0, -1], slots.valid[0])
-        mask = kv.mask(self.per_step)
-        for layer in self.llm.layers[self.enter :]:
-            x = layer(x, attention_mask=mask, position_embeddings=rope, cache=kv)
-        seq = self.llm.norm(x[:, -1:]).float()  # (1, 1, D)
-        return StreamState(history, kv.advanced(), self._user_vectors(seq, cf_states)[0, -1])
-
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        scores = state @ self.catalog_vectors()[items].T  # (B, C)
+        scores = state @ self.item_vectors(items).T  # (B, C)
         return mask_padding_scores(scores, items)
 
     # ------------------------------------------------------------------ checkpoints
@@ -721,4 +484,3 @@ class DARec(SequentialRecommender):
                 f"checkpoint does not fit this DARec (missing {missing[:3]}, "
                 f"unexpected {unexpected[:3]}); was it trained with another [darec] config?"
             )
-        self._entry_words = None  # the item tokens may have changed

@@ -1,0 +1,107 @@
+"""A trained run folder as an object: its config, id maps, checkpoints, data and model.
+
+Everything that reads a run folder goes through :class:`RunFolder` (evaluation, serving,
+search retraining, DARec's CF start), so no reader needs the trainer that wrote it. The folder
+layout and the checkpoint format are described in :mod:`darec.run.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from darec.config import Config, config_from_run
+from darec.data.dataset import load_dataset
+from darec.data.types import SequenceDataset
+from darec.errors import CheckpointError
+from darec.models.base import ModelContext, SequentialRecommender
+from darec.models.registry import build_model
+from darec.paths import cache_dir
+from darec.run.checkpoint import checkpoint_path, load_checkpoint, read_json
+
+__all__ = ["RunFolder", "load_trained_model", "load_data", "check_run_data"]
+
+
+def load_data(cfg: Config, path: str | None = None) -> SequenceDataset:
+    """The processed dataset of ``cfg`` (from the cache when enabled); ``path`` overrides
+    ``data.path`` (data that moved since training)."""
+    data_cfg = cfg.data if path is None else dataclasses.replace(cfg.data, path=path)
+    return load_dataset(data_cfg, cache_dir(cfg.cache_dir) if data_cfg.cache else None)
+
+
+def check_run_data(dataset: SequenceDataset, ids: dict[str, Any], run_dir: str | Path) -> None:
+    """Raise unless ``dataset`` has the items a run was trained on (same ids, same order)."""
+    if dataset.key != ids.get("dataset_key") and dataset.item_ids != ids["item_ids"]:
+        raise CheckpointError(
+            f"the data now at {dataset.name!r} does not match the items run {run_dir} was "
+            "trained on; pass the original data with --data"
+        )
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A folder written by the trainer (``config.json``, ``ids.json``, ``checkpoints/``)."""
+
+    path: Path
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunFolder:
+        """The run at ``path``; raise :class:`CheckpointError` if it is not a run folder."""
+        run = Path(path)
+        if not (run / "config.json").exists():
+            raise CheckpointError(
+                f"{run} is not a run folder (no config.json); train one with `darec train`"
+            )
+        return cls(run)
+
+    @cached_property
+    def config(self) -> Config:
+        return config_from_run(read_json(self.path / "config.json"))
+
+    @cached_property
+    def ids(self) -> dict[str, Any]:
+        """``user_ids`` and ``item_ids`` (index = internal id), the dataset's name and key."""
+        ids: dict[str, Any] = read_json(self.path / "ids.json")
+        return ids
+
+    @property
+    def num_items(self) -> int:
+        return len(self.ids["item_ids"]) - 1
+
+    def checkpoint(self, which: str = "best") -> Path:
+        """Folder of the ``best`` or ``last`` checkpoint."""
+        return checkpoint_path(self.path, which)
+
+    def load_model(
+        self, which: str = "best", device: torch.device | str | None = None
+    ) -> SequentialRecommender:
+        """The model with the ``which`` checkpoint's weights, in eval mode, on ``device``."""
+        ctx = ModelContext(num_items=self.num_items, load_run=load_trained_model)
+        model = build_model(self.config, ctx)
+        ckpt = load_checkpoint(self.checkpoint(which), with_training_state=False)
+        try:
+            model.load_trained_state(ckpt.model)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{self.path}: {exc}") from None
+        if device is not None:
+            model.to(device)
+        return model.eval()
+
+    def load_data(self, path: str | None = None) -> SequenceDataset:
+        """The run's dataset (``path`` overrides where it is now), checked against its items."""
+        dataset = load_data(self.config, path)
+        check_run_data(dataset, self.ids, self.path)
+        return dataset
+
+
+def load_trained_model(
+    run_dir: str | Path, which: str = "best"
+) -> tuple[Config, SequentialRecommender, dict[str, Any]]:
+    """Config, model with the ``best`` (or ``last``) weights, and the id maps of a run folder."""
+    run = RunFolder.open(run_dir)
+    return run.config, run.load_model(which), run.ids
