@@ -3,7 +3,7 @@ next-item prediction, and a jointly trained SASRec injects collaborative knowled
 
 One class covers every ablation (``[darec]`` config section): context masking on/off, CKI on/off
 and how the user state enters, each auxiliary task on/off with its weight, the adapter layout and
-where the trainable tokens enter the stack. See DESIGN.md ("The model") and
+where the trainable tokens enter the stack. See docs/design.md ("The model") and
 :mod:`darec.models.darec.layout` for the token layout.
 
 Two equivalent ways to run the layers (equal up to float error with context masking; tested):
