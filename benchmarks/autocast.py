@@ -3,10 +3,10 @@
     python benchmarks/autocast.py                  # Beauty batches, full SmolLM2, DARec_base
     python benchmarks/autocast.py --layers 4 --item-tokens 8 --rounds 1   # smoke run
 
-DESIGN.md keeps trainable parameters, optimizer state and losses in fp32 and leaves open how the
-bf16 backbone meets them. Three ways, on the same batches (throughput.py's: sequences of 50
-items drawn by Beauty's popularity), one process, timed in alternation so that machine noise
-hits all three alike:
+The design (docs/design.md, "Backbone and precision") keeps trainable parameters, optimizer
+state and losses in fp32 and leaves open how the bf16 backbone meets them. Three ways, on the
+same batches (throughput.py's: sequences of 50 items drawn by Beauty's popularity), one
+process, timed in alternation so that machine noise hits all three alike:
 
 - ``explicit`` (what DARec does): frozen backbone weights held in bf16, the trainable parts
   (adapters, tokens, heads, the CF model) in fp32 with explicit casts at their boundaries;

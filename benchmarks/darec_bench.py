@@ -53,7 +53,8 @@ COMMON = [
 FROM_CF = ["darec.cf_checkpoint={cf_run}", "darec.cf_frozen=true"]
 """The CF model starts from the CF row's run, frozen ({cf_run}: that run's folder)."""
 FULL = ["darec.backbone_layers=0", "darec.adapters=serial:16"]
-"""DESIGN.md's DARec_base at full size: all 30 layers, serial bottlenecks in every slot."""
+"""DARec_base (docs/design.md, "Adapters") at full size: all 30 layers, serial bottlenecks in
+every slot."""
 VARIANTS: dict[str, list[str]] = {
     "sasrec": DEMO_MODELS["sasrec"],
     "darec": [*DEMO_MODELS["darec"], *FROM_CF],
@@ -69,12 +70,14 @@ VARIANTS: dict[str, list[str]] = {
     # no collaborative knowledge: no CF tokens, no CF user state, no pre-trained CF model
     "no-cki": [*DEMO_MODELS["darec"], "darec.cki=false"],
     "no-tasks": [*DEMO_MODELS["darec"], *FROM_CF, "darec.align=false", "darec.hard=false"],
-    # DESIGN.md's DARec_base at full size: all 30 layers, serial bottlenecks in every slot (so
-    # nothing is cached below the adapters). For a GPU: on 2 CPU cores a step takes minutes
+    # DARec_base (docs/design.md, "Adapters") at full size: all 30 layers, serial bottlenecks
+    # in every slot (so nothing is cached below the adapters). For a GPU: on 2 CPU cores a step
+    # takes minutes
     "full": [*DEMO_MODELS["darec"], *FROM_CF, *FULL],
-    # DESIGN.md's default CKI: the CF model (a SASRec, same settings) trained jointly from
-    # scratch with DARec, not started from the trained SASRec; it needs as many epochs as a
-    # SASRec, so it gets SASRec's patience and a longer budget (13 s a step, 10 steps an epoch)
+    # the default CKI (docs/design.md, "Collaborative knowledge injection"): the CF model (a
+    # SASRec, same settings) trained jointly from scratch with DARec, not started from the
+    # trained SASRec; it needs as many epochs as a SASRec, so it gets SASRec's patience and a
+    # longer budget (13 s a step, 10 steps an epoch)
     "joint": [
         *DEMO_MODELS["darec"],
         "train.validate_first=false",

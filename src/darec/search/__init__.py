@@ -1,4 +1,4 @@
-"""Bayesian search over per-layer adapter architectures (DESIGN.md, "Dynamic adaption").
+"""Bayesian search over per-layer adapter architectures (docs/design.md, "The adapter search").
 
     space.py      the search space, generated from the adapter registry; the known layouts
     objective.py  one trial: constraints, a timed training step, a short training run

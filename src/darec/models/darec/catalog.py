@@ -1,7 +1,7 @@
 """The catalog cache: every item's keys/values and scoring vector, computed once for inference.
 
-With context masking an item's token states depend on nothing but the item (DESIGN.md,
-"Consequence, and this project's main efficiency idea"). So after training, every item's
+With context masking an item's token states depend on nothing but the item (docs/design.md,
+"Item-local positions"). So after training, every item's
 ``[CF, words, ALIGN]`` slots are encoded once and their keys/values at each layer from the entry
 layer up are kept; a user then costs only its stream (SEQ) tokens, which attend to the gathered
 keys/values of its history, and the whole catalog is scored with one matrix product against

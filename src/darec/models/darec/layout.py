@@ -1,4 +1,5 @@
-"""Token layout, positions and attention masks of DARec (DESIGN.md, "Sequence layout").
+"""Token layout, positions and attention masks of DARec (docs/design.md, "Token layout and
+context mask" and "Item-local positions").
 
 Per history item i the LLM reads ``[CF_i] w_i,1 .. w_i,T [ALIGN_i]`` (the *item tokens*) followed
 by the item's *stream tokens*: ``[SEQ_i]``, or ``[USER_i] [SEQ_i]`` when the CF model's user state

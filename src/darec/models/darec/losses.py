@@ -1,5 +1,5 @@
-"""DARec's auxiliary tasks: semantic alignment and hard samples (DESIGN.md, "Coarse-grained
-adaption tasks"). The link-next-item task is :func:`darec.models.layers.next_item_loss`."""
+"""DARec's auxiliary tasks: semantic alignment and hard samples (docs/design.md, "The
+three tasks"). The link-next-item task is :func:`darec.models.layers.next_item_loss`."""
 
 from __future__ import annotations
 
