@@ -302,9 +302,9 @@ class DARec(SequentialRecommender):
         h = self.llm.embed_tokens(tokens)  # (U, T, D)
         if upto == 0:
             return h
-        width = tokens.shape[1]
-        slots = item_slots(lengths, width, has_cf=False)
-        words = slice(1, width + 1)
+        num_words = tokens.shape[1]
+        slots = item_slots(lengths, num_words, has_cf=False)
+        words = slice(1, num_words + 1)
         mask = slots.mask[:, :, words, words]  # (U, 1, T, T)
         rope = self.llm.rotary_emb(h, slots.positions[:, words])
         with torch.no_grad():
@@ -342,8 +342,8 @@ class DARec(SequentialRecommender):
         """Encode items (U,) on their own: final ALIGN states (U, D) fp32 and, with ``capture``,
         every layer's keys/values of their ``[CF, words, ALIGN]`` slots."""
         tokens, lengths = self.item_tokens[items], self.item_lengths[items]
-        width = tokens.shape[1]
-        slots = item_slots(lengths, width, has_cf=self.dcfg.cki)
+        num_words = tokens.shape[1]
+        slots = item_slots(lengths, num_words, has_cf=self.dcfg.cki)
         words = self.entry_words(items)  # (U, T, D)
         cf = self._enter_tokens(self.cf_proj(self.cf.item_embedding(items)))  # (U, D)
         align = self._enter_tokens(self.align_token).expand(len(items), -1)  # (U, D)
@@ -444,15 +444,15 @@ class DARec(SequentialRecommender):
         keys/values ``item_kv(layer) -> (K, V)``, each (U, H_kv, T + 2, d), whose row of the
         item at each step is ``index`` (B, L). ``keep``: the returned cache also holds every
         layer's prefix and stream keys/values (to continue the stream one step at a time)."""
-        width = self.item_tokens.shape[1]
+        num_words = self.item_tokens.shape[1]
         b, length = history.shape
         step_valid = history > 0
-        slots = item_slots(self.item_lengths[history].flatten(), width, has_cf=self.dcfg.cki)
+        slots = item_slots(self.item_lengths[history].flatten(), num_words, has_cf=self.dcfg.cki)
         mask = stream_mask(step_valid, slots.valid.reshape(b, length, -1), self.per_step)
         if cf_states is None:
             cf_states = self._cf_states(history)
         x = self._stream_inputs(history, cf_states)  # (B, L * S, D)
-        positions = stream_positions(step_valid, width, self.per_step)
+        positions = stream_positions(step_valid, num_words, self.per_step)
         rope = self.llm.rotary_emb(x, positions)
         cache = PrefixKV(item_kv, index, keep=keep)
         # chunks hold the keys of about item_batch_size items; kept keys need the whole batch
@@ -468,17 +468,17 @@ class DARec(SequentialRecommender):
         token stream: per step ``[CF, w_1..w_T, ALIGN, stream tokens]``."""
         b, length = history.shape
         tokens, lengths = self.item_tokens[history], self.item_lengths[history]  # (B, L, T)
-        width = tokens.shape[2]
-        slots = item_slots(lengths.flatten(), width, has_cf=self.dcfg.cki)
-        item_valid = slots.valid.reshape(b, length, width + 2)
-        item_pos = slots.positions.reshape(b, length, width + 2)
+        num_words = tokens.shape[2]
+        slots = item_slots(lengths.flatten(), num_words, has_cf=self.dcfg.cki)
+        item_valid = slots.valid.reshape(b, length, num_words + 2)
+        item_pos = slots.positions.reshape(b, length, num_words + 2)
         layout = full_layout(
             history > 0, item_valid, item_pos, self.per_step, self.dcfg.context_masking
         )
         dim = self.llm.config.hidden_size
-        per = width + 2 + self.per_step
+        per = num_words + 2 + self.per_step
         h = torch.zeros(b, length, per, dim, dtype=self.dtype, device=history.device)
-        h[:, :, 1 : width + 1] = self.llm.embed_tokens(tokens)
+        h[:, :, 1 : num_words + 1] = self.llm.embed_tokens(tokens)
         h = h.reshape(b, length * per, dim)
         rope = self.llm.rotary_emb(h, layout.positions)
         if self.enter:
@@ -491,7 +491,9 @@ class DARec(SequentialRecommender):
             cf_states = self._cf_states(history)
         stream = self._stream_inputs(history, cf_states).reshape(b, length, self.per_step, dim)
         h = h.reshape(b, length, per, dim)
-        h = torch.cat([cf[:, :, None], h[:, :, 1 : width + 1], align[:, :, None], stream], dim=2)
+        h = torch.cat(
+            [cf[:, :, None], h[:, :, 1 : num_words + 1], align[:, :, None], stream], dim=2
+        )
         h = h.reshape(b, length * per, dim)
         rows = -(-self.dcfg.item_batch_size // length)
         h = self._upper_layers(h, layout.mask, rope, _own_keys, rows)
@@ -554,10 +556,10 @@ class DARec(SequentialRecommender):
     def _step_tokens(self, history: torch.Tensor, items: torch.Tensor) -> int:
         """Tokens a training step runs through the trainable layers: each distinct item once
         and the stream tokens (item-once path), or every sequence's whole stream."""
-        width = self.item_tokens.shape[1] + 2
+        num_slots = self.item_tokens.shape[1] + 2
         if self.dcfg.context_masking and self.dcfg.item_once:
-            return len(items) * width + history.numel() * self.per_step
-        return history.numel() * (width + self.per_step)
+            return len(items) * num_slots + history.numel() * self.per_step
+        return history.numel() * (num_slots + self.per_step)
 
     def checkpoints(self, tokens: int) -> bool:
         """Whether a training step running ``tokens`` tokens through the trainable layers
@@ -665,9 +667,9 @@ class DARec(SequentialRecommender):
         cf_states = self._cf_states(history)
         seq, cache = self._run_stream(history, history, catalog.layer, cf_states, keep=True)
         user = self._user_vectors(seq, cf_states)[0, -1]
-        width = self.item_tokens.shape[1]
+        num_words = self.item_tokens.shape[1]
         step_valid = history[0] > 0
-        slots = item_slots(self.item_lengths[history[0]], width, has_cf=self.dcfg.cki)
+        slots = item_slots(self.item_lengths[history[0]], num_words, has_cf=self.dcfg.cki)
         item_valid = (slots.valid & step_valid[:, None]).flatten()
         stream_valid = step_valid.repeat_interleave(self.per_step)
         return StreamState(history, StreamKV.from_prefix(cache, item_valid, stream_valid), user)
@@ -682,10 +684,10 @@ class DARec(SequentialRecommender):
         cf_all = self._cf_states(history)  # SASRec is causal: earlier states are unchanged
         cf_states = None if cf_all is None else cf_all[:, -1:]  # (1, 1, R)
         x = self._stream_inputs(history[:, -1:], cf_states)  # (1, S, D)
-        width = self.item_tokens.shape[1]
-        positions = stream_positions(history > 0, width, self.per_step)[:, -self.per_step :]
+        num_words = self.item_tokens.shape[1]
+        positions = stream_positions(history > 0, num_words, self.per_step)[:, -self.per_step :]
         rope = self.llm.rotary_emb(x, positions)
-        slots = item_slots(self.item_lengths[history[0, -1:]], width, has_cf=self.dcfg.cki)
+        slots = item_slots(self.item_lengths[history[0, -1:]], num_words, has_cf=self.dcfg.cki)
         kv = state.kv.extend(catalog.layer, history[0, -1], slots.valid[0])
         mask = kv.mask(self.per_step)
         for layer in self.llm.layers[self.enter :]:
