@@ -119,8 +119,8 @@ def fill_frozen_cache(model: DARec, batches: list[TrainBatch]) -> float:
     if model.enter == 0 or not model.dcfg.cache_frozen:
         return 0.0
     items = torch.unique(torch.cat([torch.cat([b.inputs, b.targets]).flatten() for b in batches]))
-    width, dim = model.item_tokens.shape[1], model.llm.config.hidden_size
-    table = torch.zeros(model.num_items + 1, width, dim, dtype=model.dtype)
+    num_words, dim = model.item_tokens.shape[1], model.llm.config.hidden_size
+    table = torch.zeros(model.num_items + 1, num_words, dim, dtype=model.dtype)
     start = time.perf_counter()
     with torch.no_grad():
         for lo in range(0, len(items), 256):
@@ -155,7 +155,7 @@ def train_steps(model: DARec, batches: list[TrainBatch]) -> dict[str, Any]:
     seconds = statistics.mean(times)
     flops = counter.get_total_flops() * len(batches[1].inputs) / len(batches[0].inputs)
     b = batches[1]
-    width = model.item_tokens.shape[1]
+    num_words = model.item_tokens.shape[1]
     lengths = model.item_lengths[b.inputs]
     # tokens of the straightforward layout: per real step CF + words + ALIGN + stream tokens
     tokens = int(((lengths + 2 + model.per_step) * (b.inputs > 0)).sum())
@@ -168,7 +168,7 @@ def train_steps(model: DARec, batches: list[TrainBatch]) -> dict[str, Any]:
         "achieved_gflops": round(flops / 1e9 / seconds, 1),
         "batch": len(b.inputs),
         "distinct_items": distinct,
-        "item_table_width": width,
+        "item_table_width": num_words,
         "timed_steps": len(times),
     }
 

@@ -73,7 +73,7 @@ def batch() -> TrainBatch:
 
 
 def test_item_mask_exact() -> None:
-    slots = item_slots(torch.tensor([2, 0]), width=2, has_cf=True)
+    slots = item_slots(torch.tensor([2, 0]), num_words=2, has_cf=True)
     t, f = True, False
     expected_item0 = [  # [CF, w1, w2, ALIGN]: causal, all valid
         [t, f, f, f],
@@ -108,7 +108,7 @@ def test_stream_mask_exact() -> None:
 
 def test_full_mask_context_masking_blocks_other_items() -> None:
     step_valid = torch.tensor([[True, True]])
-    slots = item_slots(torch.tensor([1, 1]), width=1, has_cf=True)
+    slots = item_slots(torch.tensor([1, 1]), num_words=1, has_cf=True)
     valid = slots.valid.reshape(1, 2, 3)
     pos = slots.positions.reshape(1, 2, 3)
     layout = full_layout(step_valid, valid, pos, per_step=1, context_masking=True)
@@ -147,11 +147,11 @@ def test_item_states_do_not_depend_on_context() -> None:
     perturb(model)
     a = model.full_states(torch.tensor([[1, 2, 7]]))
     b = model.full_states(torch.tensor([[9, 4, 7]]))
-    width = model.item_tokens.shape[1] + 2
+    num_slots = model.item_tokens.shape[1] + 2
     # item 7's CF/word/ALIGN slots are the same after different histories
-    assert torch.allclose(a[0, 2, :width], b[0, 2, :width], atol=ATOL)
+    assert torch.allclose(a[0, 2, :num_slots], b[0, 2, :num_slots], atol=ATOL)
     alone, _ = model._encode_items(torch.tensor([7]), capture=False)
-    assert torch.allclose(a[0, 2, width - 1], alone[0], atol=ATOL)
+    assert torch.allclose(a[0, 2, num_slots - 1], alone[0], atol=ATOL)
     assert not torch.allclose(a[0, 2, -1], b[0, 2, -1], atol=1e-3), "SEQ must see the history"
 
 

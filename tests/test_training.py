@@ -104,7 +104,7 @@ def test_time_running_out_just_after_a_mid_epoch_validation_does_not_repeat_it(
     cfg = apply_overrides(tiny_cfg, ["train.eval_every_steps=2"])
     trainer = _trainer(cfg, tmp_path / "run")
     # the time runs out as soon as anything has been validated
-    monkeypatch.setattr(trainer, "_out_of_time", lambda: bool(trainer.state["history"]))
+    monkeypatch.setattr(trainer, "_out_of_time", lambda: bool(trainer.state.history))
     result = trainer.fit()
     assert result.stopped == "time_limit"
     assert [h["step"] for h in result.history] == [2]
@@ -167,7 +167,7 @@ def test_crash_while_saving_keeps_previous_checkpoint(tiny_cfg, tmp_path, monkey
 
     monkeypatch.setattr(ckpt_mod, "save_file", flaky)
     with pytest.raises(OSError):
-        trainer.state["global_step"] += 1
+        trainer.state.global_step += 1
         trainer._checkpoint(is_best=True)
     assert checkpoint_path(tmp_path / "run", "last") == before
     assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith(".")]
@@ -199,6 +199,32 @@ def test_run_folder_of_an_older_version_loads_and_resumes(tiny_cfg, tmp_path):
     longer = apply_overrides(tiny_cfg, ["train.epochs=2"])
     path.write_text(json.dumps({**saved, "train": {**saved["train"], "epochs": 2}}))
     assert _trainer(longer, tmp_path / "run").fit(resume=True).epochs == 2
+
+
+def test_checkpoint_trainer_state_of_an_older_version_resumes(tiny_cfg, tmp_path):
+    # runs saved before best_step and saves existed: the trainer state lacks both
+    _trainer(apply_overrides(tiny_cfg, ["train.epochs=1"]), tmp_path / "run").fit()
+    state_file = checkpoint_path(tmp_path / "run", "last") / "state.json"
+    saved = read_json(state_file)
+    del saved["trainer"]["best_step"], saved["trainer"]["saves"]
+    state_file.write_text(json.dumps(saved))
+    path = tmp_path / "run" / "config.json"
+    path.write_text(
+        json.dumps({**read_json(path), "train": {**read_json(path)["train"], "epochs": 2}})
+    )
+    result = _trainer(apply_overrides(tiny_cfg, ["train.epochs=2"]), tmp_path / "run").fit(
+        resume=True
+    )
+    assert result.epochs == 2 and [h["epoch"] for h in result.history] == [1, 2]
+    assert result.valid == {
+        k: v for k, v in result.history[result.best_epoch - 1].items() if "@" in k
+    }
+    # a key this version does not know (a newer one wrote it) is refused, not dropped
+    state_file = checkpoint_path(tmp_path / "run", "last") / "state.json"
+    saved = read_json(state_file)
+    state_file.write_text(json.dumps({**saved, "trainer": {**saved["trainer"], "mystery": 1}}))
+    with pytest.raises(CheckpointError, match="state.json: unknown trainer state key"):
+        _trainer(apply_overrides(tiny_cfg, ["train.epochs=2"]), tmp_path / "run").fit(resume=True)
 
 
 def test_pop_needs_no_training_and_ranks_by_training_counts(tiny_cfg, tmp_path):

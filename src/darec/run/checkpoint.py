@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 import darec
 from darec.errors import CheckpointError
+from darec.training.state import TrainerState
 
 __all__ = [
     "atomic_write_json",
@@ -148,10 +149,10 @@ class CheckpointState:
     optimizer: dict[str, Any] | None
     scheduler: dict[str, Any] | None
     rng: torch.Tensor
-    trainer: dict[str, Any]
+    trainer: TrainerState
+    """Epoch, step inside the epoch, global step, best metric, patience counter..."""
     cuda_rng: torch.Tensor | None = None
     """The CUDA generator's state when training on a GPU (dropout and sampling draw from it)."""
-    """Epoch, step inside the epoch, global step, best metric, patience counter..."""
 
 
 def _pointers(run_dir: Path) -> dict[str, str]:
@@ -180,7 +181,7 @@ def save_checkpoint(run_dir: Path, name: str, state: CheckpointState, is_best: b
             {k: v.detach().contiguous() for k, v in state.model.items()},
             str(tmp / "model.safetensors"),
         )
-        extra: dict[str, Any] = {"trainer": state.trainer, "scheduler": state.scheduler}
+        extra: dict[str, Any] = {"trainer": state.trainer.to_dict(), "scheduler": state.scheduler}
         opt_tensors: dict[str, torch.Tensor] = {"rng.torch": state.rng}
         if state.cuda_rng is not None:
             opt_tensors["rng.cuda"] = state.cuda_rng
@@ -223,8 +224,10 @@ def load_checkpoint(folder: Path, with_training_state: bool = True) -> Checkpoin
         raise CheckpointError(f"{model_file} is missing: the checkpoint is incomplete")
     model = load_file(str(model_file))
     if not with_training_state:
-        return CheckpointState(model, None, None, torch.empty(0, dtype=torch.uint8), {})
+        return CheckpointState(model, None, None, torch.empty(0, dtype=torch.uint8), TrainerState())
     extra = read_json(folder / "state.json")
+    if "trainer" not in extra:
+        raise CheckpointError(f"{folder / 'state.json'} has no 'trainer' entry")
     tensors = load_file(str(folder / "optimizer.safetensors"))
     optimizer = None
     if "optimizer" in extra:
@@ -235,6 +238,6 @@ def load_checkpoint(folder: Path, with_training_state: bool = True) -> Checkpoin
         optimizer=optimizer,
         scheduler=extra.get("scheduler"),
         rng=tensors["rng.torch"],
-        trainer=extra["trainer"],
+        trainer=TrainerState.from_dict(extra["trainer"], source=str(folder / "state.json")),
         cuda_rng=tensors.get("rng.cuda"),
     )

@@ -33,6 +33,7 @@ from darec.run.checkpoint import (
     read_json,
     save_checkpoint,
 )
+from darec.training.state import TrainerState
 
 __all__ = [
     "Trainer",
@@ -144,19 +145,7 @@ class Trainer:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
                 self.optimizer, _schedule(cfg, total)
             )
-        self.state: dict[str, Any] = {
-            "epoch": 0,  # completed epochs
-            "step_in_epoch": 0,  # completed steps of the current epoch
-            "global_step": 0,
-            "best_metric": None,
-            "best_epoch": 0,
-            "best_step": 0,
-            "bad_evals": 0,
-            "elapsed": 0.0,
-            "history": [],
-            "stopped": None,
-            "saves": 0,
-        }
+        self.state = TrainerState()
 
     # ------------------------------------------------------------------ run folder
 
@@ -174,7 +163,7 @@ class Trainer:
         )
 
     def _checkpoint(self, is_best: bool) -> None:
-        self.state["saves"] += 1
+        self.state.saves += 1
         on_gpu = self.device.type == "cuda"
         state = CheckpointState(
             model=self.model.trained_state(),
@@ -184,7 +173,7 @@ class Trainer:
             trainer=self.state,
             cuda_rng=torch.cuda.get_rng_state(self.device) if on_gpu else None,
         )
-        name = f"step-{self.state['global_step']:08d}-{self.state['saves']:04d}"
+        name = f"step-{self.state.global_step:08d}-{self.state.saves:04d}"
         save_checkpoint(self.run_dir, name, state, is_best)
 
     def _restore(self) -> None:
@@ -213,24 +202,27 @@ class Trainer:
         ``partial`` says it has not finished (time limit or a mid-epoch validation)."""
         result = self.evaluate_split("valid")
         metric = result.metrics[self.cfg.eval.select_metric]
-        best = self.state["best_metric"]
+        best = self.state.best_metric
         improved = best is None or metric > best
-        step = self.state["global_step"]
+        step = self.state.global_step
         if improved:
-            self.state.update(best_metric=metric, best_epoch=epoch, best_step=step, bad_evals=0)
+            self.state.best_metric = metric
+            self.state.best_epoch = epoch
+            self.state.best_step = step
+            self.state.bad_evals = 0
         else:
-            self.state["bad_evals"] += 1
+            self.state.bad_evals += 1
         record = {"epoch": epoch, "step": step, **result.metrics}
         if partial:
             record["partial_epoch"] = True
-        self.state["history"].append(record)
+        self.state.history.append(record)
         if self.callback:
             self.callback.on_validation(epoch, result.metrics, improved)
         return improved
 
     def _patience_spent(self) -> bool:
         patience = self.cfg.train.patience
-        return bool(patience) and self.state["bad_evals"] >= patience
+        return bool(patience) and self.state.bad_evals >= patience
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """Window indices of every batch of ``epoch``, reproducible from (seed, epoch).
@@ -261,7 +253,7 @@ class Trainer:
         if self.callback:
             self.callback.on_epoch_start(epoch, self.steps_per_epoch)
         self.model.train()
-        for step in range(self.state["step_in_epoch"], self.steps_per_epoch):
+        for step in range(self.state.step_in_epoch, self.steps_per_epoch):
             if self._out_of_time():
                 return "time_limit"
             idx = batches[step]
@@ -280,11 +272,11 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
-            self.state["step_in_epoch"] = step + 1
-            self.state["global_step"] += 1
+            self.state.step_in_epoch = step + 1
+            self.state.global_step += 1
             if self.callback:
                 self.callback.on_step(epoch, step, loss.item())
-            gstep, last = self.state["global_step"], step + 1 == self.steps_per_epoch
+            gstep, last = self.state.global_step, step + 1 == self.steps_per_epoch
             validate = bool(cfg.eval_every_steps) and gstep % cfg.eval_every_steps == 0 and not last
             if validate or (cfg.checkpoint_every_steps and gstep % cfg.checkpoint_every_steps == 0):
                 improved = validate and self._validate(epoch + 1, partial=True)
@@ -296,15 +288,15 @@ class Trainer:
         return "finished"
 
     def _bank_time(self) -> None:
-        """Add the time since the clock last started to ``state["elapsed"]`` (what checkpoints
+        """Add the time since the clock last started to ``state.elapsed`` (what checkpoints
         carry across a resume) and restart the clock, so no interval is counted twice."""
         now = time.monotonic()
-        self.state["elapsed"] += now - self._clock
+        self.state.elapsed += now - self._clock
         self._clock = now
 
     def _out_of_time(self) -> bool:
         limit = self.cfg.train.max_minutes
-        elapsed = self.state["elapsed"] + time.monotonic() - self._clock
+        elapsed = self.state.elapsed + time.monotonic() - self._clock
         return bool(limit) and elapsed > limit * 60
 
     def fit(self, resume: bool = False, test: bool = True) -> FitResult:
@@ -323,25 +315,21 @@ class Trainer:
                 )
             self._write_run_files()
         self._clock = time.monotonic()  # training time runs from here (and from each resume)
-        while (
-            self.model.trainable
-            and self.state.get("stopped") is None
-            and self.state["epoch"] < cfg.epochs
-        ):
-            epoch = self.state["epoch"]
+        while self.model.trainable and self.state.stopped is None and self.state.epoch < cfg.epochs:
+            epoch = self.state.epoch
             if self._out_of_time():
-                self.state["stopped"] = "time_limit"
+                self.state.stopped = "time_limit"
                 break
-            if not self.state["history"] and cfg.validate_first:
+            if not self.state.history and cfg.validate_first:
                 self._validate(0)  # the starting point competes with every later validation
                 self._checkpoint(is_best=True)
             ended = self._train_epoch(epoch)
             # a partial epoch (time limit) counts as an epoch; its validation says so
-            self.state.update(epoch=epoch + 1, step_in_epoch=0)
+            self.state.epoch, self.state.step_in_epoch = epoch + 1, 0
             improved = False
-            history = self.state["history"]
+            history = self.state.history
             # not twice at one step (time ran out just after a mid-epoch validation)
-            fresh = not history or history[-1]["step"] != self.state["global_step"]
+            fresh = not history or history[-1]["step"] != self.state.global_step
             if fresh and (
                 ended == "time_limit"
                 or (
@@ -351,41 +339,41 @@ class Trainer:
             ):
                 improved = self._validate(epoch + 1, partial=ended != "finished")
             if ended != "finished":
-                self.state["stopped"] = ended
+                self.state.stopped = ended
             elif self._patience_spent():
-                self.state["stopped"] = "early_stopping"
+                self.state.stopped = "early_stopping"
             self._bank_time()
             self._checkpoint(is_best=improved)
-        if not self.state["history"]:  # nothing to train (Pop) or train.epochs = 0
+        if not self.state.history:  # nothing to train (Pop) or train.epochs = 0
             self._validate(0)
             self._checkpoint(is_best=True)
-        stopped = self.state.get("stopped") or ("epochs" if self.model.trainable else "untrainable")
+        stopped = self.state.stopped or ("epochs" if self.model.trainable else "untrainable")
         return self._finish(stopped, test)
 
     def _finish(self, stopped: str, read_test: bool) -> FitResult:
         best = load_checkpoint(checkpoint_path(self.run_dir, "best"), with_training_state=False)
         self.model.load_trained_state(best.model)
-        best_step = self.state.get("best_step")  # absent in runs saved before it existed
+        best_step = self.state.best_step  # None in runs saved before it existed
         valid = next(
             (
                 h
-                for h in reversed(self.state["history"])
-                if h["epoch"] == self.state["best_epoch"]
+                for h in reversed(self.state.history)
+                if h["epoch"] == self.state.best_epoch
                 and (best_step is None or h["step"] == best_step)
             ),
-            self.state["history"][-1] if self.state["history"] else {},
+            self.state.history[-1] if self.state.history else {},
         )
         valid = {k: v for k, v in valid.items() if "@" in k}
         # the only read of the test split
         test = self.evaluate_split("test").metrics if read_test else {}
         result = FitResult(
-            best_epoch=self.state["best_epoch"],
+            best_epoch=self.state.best_epoch,
             valid=valid,
             test=test,
-            epochs=self.state["epoch"],
-            train_seconds=self.state["elapsed"],
+            epochs=self.state.epoch,
+            train_seconds=self.state.elapsed,
             stopped=stopped,
-            history=self.state["history"],
+            history=self.state.history,
         )
         atomic_write_json(
             self.run_dir / "metrics.json",

@@ -8,8 +8,9 @@ keys/values of its history, and the whole catalog is scored with one matrix prod
 :attr:`CatalogKV.vectors`.
 
 The cache is saved beside a checkpoint as safetensors (see :mod:`darec.serving.inference_cache`).
-Its size is ``layers x (N + 1) x slots x kv_heads x head_dim x 2`` values in the backbone dtype;
-``darec.catalog_cache_mb`` bounds it (past the bound only the vectors are cached).
+Its size is ``layers x (N + 1) x W x kv_heads x head_dim x 2`` values in the backbone dtype
+(W = T + 2 slots per item, T word columns; see layout.py); ``darec.catalog_cache_mb`` bounds it
+(past the bound only the vectors are cached).
 """
 
 from __future__ import annotations

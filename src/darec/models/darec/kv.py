@@ -6,6 +6,8 @@
 A decoder layer's attention calls ``cache.update(key, value, layer_idx, ...)`` with the new
 tokens' keys/values (after RoPE) and attends over what it returns; nothing else of the cache
 interface is used when the layers are driven one by one.
+
+Shapes: W = T + 2 is the number of slots of one item, ``[CF, w_1..w_T, ALIGN]`` (see layout.py).
 """
 
 from __future__ import annotations
@@ -202,6 +204,6 @@ def gather_steps(kv: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     ``index`` (B, L) holds, for every step, the row of its item in ``kv``.
     """
     b, length = index.shape
-    _, heads, width, dim = kv.shape
+    _, heads, num_slots, dim = kv.shape  # num_slots = W = T + 2
     out = kv[index]  # (B, L, H, W, d)
-    return out.permute(0, 2, 1, 3, 4).reshape(b, heads, length * width, dim)
+    return out.permute(0, 2, 1, 3, 4).reshape(b, heads, length * num_slots, dim)

@@ -3,8 +3,9 @@ context mask" and "Item-local positions").
 
 Per history item i the LLM reads ``[CF_i] w_i,1 .. w_i,T [ALIGN_i]`` (the *item tokens*) followed
 by the item's *stream tokens*: ``[SEQ_i]``, or ``[USER_i] [SEQ_i]`` when the CF model's user state
-enters as its own key/value. Word slots are right-padded to the table width T, so every item
-occupies ``T + 2`` slots and every step ``T + 2 + S`` slots (S stream tokens per step).
+enters as its own key/value. Word slots are right-padded to the T word columns of the item token
+table, so every item occupies ``T + 2`` slots and every step ``T + 2 + S`` slots (S stream tokens
+per step). Names follow suit: ``num_words`` is T, ``num_slots`` is T + 2.
 
 Positions:
 - item tokens get *item-local* positions: CF 0, word j at j, ALIGN right after the last word;
@@ -36,7 +37,8 @@ class ItemSlots:
     mask: torch.Tensor  # (U, 1, T + 2, T + 2) bool: causal within the item, valid keys only
 
     @property
-    def width(self) -> int:
+    def num_slots(self) -> int:
+        """T + 2."""
         return int(self.valid.shape[1])
 
 
@@ -49,14 +51,14 @@ def _with_self(allowed: torch.Tensor) -> torch.Tensor:
     return allowed | eye
 
 
-def item_slots(lengths: torch.Tensor, width: int, has_cf: bool) -> ItemSlots:
-    """Slots of items with ``lengths`` (U,) words in a table of ``width`` word columns."""
+def item_slots(lengths: torch.Tensor, num_words: int, has_cf: bool) -> ItemSlots:
+    """Slots of items with ``lengths`` (U,) words in a table of ``num_words`` (T) word columns."""
     device = lengths.device
-    cols = torch.arange(width, device=device)
-    words = cols[None, :] < lengths[:, None]  # (U, T)
+    cols = torch.arange(num_words, device=device)
+    is_word = cols[None, :] < lengths[:, None]  # (U, T)
     cf = torch.full_like(lengths, has_cf, dtype=torch.bool)[:, None]  # (U, 1)
     align = torch.ones_like(cf)  # (U, 1)
-    valid = torch.cat([cf, words, align], dim=1)  # (U, T + 2)
+    valid = torch.cat([cf, is_word, align], dim=1)  # (U, T + 2)
     positions = torch.cat(
         [
             torch.zeros_like(lengths)[:, None],
@@ -65,18 +67,18 @@ def item_slots(lengths: torch.Tensor, width: int, has_cf: bool) -> ItemSlots:
         ],
         dim=1,
     )  # (U, T + 2)
-    n = width + 2
+    n = num_words + 2
     causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()  # slot order = token order
     mask = _with_self(causal[None] & valid[:, None, :])  # (U, T + 2, T + 2)
     return ItemSlots(valid=valid, positions=positions, mask=mask[:, None])
 
 
-def stream_positions(step_valid: torch.Tensor, width: int, per_step: int) -> torch.Tensor:
-    """(B, L * S) positions of the stream tokens: ``T + 2 + t * S + s`` with t counted from each
-    row's first real step, so left padding changes nothing."""
+def stream_positions(step_valid: torch.Tensor, num_words: int, per_step: int) -> torch.Tensor:
+    """(B, L * S) positions of the stream tokens: ``T + 2 + t * S + s`` (T = ``num_words``) with
+    t counted from each row's first real step, so left padding changes nothing."""
     step = (step_valid.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, L)
     offsets = torch.arange(per_step, device=step_valid.device)
-    pos = width + 2 + step[:, :, None] * per_step + offsets  # (B, L, S)
+    pos = num_words + 2 + step[:, :, None] * per_step + offsets  # (B, L, S)
     return pos.reshape(step_valid.shape[0], -1)
 
 
@@ -87,13 +89,13 @@ def stream_mask(step_valid: torch.Tensor, item_valid: torch.Tensor, per_step: in
     the item at each step. A stream token of step t sees the valid slots of items at steps <= t
     and the stream tokens before it (its own included).
     """
-    b, length, width = item_valid.shape
+    b, length, num_slots = item_valid.shape  # num_slots = T + 2
     device = step_valid.device
     steps = torch.arange(length, device=device)
     q_step = steps.repeat_interleave(per_step)  # (L * S,)
-    k_step = steps.repeat_interleave(width)  # (L * (T + 2),)
+    k_step = steps.repeat_interleave(num_slots)  # (L * (T + 2),)
     sees_item = k_step[None, :] <= q_step[:, None]  # (L * S, L * (T + 2))
-    keys = (item_valid & step_valid[:, :, None]).reshape(b, 1, length * width)
+    keys = (item_valid & step_valid[:, :, None]).reshape(b, 1, length * num_slots)
     to_items = sees_item[None] & keys  # (B, L * S, L * (T + 2))
     n = length * per_step
     causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()
@@ -127,16 +129,17 @@ def full_layout(
     over every valid token and positions count valid tokens from the start of the sequence.
     ``word_mask`` is the mask used below the entry layer, where only words exist.
     """
-    b, length, width = item_valid.shape
+    b, length, num_slots = item_valid.shape  # num_slots = T + 2
+    num_words = num_slots - 2
     device = step_valid.device
-    per = width + per_step
+    per = num_slots + per_step
     stream_valid = step_valid[:, :, None].expand(b, length, per_step)
     valid = torch.cat([item_valid & step_valid[:, :, None], stream_valid], dim=2)  # (B, L, per)
     valid = valid.reshape(b, length * per)
     kind = torch.cat(
         [
             torch.tensor([0], device=device),
-            torch.ones(width - 2, dtype=torch.long, device=device),
+            torch.ones(num_words, dtype=torch.long, device=device),
             torch.tensor([2], device=device),
             3 + torch.arange(per_step, device=device),
         ]
@@ -154,7 +157,7 @@ def full_layout(
             is_item[:, None], same_step & is_item[None, :], step[None, :] <= step[:, None]
         )
         allowed = causal & rule
-        stream_pos = stream_positions(step_valid, width - 2, per_step).reshape(b, length, per_step)
+        stream_pos = stream_positions(step_valid, num_words, per_step).reshape(b, length, per_step)
         pos = torch.cat([item_positions, stream_pos], dim=2)
         positions = pos.reshape(b, n)
         words_only = _with_self(causal & same_step & word_keys[:, None, :])

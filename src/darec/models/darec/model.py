@@ -191,9 +191,9 @@ class DARecModel(SequentialRecommender):
         h = self.llm.embed_tokens(tokens)  # (U, T, D)
         if upto == 0:
             return h
-        width = tokens.shape[1]
-        slots = item_slots(lengths, width, has_cf=False)
-        words = slice(1, width + 1)
+        num_words = tokens.shape[1]
+        slots = item_slots(lengths, num_words, has_cf=False)
+        words = slice(1, num_words + 1)
         mask = slots.mask[:, :, words, words]  # (U, 1, T, T)
         rope = self.llm.rotary_emb(h, slots.positions[:, words])
         with torch.no_grad():
@@ -321,7 +321,7 @@ class DARecModel(SequentialRecommender):
         keys/values ``item_kv(layer) -> (K, V)``, each (U, H_kv, T + 2, d), whose row of the
         item at each step is ``index`` (B, L). ``keep``: the returned cache also holds every
         layer's prefix and stream keys/values (to continue the stream one step at a time)."""
-        width = self.item_tokens.shape[1]
+        num_words = self.item_tokens.shape[1]
         b, length = history.shape
         step_valid = history > 0
         slots = self.slots_of(history)
@@ -329,7 +329,7 @@ class DARecModel(SequentialRecommender):
         if cf_states is None:
             cf_states = self._cf_states(history)
         x = self._stream_inputs(history, cf_states)  # (B, L * S, D)
-        positions = stream_positions(step_valid, width, self.per_step)
+        positions = stream_positions(step_valid, num_words, self.per_step)
         rope = self.llm.rotary_emb(x, positions)
         cache = PrefixKV(item_kv, index, keep=keep)
         # chunks hold the keys of about item_batch_size items; kept keys need the whole batch
@@ -345,17 +345,17 @@ class DARecModel(SequentialRecommender):
         token stream: per step ``[CF, w_1..w_T, ALIGN, stream tokens]``."""
         b, length = history.shape
         tokens = self.item_tokens[history]  # (B, L, T)
-        width = tokens.shape[2]
+        num_words = tokens.shape[2]
         slots = self.slots_of(history)
-        item_valid = slots.valid.reshape(b, length, width + 2)
-        item_pos = slots.positions.reshape(b, length, width + 2)
+        item_valid = slots.valid.reshape(b, length, num_words + 2)
+        item_pos = slots.positions.reshape(b, length, num_words + 2)
         layout = full_layout(
             history > 0, item_valid, item_pos, self.per_step, self.dcfg.context_masking
         )
         dim = self.llm.config.hidden_size
-        per = width + 2 + self.per_step
+        per = num_words + 2 + self.per_step
         h = torch.zeros(b, length, per, dim, dtype=self.dtype, device=history.device)
-        h[:, :, 1 : width + 1] = self.llm.embed_tokens(tokens)
+        h[:, :, 1 : num_words + 1] = self.llm.embed_tokens(tokens)
         h = h.reshape(b, length * per, dim)
         rope = self.llm.rotary_emb(h, layout.positions)
         if self.enter:
@@ -368,7 +368,9 @@ class DARecModel(SequentialRecommender):
             cf_states = self._cf_states(history)
         stream = self._stream_inputs(history, cf_states).reshape(b, length, self.per_step, dim)
         h = h.reshape(b, length, per, dim)
-        h = torch.cat([cf[:, :, None], h[:, :, 1 : width + 1], align[:, :, None], stream], dim=2)
+        h = torch.cat(
+            [cf[:, :, None], h[:, :, 1 : num_words + 1], align[:, :, None], stream], dim=2
+        )
         h = h.reshape(b, length * per, dim)
         rows = -(-self.dcfg.item_batch_size // length)
         h = self._upper_layers(h, layout.mask, rope, _own_keys, rows)
@@ -431,10 +433,10 @@ class DARecModel(SequentialRecommender):
     def _step_tokens(self, history: torch.Tensor, items: torch.Tensor) -> int:
         """Tokens a training step runs through the trainable layers: each distinct item once
         and the stream tokens (item-once path), or every sequence's whole stream."""
-        width = self.item_tokens.shape[1] + 2
+        num_slots = self.item_tokens.shape[1] + 2
         if self.dcfg.context_masking and self.dcfg.item_once:
-            return len(items) * width + history.numel() * self.per_step
-        return history.numel() * (width + self.per_step)
+            return len(items) * num_slots + history.numel() * self.per_step
+        return history.numel() * (num_slots + self.per_step)
 
     def checkpoints(self, tokens: int) -> bool:
         """Whether a training step running ``tokens`` tokens through the trainable layers

@@ -327,8 +327,8 @@ class DARec(DARecModel):
         cf_all = self._cf_states(history)  # SASRec is causal: earlier states are unchanged
         cf_states = None if cf_all is None else cf_all[:, -1:]  # (1, 1, R)
         x = self._stream_inputs(history[:, -1:], cf_states)  # (1, S, D)
-        width = self.item_tokens.shape[1]
-        positions = stream_positions(history > 0, width, self.per_step)[:, -self.per_step :]
+        num_words = self.item_tokens.shape[1]
+        positions = stream_positions(history > 0, num_words, self.per_step)[:, -self.per_step :]
         rope = self.llm.rotary_emb(x, positions)
         slots = self.slots_of(history[0, -1:])
         kv = state.cache.extend(catalog.layer, history[0, -1], slots.valid[0])

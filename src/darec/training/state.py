@@ -1,0 +1,81 @@
+"""The trainer's progress: what a checkpoint's ``state.json`` carries under ``"trainer"``.
+
+:meth:`TrainerState.to_dict` writes the same JSON object as the dict the trainer kept before this
+class existed (same keys, same order, same values), and :meth:`TrainerState.from_dict` reads the
+ones written by every earlier version: ``best_step`` and ``saves`` came later and may be absent.
+A key it does not know is refused, since resuming would silently drop what it meant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from darec.errors import CheckpointError
+
+__all__ = ["TrainerState"]
+
+# present in every checkpoint ever written; the other fields may be missing from older ones
+_REQUIRED = (
+    "epoch",
+    "step_in_epoch",
+    "global_step",
+    "best_metric",
+    "best_epoch",
+    "bad_evals",
+    "elapsed",
+    "history",
+    "stopped",
+)
+
+
+@dataclass
+class TrainerState:
+    """Where training stands; enough (with weights, optimizer and RNG) to resume exactly."""
+
+    epoch: int = 0
+    """Completed epochs (a partial one cut by the time limit counts)."""
+    step_in_epoch: int = 0
+    """Completed steps of the current epoch."""
+    global_step: int = 0
+    best_metric: float | None = None
+    """Best validation ``eval.select_metric`` so far; ``None`` before the first validation."""
+    best_epoch: int = 0
+    best_step: int | None = 0
+    """Global step of the best validation; ``None`` for runs saved before it was recorded."""
+    bad_evals: int = 0
+    """Validations in a row without improvement (for ``train.patience``)."""
+    elapsed: float = 0.0
+    """Training seconds over every session of the run (what the time limit counts)."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """One record per validation: epoch, step, metrics (and ``partial_epoch`` when true)."""
+    stopped: str | None = None
+    """Why training ended (``early_stopping``, ``time_limit``); ``None`` while it goes on."""
+    saves: int = 0
+    """Checkpoints written so far (part of each checkpoint's folder name)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object stored in checkpoints (``best_step`` left out when unknown, as the
+        older runs it comes from wrote it)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.best_step is None:
+            del out["best_step"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "trainer state") -> TrainerState:
+        """Read what :meth:`to_dict` wrote (``source`` names it in errors)."""
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CheckpointError(
+                f"{source}: unknown trainer state key(s) {unknown} (written by a newer darec?); "
+                f"expected only {sorted(known)}"
+            )
+        missing = [k for k in _REQUIRED if k not in data]
+        if missing:
+            raise CheckpointError(f"{source}: trainer state lacks {missing}; is it truncated?")
+        # absent best_step: the run predates it, and its best validation is found by epoch alone
+        return cls(**{"best_step": None, **data})
