@@ -3,7 +3,7 @@ import json
 import pytest
 
 from darec.errors import CheckpointError
-from darec.training.state import TrainerState
+from darec.run.state import TrainerState
 
 # the keys, in order, of the dict the trainer kept before TrainerState (checkpoints hold it)
 LEGACY_KEYS = [

@@ -9,9 +9,9 @@ from darec.config import apply_overrides, config_from_dict, config_from_run
 from darec.data.dataset import load_dataset
 from darec.data.split import leave_one_out
 from darec.errors import CheckpointError, DataError
+from darec.run import checkpoint as ckpt_mod
 from darec.run import load_trained_model
 from darec.run.checkpoint import checkpoint_path, read_json
-from darec.run import checkpoint as ckpt_mod
 from darec.training.trainer import Trainer, TrainingError
 
 from .conftest import tiny_config

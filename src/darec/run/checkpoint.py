@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 
 import darec
 from darec.errors import CheckpointError
-from darec.training.state import TrainerState
+from darec.run.state import TrainerState
 
 __all__ = [
     "atomic_write_json",

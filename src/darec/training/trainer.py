@@ -33,7 +33,7 @@ from darec.run.checkpoint import (
     read_json,
     save_checkpoint,
 )
-from darec.training.state import TrainerState
+from darec.run.state import TrainerState
 
 __all__ = [
     "Trainer",
