@@ -21,20 +21,23 @@ LEGACY_KEYS = [
 ]
 
 
+SAMPLE: dict = {
+    "epoch": 3,
+    "step_in_epoch": 2,
+    "global_step": 14,
+    "best_metric": 0.25,
+    "best_epoch": 2,
+    "best_step": 10,
+    "bad_evals": 1,
+    "elapsed": 12.5,
+    "history": [{"epoch": 2, "step": 10, "NDCG@10": 0.25, "partial_epoch": True}],
+    "stopped": "time_limit",
+    "saves": 4,
+}
+
+
 def test_round_trip_keeps_keys_order_and_values():
-    state = TrainerState(
-        epoch=3,
-        step_in_epoch=2,
-        global_step=14,
-        best_metric=0.25,
-        best_epoch=2,
-        best_step=10,
-        bad_evals=1,
-        elapsed=12.5,
-        history=[{"epoch": 2, "step": 10, "NDCG@10": 0.25, "partial_epoch": True}],
-        stopped="time_limit",
-        saves=4,
-    )
+    state = TrainerState(**SAMPLE)
     data = state.to_dict()
     assert list(data) == LEGACY_KEYS
     assert data["history"] == state.history and data["best_metric"] == 0.25
