@@ -132,17 +132,21 @@ class StreamState:
 
 
 class DARec(SequentialRecommender):
-    """LLM-based sequential recommender (DARec). ``backbone`` overrides ``darec.backbone``."""
+    """LLM-based sequential recommender (DARec). ``backbone`` overrides ``text.encoder``."""
 
     def __init__(self, cfg: Config, ctx: ModelContext, backbone: Backbone | None = None) -> None:
         super().__init__(cfg.model, ctx.num_items)
         d = self.dcfg = cfg.darec
+        t = self.tcfg = cfg.text
+        # the fast paths (each distinct item once per step; frozen layers once per run);
+        # darec.reference_path turns both off, benchmarks time them one at a time
+        self.item_once = self.cache_frozen = not d.reference_path
         if backbone is None:
             from darec.paths import cache_dir
             from darec.training.trainer import pick_device
 
-            dtype = resolve_dtype(d.compute_dtype, torch.device(pick_device(cfg.train.device)))
-            backbone = load_backbone(d.backbone, d.backbone_layers, dtype, cache_dir(cfg.cache_dir))
+            dtype = resolve_dtype(t.dtype, torch.device(pick_device(cfg.train.device)))
+            backbone = load_backbone(t.encoder, t.encoder_layers, dtype, cache_dir(cfg.cache_dir))
         self.backbone_source = backbone.source
         self.tokenizer = backbone.tokenizer
         self.llm = backbone.model
@@ -182,7 +186,7 @@ class DARec(SequentialRecommender):
         n = ctx.num_items + 1
         if ctx.catalog is not None:
             tokens, lengths = tokenize_catalog(
-                ctx.catalog, backbone.tokenizer, d.item_fields, d.item_max_tokens
+                ctx.catalog, backbone.tokenizer, t.fields, t.max_tokens
             )
         else:  # restored from a checkpoint by load_trained_state
             tokens, lengths = torch.zeros(n, 1, dtype=torch.long), torch.zeros(n, dtype=torch.long)
@@ -246,7 +250,7 @@ class DARec(SequentialRecommender):
         """Hard negatives (cached with the dataset) and a first catalog pass for the bank."""
         was_training = self.training
         self.eval()  # no dropout: the same states (and RNG draws) whether or not cached
-        if self.dcfg.hard:
+        if self.dcfg.hard_weight:
             self.hard_negatives.copy_(self._hard_negatives(train_sequences))
         with torch.no_grad():
             self.text_bank.copy_(self._catalog_pass(capture=False)[0])
@@ -258,8 +262,8 @@ class DARec(SequentialRecommender):
             "data": self.data_key,
             "backbone": self.backbone_source,
             "layers": len(self.llm.layers),
-            "fields": list(d.item_fields),
-            "max_tokens": d.item_max_tokens,
+            "fields": list(self.tcfg.fields),
+            "max_tokens": self.tcfg.max_tokens,
             "k": d.hard_negatives,
             "tokens": hashlib.sha256(self.item_tokens.cpu().numpy().tobytes()).hexdigest(),
         }
@@ -316,9 +320,10 @@ class DARec(SequentialRecommender):
         """Word states (U, T, D) of ``items`` where the trainable tokens enter the stack.
 
         Below the entry layer everything is frozen and only an item's own words run, so with
-        ``darec.cache_frozen`` these states are computed once for the whole catalog and reused
-        by every step (frozen layers then cost nothing after the first pass)."""
-        if self.enter == 0 or not self.dcfg.cache_frozen:
+        ``cache_frozen`` (off with ``darec.reference_path``) these states are computed once for
+        the whole catalog and reused by every step (frozen layers then cost nothing after the
+        first pass)."""
+        if self.enter == 0 or not self.cache_frozen:
             return self._words(self.item_tokens[items], self.item_lengths[items], self.enter)
         if self._entry_words is None:
             step = self.dcfg.item_batch_size
@@ -503,7 +508,7 @@ class DARec(SequentialRecommender):
         """Final SEQ states (B, L, D) of ``history`` and fresh ALIGN states of ``items``.
 
         ``cf_states``: the CF model's states of ``history`` if the caller has them already."""
-        if self.dcfg.context_masking and self.dcfg.item_once:
+        if self.dcfg.context_masking and self.item_once:
             return self._seq_item_once(history, items, cf_states)
         align, _ = self._encode_items(items, capture=False)
         seq = self.full_states(history, cf_states)[:, :, -1]  # SEQ is each step's last slot
@@ -537,11 +542,11 @@ class DARec(SequentialRecommender):
         ids = self.cf.item_embedding.weight  # (N + 1, R)
         loss = d.next_item_weight * next_item_loss(user, targets, ids + text_all, "ce")
         real = items > 0
-        if d.align and d.align_weight:
+        if d.align_weight:
             loss = loss + d.align_weight * alignment_loss(
                 text_items[real], ids[items[real]], d.temperature
             )
-        if d.hard and d.hard_weight:
+        if d.hard_weight:
             negatives = self.hard_negatives[items[real]]  # (U, K)
             loss = loss + d.hard_weight * hard_sample_loss(
                 text_items[real], ids[items[real]], ids[negatives], negatives, d.temperature
@@ -555,7 +560,7 @@ class DARec(SequentialRecommender):
         """Tokens a training step runs through the trainable layers: each distinct item once
         and the stream tokens (item-once path), or every sequence's whole stream."""
         width = self.item_tokens.shape[1] + 2
-        if self.dcfg.context_masking and self.dcfg.item_once:
+        if self.dcfg.context_masking and self.item_once:
             return len(items) * width + history.numel() * self.per_step
         return history.numel() * (width + self.per_step)
 
