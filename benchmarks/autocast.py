@@ -55,7 +55,7 @@ class Runner:
     """One model and optimizer per scheme; ``step`` times one training step."""
 
     def __init__(self, bench: Bench, layout: str, dtype: str, autocast: bool, batches: list):
-        self.model: DARec = bench.model(bench.config(adapters=layout, compute_dtype=dtype))
+        self.model: DARec = bench.model(bench.config(dtype, adapters=layout))
         fill_frozen_cache(self.model, batches)
         self.autocast = autocast
         params = [p for p in self.model.parameters() if p.requires_grad]

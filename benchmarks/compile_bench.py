@@ -35,7 +35,7 @@ def one(mode: str, steps: int) -> list[float]:
     bench = Bench(args)
     batches = [bench.batch(seed, 4, 50) for seed in range(steps)]
     extra = {"compile": "inductor"} if mode == "compiled" else {}
-    cfg = bench.config(adapters="none*6,serial:16*2", compute_dtype="bf16", **extra)
+    cfg = bench.config("bf16", adapters="none*6,serial:16*2", **extra)
     model = bench.model(cfg)
     fill_frozen_cache(model, batches)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)

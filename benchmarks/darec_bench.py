@@ -52,7 +52,7 @@ COMMON = [
 ]
 FROM_CF = ["darec.cf_checkpoint={cf_run}", "darec.cf_frozen=true"]
 """The CF model starts from the CF row's run, frozen ({cf_run}: that run's folder)."""
-FULL = ["darec.backbone_layers=0", "darec.adapters=serial:16"]
+FULL = ["text.encoder_layers=0", "darec.adapters=serial:16"]
 """DARec_base (docs/design.md, "Adapters") at full size: all 30 layers, serial bottlenecks in
 every slot."""
 VARIANTS: dict[str, list[str]] = {
@@ -69,7 +69,7 @@ VARIANTS: dict[str, list[str]] = {
     ],
     # no collaborative knowledge: no CF tokens, no CF user state, no pre-trained CF model
     "no-cki": [*DEMO_MODELS["darec"], "darec.cki=false"],
-    "no-tasks": [*DEMO_MODELS["darec"], *FROM_CF, "darec.align=false", "darec.hard=false"],
+    "no-tasks": [*DEMO_MODELS["darec"], *FROM_CF, "darec.align_weight=0", "darec.hard_weight=0"],
     # DARec_base (docs/design.md, "Adapters") at full size: all 30 layers, serial bottlenecks
     # in every slot (so nothing is cached below the adapters). For a GPU: on 2 CPU cores a step
     # takes minutes

@@ -28,10 +28,10 @@ SETTINGS = [
     "data.format=movielens",
     "model.name=darec",
     "model.max_seq_len=50",
-    "darec.backbone_layers=0",
+    "text.encoder_layers=0",
     "darec.adapters=serial:16",
-    "darec.item_fields=title,genres",
-    "darec.item_max_tokens=24",
+    "text.fields=title,genres",
+    "text.max_tokens=24",
     "train.threads=2",
 ]
 

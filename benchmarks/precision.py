@@ -48,7 +48,7 @@ def main() -> None:
                 *DEMO_MODELS["darec"],
                 f"darec.cf_checkpoint={cf_run}",
                 "darec.cf_frozen=true",
-                f"darec.compute_dtype={dtype}",
+                f"text.dtype={dtype}",
                 f"train.epochs={args.epochs}",
                 "train.max_minutes=0",
                 seed,

@@ -38,14 +38,14 @@ RESULTS = ROOT / "benchmarks" / "results" / "text_signal.json"
 DOC = ROOT / "docs" / "results.md"
 TEXT = {  # the demo DARec's backbone; its item text on ML-100K, Beauty's only text field
     "ml-100k": [
-        "darec.backbone_layers=8",
-        "darec.item_fields=title,genres",
-        "darec.item_max_tokens=24",
+        "text.encoder_layers=8",
+        "text.fields=title,genres",
+        "text.max_tokens=24",
     ],
     "amazon-beauty": [
-        "darec.backbone_layers=8",
-        "darec.item_fields=title",
-        "darec.item_max_tokens=32",
+        "text.encoder_layers=8",
+        "text.fields=title",
+        "text.max_tokens=32",
     ],
 }
 VARIANTS = {  # row name: its model settings
@@ -53,8 +53,8 @@ VARIANTS = {  # row name: its model settings
     "sasrec+text": ["model.name=sasrec-text"],
     "text-only": ["model.name=sasrec-text", "model.text_only=true"],
     # the same features from deeper in the backbone: 16 of SmolLM2's 30 layers, or all of them
-    "sasrec+text 16 layers": ["model.name=sasrec-text", "darec.backbone_layers=16"],
-    "sasrec+text 30 layers": ["model.name=sasrec-text", "darec.backbone_layers=0"],
+    "sasrec+text 16 layers": ["model.name=sasrec-text", "text.encoder_layers=16"],
+    "sasrec+text 30 layers": ["model.name=sasrec-text", "text.encoder_layers=0"],
 }
 
 
@@ -63,7 +63,7 @@ def run_one(dataset: str, variant: str, seed: int, out: Path) -> None:
     settings = [
         *SETTINGS[dataset]["sasrec"],
         *TEXT[dataset],
-        *VARIANTS[variant],  # last: a variant's backbone_layers wins
+        *VARIANTS[variant],  # last: a variant's encoder_layers wins
     ]
     cfg = apply_overrides(Config(), DATASETS[dataset] + COMMON + settings + [f"train.seed={seed}"])
     with tempfile.TemporaryDirectory() as run_dir:

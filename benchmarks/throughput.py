@@ -23,7 +23,6 @@ fair even on a noisy machine. Writes ``benchmarks/results/throughput.json`` and 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import resource
@@ -82,8 +81,8 @@ class Bench:
                 "data.item_min=5",
                 "model.name=darec",
                 "model.max_seq_len=50",
-                f"darec.backbone_layers={args.layers}",
-                f"darec.item_max_tokens={args.item_tokens}",
+                f"text.encoder_layers={args.layers}",
+                f"text.max_tokens={args.item_tokens}",
             ],
         )
         self.dataset = load_data(self.base)
@@ -95,8 +94,9 @@ class Bench:
         counts[0] = 0
         self.popularity = counts / counts.sum()
 
-    def config(self, **darec: Any) -> Config:
-        sets = [f"darec.{k}={v}" for k, v in darec.items()]
+    def config(self, dtype: str = "auto", **darec: Any) -> Config:
+        """The base config with the encoder's ``text.dtype`` and these ``[darec]`` keys."""
+        sets = [f"text.dtype={dtype}", *(f"darec.{k}={v}" for k, v in darec.items())]
         return apply_overrides(self.base, sets)
 
     def model(self, cfg: Config) -> DARec:
@@ -116,7 +116,7 @@ class Bench:
 def fill_frozen_cache(model: DARec, batches: list[TrainBatch]) -> float:
     """The frozen-layer cache for the items of ``batches`` only (a full catalog pass would take
     minutes); returns seconds per item, to report the full pass's cost."""
-    if model.enter == 0 or not model.dcfg.cache_frozen:
+    if model.enter == 0 or not model.cache_frozen:
         return 0.0
     items = torch.unique(torch.cat([torch.cat([b.inputs, b.targets]).flatten() for b in batches]))
     num_words, dim = model.item_tokens.shape[1], model.llm.config.hidden_size
@@ -182,8 +182,8 @@ def training(bench: Bench, num_layers: int) -> list[dict[str, Any]]:
             if name not in a.layouts.split(","):
                 continue
             for path, item_once in (("cached", True), ("straightforward", False)):
-                cfg = bench.config(adapters=layout, compute_dtype=dtype, item_once=item_once)
-                model = bench.model(cfg)
+                model = bench.model(bench.config(dtype, adapters=layout))
+                model.item_once = item_once  # the frozen-layer cache stays on for both
                 per_item = fill_frozen_cache(model, batches)
                 row = {"dtype": dtype, "layout": name, "path": path, **train_steps(model, batches)}
                 if per_item:
@@ -211,7 +211,7 @@ def pct(values: list[float], q: float) -> float:
 def inference(bench: Bench, num_layers: int) -> dict[str, Any]:
     """Top-quarter layout, bf16: cold users, evaluation and streaming, cached vs uncached."""
     a = bench.args
-    cfg = bench.config(adapters=layouts(num_layers)["top_quarter"], compute_dtype="bf16")
+    cfg = bench.config("bf16", adapters=layouts(num_layers)["top_quarter"])
     model = bench.model(cfg)
     model.eval()
     out: dict[str, Any] = {"layout": "top_quarter", "dtype": "bf16"}
@@ -230,15 +230,14 @@ def inference(bench: Bench, num_layers: int) -> dict[str, Any]:
         def uncached(h: torch.Tensor, frozen_cache: bool = False) -> None:
             """No catalog cache: the user's items go through the layers again (all of them,
             or with ``frozen_cache`` only those above the frozen-prefix cache)."""
-            saved = model.dcfg
-            model.dcfg = dataclasses.replace(saved, cache_frozen=frozen_cache)
+            model.cache_frozen = frozen_cache
             try:
                 history = h[:, -model.cfg.max_seq_len :]
                 cf = model._cf_states(history)
                 seq, _ = model.sequence_states(history, torch.unique(history), cf)
                 (model._user_vectors(seq, cf)[:, -1] @ top.T).topk(10)
             finally:
-                model.dcfg = saved
+                model.cache_frozen = True
 
         cached(users[0])
         uncached(users[0])
@@ -281,7 +280,7 @@ def inference(bench: Bench, num_layers: int) -> dict[str, Any]:
 def beauty_costs(bench: Bench, num_layers: int) -> dict[str, Any]:
     """One epoch (timed real batches x batches per epoch) and all test users' evaluation."""
     a = bench.args
-    cfg = bench.config(adapters=layouts(num_layers)["top_quarter"], compute_dtype="bf16")
+    cfg = bench.config("bf16", adapters=layouts(num_layers)["top_quarter"])
     model = bench.model(cfg)
     windows, owners = training_windows(bench.split.train, 50, cfg.train.windows)
     size = cfg.train.batch_size

@@ -86,10 +86,10 @@ def darec_sets(llm: Path) -> list[str]:
     """A tiny DARec on the tiny LLaMA folder ``llm``: fp32, adapters in the top layer only."""
     return [
         "model.name=darec",
-        f"darec.backbone={llm}",
-        "darec.compute_dtype=fp32",
+        f"text.encoder={llm}",
+        "text.dtype=fp32",
         "darec.adapters=none/none,serial:4",
-        "darec.item_max_tokens=6",
+        "text.max_tokens=6",
         "darec.hard_negatives=3",
     ]
 

@@ -4,8 +4,10 @@ import pytest
 
 from darec.config import (
     Config,
+    TextConfig,
     apply_overrides,
     config_from_dict,
+    config_from_run,
     config_to_dict,
     load_config,
 )
@@ -64,3 +66,84 @@ def test_validation_in_post_init():
         apply_overrides(Config(), ["model.hidden_size=30", "model.num_heads=4"])
     with pytest.raises(ConfigError, match="select_metric"):
         apply_overrides(Config(), ["eval.select_metric=AUC"])
+
+
+# ---------------------------------------------------------------- [text] and former keys
+
+OLD_DAREC = {  # the [darec] keys of a run folder written before [text] and the folded switches
+    "backbone": "some/llm",
+    "backbone_layers": 8,
+    "compute_dtype": "fp32",
+    "item_fields": ["title", "genres"],
+    "item_max_tokens": 24,
+    "item_once": True,
+    "cache_frozen": False,
+    "align": False,
+    "align_weight": 0.1,
+    "hard": True,
+    "hard_weight": 0.3,
+}
+
+
+def test_run_folder_with_former_keys_loads_into_text_and_weights():
+    saved = config_to_dict(Config())
+    del saved["text"]
+    del saved["darec"]["reference_path"]
+    saved["darec"] |= OLD_DAREC
+    cfg = config_from_run(saved)
+    assert cfg.text == TextConfig(
+        fields=("title", "genres"),
+        max_tokens=24,
+        encoder="some/llm",
+        encoder_layers=8,
+        dtype="fp32",
+    )
+    assert cfg.darec.align_weight == 0.0  # align = false: the task was off
+    assert cfg.darec.hard_weight == 0.3  # hard = true: its weight as it was
+    assert cfg.darec.reference_path is True  # cache_frozen = false
+    assert config_from_dict(config_to_dict(cfg)) == cfg  # saved again under the new keys
+    on = {**saved, "darec": {**saved["darec"], "cache_frozen": True, "align": True}}
+    assert config_from_run(on).darec.reference_path is False
+    assert config_from_run(on).darec.align_weight == 0.1
+
+
+def test_toml_file_with_former_keys_loads(tmp_path: Path):
+    path = tmp_path / "old.toml"
+    path.write_text(
+        '[darec]\nbackbone_layers = 8\nitem_fields = ["title"]\nhard = false\n'
+        "item_once = false\n[text]\nmax_tokens = 12\n"
+    )
+    cfg = load_config(path)
+    assert (cfg.text.encoder_layers, cfg.text.fields, cfg.text.max_tokens) == (8, ("title",), 12)
+    assert cfg.darec.hard_weight == 0.0 and cfg.darec.reference_path is True
+    both = tmp_path / "both.toml"
+    both.write_text("[darec]\nitem_max_tokens = 8\n[text]\nmax_tokens = 12\n")
+    with pytest.raises(ConfigError, match=r"both.toml: darec.item_max_tokens \(now text.max_to"):
+        load_config(both)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[darec]\nalign = 'sometimes'\n")
+    with pytest.raises(ConfigError, match=r"darec.align \(now darec.align_weight\) must be true"):
+        load_config(bad)
+
+
+def test_text_overrides_and_former_keys_on_the_command_line():
+    cfg = apply_overrides(Config(), ["text.fields=title", "text.encoder_layers=4"])
+    assert cfg.text.fields == ("title",) and cfg.text.encoder_layers == 4
+    assert cfg.darec == Config().darec
+    old = apply_overrides(Config(), ["darec.item_fields=title", "darec.backbone_layers=4"])
+    assert old == cfg
+    # a former switch set to false wins over its weight, in any order
+    for sets in (
+        ["darec.align=false", "darec.align_weight=0.5"],
+        ["darec.align_weight=0.5", "darec.align=false"],
+    ):
+        assert apply_overrides(Config(), sets).darec.align_weight == 0.0
+    kept = apply_overrides(Config(), ["darec.hard=true", "darec.hard_weight=0.5"])
+    assert kept.darec.hard_weight == 0.5
+    assert apply_overrides(Config(), ["darec.cache_frozen=false"]).darec.reference_path is True
+    with pytest.raises(ConfigError, match="text.max_tokens must be >= 1"):
+        apply_overrides(Config(), ["darec.item_max_tokens=0"])
+    with pytest.raises(ConfigError, match="text.pooling must be one of 'mean'"):
+        apply_overrides(Config(), ["text.pooling=max"])
+    with pytest.raises(ConfigError, match="valid keys"):
+        apply_overrides(Config(), ["darec.fields=title"])

@@ -34,7 +34,7 @@ def variants(llm: Path) -> dict[str, list[str]]:
     darec = darec_sets(llm)
     return {
         "sasrec": ["model.name=sasrec"],
-        "sasrec-text": ["model.name=sasrec-text", *darec[1:3], "darec.item_max_tokens=6"],
+        "sasrec-text": ["model.name=sasrec-text", *darec[1:3], "text.max_tokens=6"],
         # the item-once path, a frozen bottom layer served from the per-run cache
         "darec": darec,
         # every trainable layer checkpointed in small chunks
@@ -49,7 +49,7 @@ def variants(llm: Path) -> dict[str, list[str]]:
         # adapters from the input layer up, LoRA and IA3 from peft, bf16 backbone
         "darec-peft-bf16": [
             *darec[:2],
-            "darec.compute_dtype=bf16",
+            "text.dtype=bf16",
             "darec.adapters=lora:4/ia3,parallel:4",
             *darec[4:],
         ],

@@ -266,8 +266,8 @@ def test_task_switches_change_only_their_term() -> None:
     losses = {}
     for name, options in {
         "all": {},
-        "no_align": {"align": False},
-        "no_hard": {"hard": False},
+        "no_align": {"align_weight": 0.0},
+        "no_hard": {"hard_weight": 0.0},
         "no_cf_loss": {"cf_loss_weight": 0.0},
     }.items():
         model = make(seed=0, **options)
@@ -309,10 +309,33 @@ def test_checkpoint_state_leaves_out_the_frozen_backbone() -> None:
     assert torch.allclose(restored.encode_users(HISTORY), model.encode_users(HISTORY), atol=1e-6)
 
 
+def test_reference_path_gives_the_same_loss_and_gradients() -> None:
+    # darec.reference_path: whole streams and no frozen-layer cache, the fast paths' oracle
+    fast = make(adapters="none/none,serial:4")
+    perturb(fast)
+    slow = make(adapters="none/none,serial:4", reference_path=True)
+    slow.load_state_dict(fast.state_dict())
+    assert (fast.item_once, fast.cache_frozen, slow.item_once, slow.cache_frozen) == (
+        True,
+        True,
+        False,
+        False,
+    )
+    fast.train()
+    slow.train()
+    losses = [model.loss(batch()) for model in (fast, slow)]
+    assert torch.allclose(losses[0], losses[1], atol=ATOL)
+    grads = [
+        torch.autograd.grad(loss, model.seq_token)[0]
+        for loss, model in zip(losses, (fast, slow), strict=True)
+    ]
+    assert torch.allclose(grads[0], grads[1], atol=1e-4)
+
+
 def test_frozen_layer_cache_changes_nothing() -> None:
-    cached = make(adapters="none/none,serial:4", cache_frozen=True)
+    cached = make(adapters="none/none,serial:4")
     perturb(cached)
-    plain = make(adapters="none/none,serial:4", cache_frozen=False)
+    plain = make(adapters="none/none,serial:4", reference_path=True)
     plain.load_state_dict(cached.state_dict())
     assert cached.enter == 1
     assert torch.allclose(cached.encode_users(HISTORY), plain.encode_users(HISTORY), atol=1e-6)

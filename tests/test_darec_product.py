@@ -159,9 +159,9 @@ def test_cf_model_from_a_text_feature_sasrec(
     cache = tmp_path / "cache"
     text_sets = [
         "model.name=sasrec-text",
-        f"darec.backbone={tiny_llm_dir}",
-        "darec.compute_dtype=fp32",
-        "darec.item_max_tokens=6",
+        f"text.encoder={tiny_llm_dir}",
+        "text.dtype=fp32",
+        "text.max_tokens=6",
         "train.epochs=2",
     ]
     run_experiment(tiny_config(tiny_data, cache, *text_sets), tmp_path / "cf")

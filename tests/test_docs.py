@@ -1,6 +1,15 @@
 from pathlib import Path
 
-from darec.config import Config, DataConfig, EvalConfig, ModelConfig, TrainConfig, load_config
+from darec.config import (
+    Config,
+    DarecConfig,
+    DataConfig,
+    EvalConfig,
+    ModelConfig,
+    TextConfig,
+    TrainConfig,
+    load_config,
+)
 from darec.config_docs import default_toml, field_help, reference_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,7 +22,7 @@ def test_configuration_reference_is_up_to_date():
 
 
 def test_every_config_key_has_help():
-    for cls in (DataConfig, ModelConfig, TrainConfig, EvalConfig):
+    for cls in (DataConfig, ModelConfig, TextConfig, TrainConfig, EvalConfig, DarecConfig):
         missing = [k for k, v in field_help(cls).items() if not v]
         assert not missing, f"{cls.__name__} fields without a docstring: {missing}"
 

@@ -55,8 +55,8 @@ runner = CliRunner()
 
 SEARCH_SETS = [
     "model.name=darec",
-    "darec.compute_dtype=fp32",
-    "darec.item_max_tokens=6",
+    "text.dtype=fp32",
+    "text.max_tokens=6",
     "darec.hard_negatives=3",
     "train.epochs=2",
     "train.threads=1",
@@ -66,7 +66,7 @@ SEARCH_SETS = [
 
 
 def search_cfg(data: Path, tmp: Path, llm: Path, *extra: str) -> Config:
-    return tiny_config(data, tmp / "cache", f"darec.backbone={llm}", *SEARCH_SETS, *extra)
+    return tiny_config(data, tmp / "cache", f"text.encoder={llm}", *SEARCH_SETS, *extra)
 
 
 def sqlite(tmp: Path) -> str:
@@ -217,7 +217,7 @@ def test_cli_search_end_to_end_then_retrain_and_report(
         *("model.max_seq_len=8", "model.hidden_size=16", "model.num_heads=2"),
         *("model.inner_size=32", "model.num_layers=1", "model.dropout=0.1"),
         *("model.attn_dropout=0.1", "train.batch_size=8", "train.lr=0.01", "train.patience=0"),
-        f"darec.backbone={tiny_llm_dir}",
+        f"text.encoder={tiny_llm_dir}",
         *SEARCH_SETS,
     ]
     args = ["search", "--study", "e2e", "--storage", url, "--trials", "3", "--out", str(out)]
@@ -539,3 +539,38 @@ def test_two_worker_processes_share_one_storage(
     assert len(workers) == 2, workers
     assert str(os.getpid()) not in {w.split(":")[1] for w in workers}  # other processes did it
     assert len({t.number for t in study.trials}) == len(study.trials)
+
+
+def test_study_written_with_former_keys_loads() -> None:
+    stored = config_to_dict(apply_overrides(Config(), ["model.name=darec"]))
+    text = stored.pop("text")
+    del stored["darec"]["reference_path"]
+    stored["darec"] |= {
+        "backbone": "some/llm",
+        "backbone_layers": 4,
+        "compute_dtype": text["dtype"],
+        "item_fields": ["title"],
+        "item_max_tokens": text["max_tokens"],
+        "align": True,
+        "hard": False,
+        "item_once": True,
+        "cache_frozen": True,
+    }
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    study.set_user_attr("darec.config", stored)
+    cfg = study_config(study)
+    assert (cfg.text.encoder, cfg.text.encoder_layers, cfg.text.fields) == (
+        "some/llm",
+        4,
+        ("title",),
+    )
+    assert cfg.darec.hard_weight == 0.0 and cfg.darec.align_weight == Config().darec.align_weight
+    assert cfg.darec.reference_path is False
+
+
+def test_task_weights_are_searched_for_tasks_with_a_weight() -> None:
+    on = apply_overrides(Config(), ["search.search_task_weights=true"])
+    assert build_space(on, 4).task_weights == ("align_weight", "hard_weight")
+    no_align = apply_overrides(on, ["darec.align_weight=0"])
+    assert build_space(no_align, 4).task_weights == ("hard_weight",)
+    assert build_space(Config(), 4).task_weights == ()

@@ -23,9 +23,9 @@ def text_cfg(data: Path, cache: Path, llm: Path, *extra: str) -> Config:
         data,
         cache,
         "model.name=sasrec-text",
-        f"darec.backbone={llm}",
-        "darec.compute_dtype=fp32",
-        "darec.item_max_tokens=6",
+        f"text.encoder={llm}",
+        "text.dtype=fp32",
+        "text.max_tokens=6",
         *extra,
     )
 

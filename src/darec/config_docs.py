@@ -12,7 +12,7 @@ import inspect
 import typing
 
 from darec import config as config_module
-from darec.config import Config
+from darec.config import Config, former_keys
 
 __all__ = ["field_help", "reference_markdown", "default_toml"]
 
@@ -88,6 +88,20 @@ def reference_markdown() -> str:
                 f"| `{f.name}` | {type(value).__name__} | `{_toml_value(value)}` | "
                 f"{top_help.get(f.name, '')} |"
             )
+    lines += [
+        "",
+        "## Former keys",
+        "",
+        "Run folders, studies, TOML files and `--set` written with these keys still load:",
+        "",
+        "| former key | read as |",
+        "|---|---|",
+    ]
+    for old, (new, off) in former_keys().items():
+        meaning = f"`{new}`"
+        if off is not None:
+            meaning += f"; `{old} = false` sets `{new} = {_toml_value(off)}`, true changes nothing"
+        lines.append(f"| `{old}` | {meaning} |")
     return "\n".join(lines) + "\n"
 
 

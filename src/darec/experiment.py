@@ -102,7 +102,7 @@ DEMO_MODELS: dict[str, list[str]] = {
         "train.patience=20",
     ],
     # DARec sized for 2 CPU cores: the first 8 of SmolLM2's 30 layers, adapters in the top two
-    # (the six frozen layers below run once per item per run, see darec.cache_frozen), titles and
+    # (the six frozen layers below run once per item per run, see darec.reference_path), titles and
     # genres as item text. Its CF model has the SASRec settings above; the demo starts it from
     # the SASRec run it has just trained (darec.cf_checkpoint), frozen. An untrained DARec
     # scores like that CF model (cf_residual), so its start is validated too: training must
@@ -111,10 +111,10 @@ DEMO_MODELS: dict[str, list[str]] = {
         "model.name=darec",
         "model.dropout=0.2",
         "model.attn_dropout=0.2",
-        "darec.backbone_layers=8",
+        "text.encoder_layers=8",
         "darec.adapters=none/none*6,serial:16*2",
-        "darec.item_fields=title,genres",
-        "darec.item_max_tokens=24",
+        "text.fields=title,genres",
+        "text.max_tokens=24",
         "train.batch_size=256",
         "train.patience=3",
         "train.max_minutes=12",

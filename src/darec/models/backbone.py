@@ -229,7 +229,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         fast, where = False, f"device {device.type}"
     chosen = torch.bfloat16 if fast else torch.float32
     log.info(
-        "darec.compute_dtype=auto: backbone in %s (%s%s)",
+        "text.dtype=auto: encoder in %s (%s%s)",
         "bf16" if fast else "fp32",
         "" if fast else "not: ",
         where,

@@ -75,7 +75,7 @@ def tokenize_catalog(
     if not catalog:
         raise DataError("the item catalog is empty; expected catalog[0] = {} (padding) and items")
     if max_tokens < 1:
-        raise ConfigError(f"item_max_tokens = {max_tokens}; expected a positive number of tokens")
+        raise ConfigError(f"text.max_tokens = {max_tokens}; expected a positive number of tokens")
     _check_fields(catalog, fields)
     sentences = [item_sentence(attributes, fields) for attributes in catalog]
     sentences[0] = ""  # padding never has text, whatever the caller put there

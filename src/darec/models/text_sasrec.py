@@ -1,8 +1,8 @@
 """SASRec with frozen-LLM item text features (``--model sasrec-text``).
 
-Each item's sentence (the ``[darec]`` text options: ``item_fields``, ``item_max_tokens``) is
-encoded once, before training, by the frozen backbone (``darec.backbone``,
-``darec.backbone_layers``, ``darec.compute_dtype``): the mean of its final word states,
+Each item's sentence (``text.fields``, ``text.max_tokens``) is encoded once, before training,
+by the frozen encoder (``text.encoder``, ``text.encoder_layers``, ``text.dtype``): the mean of
+its final word states (``text.pooling``),
 standardised over the catalog and L2-normalised. The item vectors SASRec reads and scores
 against are then ``ID_i + W t_i``, with ``W`` learned and zero at the start, so the model starts
 as plain SASRec and training adds what the text explains. The LLM never runs during training or
@@ -36,12 +36,10 @@ def item_text_features(cfg: Config, ctx: ModelContext, batch_size: int = 256) ->
 
     if ctx.catalog is None:
         raise ConfigError("model sasrec-text needs the item catalog (item texts) of the data")
-    d = cfg.darec
-    dtype = resolve_dtype(d.compute_dtype, torch.device("cpu"))
-    backbone = load_backbone(d.backbone, d.backbone_layers, dtype, cache_dir(cfg.cache_dir))
-    tokens, lengths = tokenize_catalog(
-        ctx.catalog, backbone.tokenizer, d.item_fields, d.item_max_tokens
-    )
+    t = cfg.text
+    dtype = resolve_dtype(t.dtype, torch.device("cpu"))
+    backbone = load_backbone(t.encoder, t.encoder_layers, dtype, cache_dir(cfg.cache_dir))
+    tokens, lengths = tokenize_catalog(ctx.catalog, backbone.tokenizer, t.fields, t.max_tokens)
     means = torch.zeros(len(tokens), backbone.hidden_size)
     with torch.no_grad():
         for lo in range(0, len(tokens), batch_size):

@@ -39,8 +39,9 @@ __all__ = [
 BASE_SPEC = "serial:16"
 """DARec_base's adapter in every slot (the paper's fixed design)."""
 
-TASK_WEIGHTS = {"align": "align_weight", "hard": "hard_weight"}
-"""Searchable auxiliary tasks: ``[darec]`` switch -> its weight key."""
+TASK_WEIGHTS = ("align_weight", "hard_weight")
+"""Weights of the searchable auxiliary tasks (``[darec]`` keys; a task is on when its weight is
+not 0)."""
 
 
 def slot_choices(architectures: tuple[str, ...], sizes: tuple[int, ...]) -> tuple[str, ...]:
@@ -195,8 +196,8 @@ def build_space(cfg: Config, num_layers: int) -> SearchSpace:
         lr_range=(lr[0], lr[1]) if search.search_lr else None,
         task_weights=tuple(
             key
-            for switch, key in TASK_WEIGHTS.items()
-            if search.search_task_weights and getattr(cfg.darec, switch)
+            for key in TASK_WEIGHTS
+            if search.search_task_weights and getattr(cfg.darec, key) > 0
         ),
         task_weight_range=(tw[0], tw[1]),
     )

@@ -186,24 +186,24 @@ def make_pruner(search: SearchConfig, by_steps: bool = False) -> optuna.pruners.
 
 
 def backbone_shape(cfg: Config) -> tuple[int, LayerDims]:
-    """Decoder layers kept and layer widths of ``cfg.darec.backbone``, from its config alone."""
+    """Decoder layers kept and layer widths of ``cfg.text.encoder``, from its config alone."""
     from transformers import AutoConfig
 
     from darec.models.backbone import resolve_backbone_path
     from darec.paths import cache_dir
 
-    path = resolve_backbone_path(cfg.darec.backbone, cache_dir(cfg.cache_dir))
+    path = resolve_backbone_path(cfg.text.encoder, cache_dir(cfg.cache_dir))
     local = Path(path).expanduser().exists()
     try:
         llm = AutoConfig.from_pretrained(path, local_files_only=local)
     except OSError as exc:
-        raise ConfigError(f"could not read backbone {cfg.darec.backbone!r}: {exc}") from exc
+        raise ConfigError(f"could not read text.encoder {cfg.text.encoder!r}: {exc}") from exc
     llm = getattr(llm, "text_config", llm)
     total = int(llm.num_hidden_layers)
-    layers = cfg.darec.backbone_layers or total
+    layers = cfg.text.encoder_layers or total
     if layers > total:
         raise ConfigError(
-            f"darec.backbone_layers = {layers}, but {cfg.darec.backbone!r} has {total} layers"
+            f"text.encoder_layers = {layers}, but {cfg.text.encoder!r} has {total} layers"
         )
     return layers, LayerDims.from_config(llm)
 

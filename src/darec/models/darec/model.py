@@ -116,6 +116,10 @@ class DARecModel(SequentialRecommender):
         (row 0 and items without text have length 0)."""
         super().__init__(cfg.model, num_items)
         d = self.dcfg = cfg.darec
+        self.tcfg = cfg.text
+        # the fast path: each distinct item once per step (darec.reference_path turns it off;
+        # benchmarks time it on its own)
+        self.item_once = not d.reference_path
         self.tokenizer = backbone.tokenizer
         self.llm = backbone.model
         self.layout = parse_layout(d.adapters, backbone.num_layers)
@@ -382,7 +386,7 @@ class DARecModel(SequentialRecommender):
         """Final SEQ states (B, L, D) of ``history`` and fresh ALIGN states of ``items``.
 
         ``cf_states``: the CF model's states of ``history`` if the caller has them already."""
-        if self.dcfg.context_masking and self.dcfg.item_once:
+        if self.dcfg.context_masking and self.item_once:
             return self._seq_item_once(history, items, cf_states)
         align, _ = self._encode_items(items, capture=False)
         seq = self.full_states(history, cf_states)[:, :, -1]  # SEQ is each step's last slot
@@ -416,11 +420,11 @@ class DARecModel(SequentialRecommender):
         ids = self.cf.item_embedding.weight  # (N + 1, R)
         loss = d.next_item_weight * next_item_loss(user, targets, ids + text_all, "ce")
         real = items > 0
-        if d.align and d.align_weight:
+        if d.align_weight:
             loss = loss + d.align_weight * alignment_loss(
                 text_items[real], ids[items[real]], d.temperature
             )
-        if d.hard and d.hard_weight:
+        if d.hard_weight:
             negatives = self.hard_negatives[items[real]]  # (U, K)
             loss = loss + d.hard_weight * hard_sample_loss(
                 text_items[real], ids[items[real]], ids[negatives], negatives, d.temperature
@@ -434,7 +438,7 @@ class DARecModel(SequentialRecommender):
         """Tokens a training step runs through the trainable layers: each distinct item once
         and the stream tokens (item-once path), or every sequence's whole stream."""
         num_slots = self.item_tokens.shape[1] + 2
-        if self.dcfg.context_masking and self.dcfg.item_once:
+        if self.dcfg.context_masking and self.item_once:
             return len(items) * num_slots + history.numel() * self.per_step
         return history.numel() * (num_slots + self.per_step)
 

@@ -63,27 +63,29 @@ def activation_budget(mb: int, device: torch.device) -> int:
 
 
 class DARec(DARecModel):
-    """DARec built from a config and the data (``backbone`` overrides ``darec.backbone``), with
+    """DARec built from a config and the data (``backbone`` overrides ``text.encoder``), with
     its caches, for training and serving."""
 
     def __init__(self, cfg: Config, ctx: ModelContext, backbone: Backbone | None = None) -> None:
-        d = cfg.darec
+        t = cfg.text
         if backbone is None:
-            dtype = resolve_dtype(d.compute_dtype, torch.device(pick_device(cfg.train.device)))
-            backbone = load_backbone(d.backbone, d.backbone_layers, dtype, cache_dir(cfg.cache_dir))
+            dtype = resolve_dtype(t.dtype, torch.device(pick_device(cfg.train.device)))
+            backbone = load_backbone(t.encoder, t.encoder_layers, dtype, cache_dir(cfg.cache_dir))
         n = ctx.num_items + 1
         if ctx.catalog is not None:
             tokens, lengths = tokenize_catalog(
-                ctx.catalog, backbone.tokenizer, d.item_fields, d.item_max_tokens
+                ctx.catalog, backbone.tokenizer, t.fields, t.max_tokens
             )
         else:  # restored from a checkpoint by load_trained_state
             tokens, lengths = torch.zeros(n, 1, dtype=torch.long), torch.zeros(n, dtype=torch.long)
         super().__init__(cfg, ctx.num_items, backbone, tokens, lengths)
+        # the frozen-prefix cache (off with darec.reference_path; benchmarks time it alone)
+        self.cache_frozen = not cfg.darec.reference_path
         self.backbone_source = backbone.source
         self.cache_root = ctx.cache_dir
         self.data_key = ctx.data_key
-        if d.cf_checkpoint and ctx.catalog is not None:  # a restored model has it already
-            self._load_cf(d.cf_checkpoint, cfg, ctx)
+        if cfg.darec.cf_checkpoint and ctx.catalog is not None:  # a restored model has it already
+            self._load_cf(cfg.darec.cf_checkpoint, cfg, ctx)
         # the catalog cache (item vectors, and keys/values when they fit), with the parameter
         # versions it was computed from
         self._catalog: tuple[tuple[int, ...], CatalogKV] | None = None
@@ -122,7 +124,7 @@ class DARec(DARecModel):
         """Hard negatives (cached with the dataset) and a first catalog pass for the bank."""
         was_training = self.training
         self.eval()  # no dropout: the same states (and RNG draws) whether or not cached
-        if self.dcfg.hard:
+        if self.dcfg.hard_weight:
             self.hard_negatives.copy_(self._hard_negatives(train_sequences))
         with torch.no_grad():
             self.text_bank.copy_(self._catalog_pass(capture=False)[0])
@@ -134,8 +136,8 @@ class DARec(DARecModel):
             "data": self.data_key,
             "backbone": self.backbone_source,
             "layers": len(self.llm.layers),
-            "fields": list(d.item_fields),
-            "max_tokens": d.item_max_tokens,
+            "fields": list(self.tcfg.fields),
+            "max_tokens": self.tcfg.max_tokens,
             "k": d.hard_negatives,
             "tokens": hashlib.sha256(self.item_tokens.cpu().numpy().tobytes()).hexdigest(),
         }
@@ -166,9 +168,10 @@ class DARec(DARecModel):
         """Word states (U, T, D) of ``items`` where the trainable tokens enter the stack.
 
         Below the entry layer everything is frozen and only an item's own words run, so with
-        ``darec.cache_frozen`` these states are computed once for the whole catalog and reused
-        by every step (frozen layers then cost nothing after the first pass)."""
-        if self.enter == 0 or not self.dcfg.cache_frozen:
+        ``cache_frozen`` (off with ``darec.reference_path``) these states are computed once for
+        the whole catalog and reused by every step (frozen layers then cost nothing after the
+        first pass)."""
+        if self.enter == 0 or not self.cache_frozen:
             return super().entry_words(items)
         if self._entry_words is None:
             step = self.dcfg.item_batch_size
