@@ -107,3 +107,28 @@ def test_top_k_chunked_and_excluding():
     assert items[0].tolist() == [6, 2, 5] and scores[0].tolist() == [8, 7, 5]
     items, _ = top_k(model, [np.array([1])], [np.array([1, 2, 3, 4, 5])], k=3, max_seq_len=2)
     assert items[0].tolist() == [6, 0, 0]  # only one allowed item left
+
+
+def test_popularity_groups_cut_items_into_thirds_by_training_count():
+    from darec.evaluation.popularity import popularity_groups
+
+    # counts: item 1 x4, item 2 x3, item 3 x2, items 4..6 x1, item 7 never trained on
+    train = [np.array([], dtype=np.int64), np.array([1, 1, 2, 3, 4]), np.array([1, 2, 5, 6])]
+    train.append(np.array([1, 1, 2, 3]))
+    groups = popularity_groups(train, num_items=7)
+    assert groups[0] == -1
+    assert groups[1:].tolist() == [0, 0, 0, 1, 1, 2, 2]  # ties (4, 5, 6) split by item id
+    assert np.bincount(groups[1:]).tolist() == [3, 2, 2]
+
+
+def test_metrics_by_group_average_each_groups_users_only():
+    from darec.evaluation.popularity import metrics_by_group
+
+    groups = np.array([-1, 0, 1, 2])
+    ranks = np.array([1, 1, 3, 20])
+    targets = np.array([1, 1, 2, 3])
+    out = metrics_by_group(ranks, targets, groups, (10,))
+    assert out["head"]["users"] == 2 and out["head"]["HR@10"] == 1.0
+    assert out["torso"]["NDCG@10"] == pytest.approx(1 / math.log2(4))
+    assert out["tail"]["HR@10"] == 0.0
+    assert "users" in out["tail"] and set(out) == {"head", "torso", "tail"}

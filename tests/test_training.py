@@ -344,3 +344,19 @@ def test_early_stopping_and_learning(tiny_cfg, tmp_path):
     # the tiny data is a deterministic walk: a trained SASRec beats random guessing by far
     # (random guessing among the ~22 allowed items would give HR@5 of about 0.23)
     assert result.valid["HR@5"] > 0.6
+
+
+def test_test_report_has_both_protocols_and_popularity_groups(tiny_cfg, tmp_path):
+    trainer = _trainer(apply_overrides(tiny_cfg, ["train.epochs=2"]), tmp_path / "run")
+    result = trainer.fit()
+    saved = read_json(tmp_path / "run" / "metrics.json")
+    assert (
+        saved["test"] == result.test and saved["test_other_protocol"] == result.test_other_protocol
+    )
+    # seen items kept as candidates can only push the target down
+    assert result.test_other_protocol["HR@20"] <= result.test["HR@20"]
+    groups = saved["test_by_popularity"]
+    assert set(groups) <= {"head", "torso", "tail"}
+    assert sum(g["users"] for g in groups.values()) == len(trainer.split.test)
+    users = sum(g["users"] * g["NDCG@10"] for g in groups.values()) / len(trainer.split.test)
+    assert users == pytest.approx(result.test["NDCG@10"])

@@ -41,12 +41,14 @@ class RunRecord:
     run_dir: str
     peak_gpu_mb: float | None = None
     """Peak GPU memory allocated by torch in this process (runs on a CUDA device only)."""
+    test_other_protocol: dict[str, float] | None = None
+    """Test metrics under the other ``eval.exclude_history`` protocol (seen items kept)."""
+    test_by_popularity: dict[str, dict[str, float]] | None = None
+    """Test metrics by the popularity third (head/torso/tail) of the target."""
 
     def to_json(self) -> dict[str, Any]:
-        row = dict(self.__dict__)
-        if row["peak_gpu_mb"] is None:
-            del row["peak_gpu_mb"]  # CPU runs: the schema of the earlier records
-        return row
+        # fields that are None are left out: the schema of the records written before them
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 def run_experiment(
@@ -81,6 +83,8 @@ def run_experiment(
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         commit=commit,
         run_dir=str(run_dir),
+        test_other_protocol=result.test_other_protocol or None,
+        test_by_popularity=result.test_by_popularity or None,
     )
     if trainer.device.type == "cuda":
         record.peak_gpu_mb = round(torch.cuda.max_memory_allocated(trainer.device) / 2**20, 1)

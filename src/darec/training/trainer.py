@@ -3,6 +3,7 @@ on full ranking, early stopping, resumable checkpoints, and a single read of the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from darec.data.types import SequenceDataset
 from darec.devices import pick_device
 from darec.errors import CheckpointError, DarecError, DataError
 from darec.evaluation.evaluator import EvalResult, evaluate
+from darec.evaluation.popularity import metrics_by_group, popularity_groups
 from darec.models.base import ModelContext, SequentialRecommender
 from darec.models.registry import build_model
 from darec.paths import cache_dir
@@ -65,6 +67,10 @@ class FitResult:
     stopped: str
     """Why training ended: ``epochs``, ``early_stopping``, ``time_limit`` or ``untrainable``."""
     history: list[dict[str, Any]] = field(default_factory=list)
+    test_other_protocol: dict[str, float] = field(default_factory=dict)
+    """Test metrics with the other ``eval.exclude_history`` (seen items kept, by default)."""
+    test_by_popularity: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Test metrics of the users whose target is in the head, torso or tail third of items."""
 
 
 def _schedule(cfg: Config, total_steps: int) -> Callable[[int], float]:
@@ -364,12 +370,15 @@ class Trainer:
             self.state.history[-1] if self.state.history else {},
         )
         valid = {k: v for k, v in valid.items() if "@" in k}
-        # the only read of the test split
-        test = self.evaluate_split("test").metrics if read_test else {}
+        # the only read of the test split: the selected checkpoint under both protocols (seen
+        # items excluded or kept as candidates) and by the target's popularity
+        test, test_other, by_popularity = self._test_report() if read_test else ({}, {}, {})
         result = FitResult(
             best_epoch=self.state.best_epoch,
             valid=valid,
             test=test,
+            test_other_protocol=test_other,
+            test_by_popularity=by_popularity,
             epochs=self.state.epoch,
             train_seconds=self.state.elapsed,
             stopped=stopped,
@@ -389,10 +398,28 @@ class Trainer:
                 "train_seconds": result.train_seconds,
                 "valid": valid,
                 "test": test,
+                "test_other_protocol": test_other,
+                "test_by_popularity": by_popularity,
                 "provenance": provenance(),
             },
         )
         return result
+
+    def _test_report(
+        self,
+    ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
+        """Test metrics under ``eval.exclude_history``, under the other protocol, and by the
+        popularity third (head/torso/tail by training count) of each user's target."""
+        result = self.evaluate_split("test")
+        other_cfg = dataclasses.replace(
+            self.cfg.eval, exclude_history=not self.cfg.eval.exclude_history
+        )
+        data = self.split.test
+        other = evaluate(self.model, data, other_cfg, self.cfg.model.max_seq_len, self.device)
+        groups = popularity_groups(self.split.train, self.dataset.num_items)
+        ks = tuple(sorted({*self.cfg.eval.ks, 10}))
+        by_group = metrics_by_group(result.ranks, data.targets, groups, ks)
+        return result.metrics, other.metrics, by_group
 
     def evaluate_split(self, which: str) -> EvalResult:
         data = self.split.valid if which == "valid" else self.split.test
