@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 from typer.testing import CliRunner
 
 from darec.cli import app
@@ -74,6 +75,23 @@ def test_train_evaluate_recommend_end_to_end(tiny_data, tmp_path):
         assert out.exit_code == 2 and "--device='gpu': expected cpu, cuda" in out.output
     out = runner.invoke(app, ["evaluate", str(run), "--json", "--device", "cpu"], env=env)
     assert json.loads(out.output)["NDCG@10"] == test_metrics["NDCG@10"]
+
+    # every user at once, into a file; the same top-k as one user at a time
+    out = runner.invoke(
+        app, ["recommend", str(run), "--all-users", "-k", "3", "-o", "x.txt"], env=env
+    )
+    assert out.exit_code == 2 and "expected a file ending in .csv" in out.output
+    out = runner.invoke(app, ["recommend", str(run), "--all-users", "-k", "3"], env=env)
+    assert out.exit_code == 2 and "--output" in out.output
+    table_file = tmp_path / "recs.csv"
+    out = runner.invoke(
+        app, ["recommend", str(run), "--all-users", "-k", "3", "-o", str(table_file)], env=env
+    )
+    assert out.exit_code == 0, out.output
+    table = pd.read_csv(table_file, dtype={"user": str, "item": str})
+    assert len(table) == 3 * table["user"].nunique() and table["user"].nunique() == 40
+    u1 = table[table["user"] == "u1"]
+    assert u1["item"].tolist() == [r["item"] for r in recs]
 
 
 def test_data_info(tiny_data, tmp_path):

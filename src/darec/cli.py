@@ -233,6 +233,15 @@ def recommend(
     data: DataOpt = None,
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    all_users: Annotated[
+        bool, typer.Option("--all-users", help="Every user of the run's data, in batches.")
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="With --all-users: write .csv, .jsonl or .parquet here."
+        ),
+    ] = None,
     stream: Annotated[
         bool,
         typer.Option(
@@ -243,13 +252,28 @@ def recommend(
 ) -> None:
     """Top-k items for a known user, or for a given item history."""
     from darec.devices import pick_device
+    from darec.serving.export import check_output, write_table
     from darec.serving.recommend import Recommender
 
     try:
-        given = (user is not None) + (items is not None)
+        given = (user is not None) + (items is not None) + all_users
         if given > 1 or (given == 0 and not stream):  # --stream may start from nothing
-            raise DarecError("give exactly one of --user or --items")
+            raise DarecError("give exactly one of --user, --items or --all-users")
+        if all_users and output is None:
+            raise DarecError("--all-users writes a file: give --output recs.csv (or .parquet)")
+        if output is not None and not all_users:
+            raise DarecError("--output goes with --all-users")
+        if output is not None:
+            check_output(output)  # before any work
         rec = Recommender(run, data, pick_device(device, "--device"))
+        if all_users:
+            assert output is not None
+            table = rec.recommend_batch(k=k, exclude_history=not include_history)
+            write_table(table, output)
+            console.print(
+                f"wrote {len(table)} rows for {table['user'].nunique()} users to {output}"
+            )
+            return
         banned = [e for e in exclude.split(",") if e]
         if stream:
             _stream(rec, user, items, k, banned, not include_history, as_json)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from darec.data.batching import pad_left
@@ -30,6 +31,7 @@ def top_k(
     max_seq_len: int,
     max_scores: int = 1 << 24,
     state: torch.Tensor | None = None,
+    candidates: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best ``k`` items (B, k) and their scores for each history, never an ``excluded`` item.
     Runs on the model's device; the results come back on the CPU.
@@ -37,6 +39,7 @@ def top_k(
     The catalog is scored in memory-bounded chunks and the running top-k merged, so any catalog
     size works. Fewer than ``k`` allowed items give -inf scores and item 0 in the tail.
     ``state``: the users' encoded states if the caller has them (e.g. a streamed user).
+    ``candidates`` (C,): rank only these items (internal ids) instead of the whole catalog.
     """
     model.eval()
     device = model.device
@@ -44,6 +47,8 @@ def top_k(
     banned = pad_left(excluded, width).to(device)
     if state is None:
         state = model.encode_users(pad_left(histories, max_seq_len).to(device))
+    if candidates is not None:
+        return _top_k_of(model, state, banned, candidates.to(device), k)
     chunk = chunk_size_for(len(histories), model.num_items + 1, max_scores)
     best_scores = torch.full((len(histories), 0), float("-inf"), device=device)
     best_items = torch.zeros((len(histories), 0), dtype=torch.long, device=device)
@@ -58,11 +63,31 @@ def top_k(
     return best_items.cpu(), best_scores.cpu()
 
 
+def _top_k_of(
+    model: SequentialRecommender,
+    state: torch.Tensor,
+    banned: torch.Tensor,
+    candidates: torch.Tensor,
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`top_k` over the given ``candidates`` (C,) only (one scoring call)."""
+    scores = model.score_items(state, candidates).float()  # (B, C)
+    scores = torch.nan_to_num(scores, nan=float("-inf"))
+    out = (candidates[None, :, None] == banned[:, None, :]).any(dim=2) | (candidates == 0)[None]
+    scores = scores.masked_fill(out, float("-inf"))
+    best_scores, pos = scores.topk(min(k, scores.shape[1]), dim=1)
+    best_items = candidates[pos].masked_fill(torch.isneginf(best_scores), 0)
+    return best_items.cpu(), best_scores.cpu()
+
+
 @dataclass
 class Recommendation:
+    """One recommended item: its external id, score, 1-based rank and title (when known)."""
+
     item: str
     score: float
     rank: int
+    title: str | None = None
 
 
 class Recommender:
@@ -94,6 +119,77 @@ class Recommender:
                 f"(e.g. {example})"
             )
         return self._item_index[item]
+
+    def recommend(
+        self,
+        user: str | None = None,
+        items: Sequence[str] | None = None,
+        k: int = 10,
+        exclude: Sequence[str] = (),
+        exclude_history: bool = True,
+        candidates: Sequence[str] | None = None,
+    ) -> list[Recommendation]:
+        """Top-``k`` next items for a known ``user`` (after their whole history) or after the
+        chronological item history ``items`` (a new user), never an item of ``exclude`` (nor of
+        the history, with ``exclude_history``); ``candidates`` restricts the ranking to those
+        items. Give exactly one of ``user`` and ``items``."""
+        if (user is None) == (items is None):
+            raise ConfigError("give exactly one of user= and items=")
+        if user is not None:
+            history = self._user_history(user)
+        else:
+            history = np.asarray([self.item_index(i) for i in items or ()], dtype=np.int64)
+        return self._rank(history, exclude, exclude_history, k, candidates=candidates)
+
+    def recommend_batch(
+        self,
+        users: Sequence[str] | None = None,
+        k: int = 10,
+        exclude_history: bool = True,
+        batch_size: int | None = None,
+    ) -> pd.DataFrame:
+        """Top-``k`` for many known users at once (all of the run's data when ``users`` is None),
+        scored in batches of ``batch_size`` users (``eval.batch_size``) on the device. Columns:
+        user, rank, item, score, and title when the catalog has titles."""
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        ds = self.dataset()
+        chosen = ds.user_ids[1:] if users is None else list(users)
+        index = [ds.user_index(u) for u in chosen]
+        size = batch_size or self.cfg.eval.batch_size
+        frames = []
+        for lo in range(0, len(index), size):
+            part = index[lo : lo + size]
+            histories = [ds.sequence(u) for u in part]
+            banned = histories if exclude_history else [h[:0] for h in histories]
+            items, scores = top_k(
+                self.model, histories, banned, k, self.cfg.model.max_seq_len,
+                self.cfg.eval.max_scores,
+            )  # fmt: skip
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "user": np.repeat(
+                            np.asarray(chosen[lo : lo + size], dtype=object), items.shape[1]
+                        ),
+                        "rank": np.tile(np.arange(1, items.shape[1] + 1), len(part)),
+                        "item_index": items.flatten().numpy(),
+                        "score": scores.flatten().numpy(),
+                    }
+                )
+            )
+        table = pd.concat(frames, ignore_index=True) if frames else _empty_frame()
+        table = table[table["item_index"] > 0]
+        ids = np.asarray(self.item_ids, dtype=object)
+        table.insert(2, "item", ids[table["item_index"].to_numpy()])
+        titles = [row.get("title") for row in ds.catalog]
+        if any(titles):
+            table["title"] = np.asarray(titles, dtype=object)[table["item_index"].to_numpy()]
+        return table.drop(columns="item_index").reset_index(drop=True)
+
+    def title(self, item: str) -> str | None:
+        """The item's title in the run's data, if it has one."""
+        return self.dataset().catalog[self.item_index(item)].get("title")
 
     def for_history(
         self,
@@ -132,9 +228,13 @@ class Recommender:
         exclude_history: bool,
         k: int,
         state: torch.Tensor | None = None,
+        candidates: Sequence[str] | None = None,
     ) -> list[Recommendation]:
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
+        pool = None
+        if candidates is not None:
+            pool = torch.as_tensor([self.item_index(i) for i in candidates], dtype=torch.long)
         banned = [self.item_index(i) for i in exclude]
         if exclude_history:
             banned += history.tolist()
@@ -146,12 +246,19 @@ class Recommender:
             self.cfg.model.max_seq_len,
             self.cfg.eval.max_scores,
             state,
+            pool,
         )
         return [
             Recommendation(self.item_ids[int(i)], float(s), r + 1)
             for r, (i, s) in enumerate(zip(items[0], scores[0], strict=True))
             if int(i) > 0
         ]
+
+
+def _empty_frame() -> pd.DataFrame:
+    return pd.DataFrame({"user": [], "rank": [], "item_index": [], "score": []}).astype(
+        {"item_index": np.int64}
+    )
 
 
 class Session:
