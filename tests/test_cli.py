@@ -151,3 +151,28 @@ def test_train_shows_the_start_and_mid_epoch_validations(tiny_data, tmp_path):
     assert "epoch   0 " in lines[0] and "step" not in lines[0]
     assert "epoch   1 step 2/" in lines[1]
     assert any("epoch   1 " in line and "step" not in line for line in lines)
+
+
+def test_text_from_data_is_printed_as_it_is(tmp_path):
+    """Ids with Rich markup, and "file:100:" (an emoji code to Rich), print verbatim."""
+    env = _env(tmp_path)
+    data = tmp_path / "odd.csv"
+    rows = ["user_id,item_id,timestamp"]
+    rows += [f"u{u},[/red]i{(u * 7 + t) % 9}[bold],{t}" for u in range(12) for t in range(6)]
+    data.write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--model", "sasrec", "--output", str(run), *TINY]
+    out = runner.invoke(app, args, env=env)
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(app, ["recommend", str(run), "--user", "u1", "-k", "3"], env=env)
+    assert out.exit_code == 0, out.output
+    assert "[/red]i" in out.output and "[bold]" in out.output
+    out = runner.invoke(app, ["recommend", str(run), "--items", "[/red]zz[bold]"], env=env)
+    assert out.exit_code == 2 and "unknown item id '[/red]zz[bold]'" in out.output
+
+    bad = tmp_path / "bad[bold].csv"
+    lines = ["user_id,item_id,timestamp"] + [f"u{i},i{i},{i}" for i in range(98)] + ["u,i"]
+    bad.write_text("\n".join(lines) + "\n")
+    out = runner.invoke(app, ["data", "info", str(bad)], env=env)
+    assert out.exit_code == 2
+    assert "bad[bold].csv:100:" in out.output and "💯" not in out.output

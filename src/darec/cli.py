@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from rich.progress import (
     BarColumn,
     Progress,
@@ -41,8 +42,10 @@ search_app = typer.Typer(
     invoke_without_command=True,
 )
 app.add_typer(search_app, name="search")
-console = Console()
-err = Console(stderr=True)
+# data (ids, titles, paths, values in error messages) is printed as it is: no Rich markup
+# ("[/red]" in an item id), no emoji codes (":100:" in "file.csv:100:"), no highlighting
+console = Console(markup=False, emoji=False, highlight=False)
+err = Console(stderr=True, markup=False, emoji=False, highlight=False)
 
 
 @app.callback()
@@ -83,7 +86,7 @@ FormatOpt = Annotated[
 
 
 def _fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    err.print(Text.assemble(("error:", "bold red"), f" {exc}"))
     raise typer.Exit(2)
 
 
@@ -114,12 +117,14 @@ class _Progress:
             self.progress.update(self.task, completed=step + 1, loss=f"loss {loss:.4f}")
 
     def on_validation(self, epoch: int, metrics: dict[str, float], improved: bool) -> None:
-        mark = "[green]*[/]" if improved else " "
+        mark = Text("*", style="green") if improved else Text(" ")
         shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in ("HR@10", "NDCG@10") if k in metrics)
         where = f"epoch {epoch:3d}"
         if 0 < self.step < self.steps:  # a mid-epoch validation (train.eval_every_steps)
             where += f" step {self.step}/{self.steps}"
-        self.progress.console.print(f"{self.label} {where}  valid {shown} {mark}")
+        self.progress.console.print(
+            Text.assemble(f"{self.label} {where}  valid {shown} ", mark), markup=False
+        )
 
 
 def _progress() -> Progress:
@@ -558,8 +563,11 @@ def demo(
             with _progress() as progress:
                 result, record = run_experiment(cfg, run_dir, _Progress(progress, name), resume)
             console.print(
-                f"[bold]{name}[/]: best epoch {result.best_epoch}/{result.epochs}, "
-                f"{result.train_seconds:.0f}s, test NDCG@10 {result.test['NDCG@10']:.4f}"
+                Text.assemble(
+                    (name, "bold"),
+                    f": best epoch {result.best_epoch}/{result.epochs}, "
+                    f"{result.train_seconds:.0f}s, test NDCG@10 {result.test['NDCG@10']:.4f}",
+                )
             )
             rows.append((f"{name} ({record.train_seconds:.0f}s)", result.test))
     except DarecError as exc:
