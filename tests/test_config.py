@@ -147,3 +147,25 @@ def test_text_overrides_and_former_keys_on_the_command_line():
         apply_overrides(Config(), ["text.pooling=max"])
     with pytest.raises(ConfigError, match="valid keys"):
         apply_overrides(Config(), ["darec.fields=title"])
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "NaN", "1e999"])
+def test_non_finite_numbers_are_refused(raw: str):
+    with pytest.raises(ConfigError, match=rf"train.lr must be a finite number, got '{raw}'"):
+        apply_overrides(Config(), [f"train.lr={raw}"])
+
+
+def test_non_finite_number_in_a_toml_file_is_refused(tmp_path: Path):
+    path = tmp_path / "run.toml"
+    path.write_text("[train]\nlr = nan\n")
+    with pytest.raises(ConfigError, match="run.toml: train.lr must be a finite number"):
+        load_config(path)
+
+
+def test_toml_file_that_is_not_utf8_is_refused_clearly(tmp_path: Path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[data]\npath = "caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(
+        ConfigError, match=r"latin1.toml: expected a UTF-8 TOML file; the byte at offset 18 is"
+    ):
+        load_config(path)

@@ -8,6 +8,7 @@ lists the valid keys.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -506,15 +507,19 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     if tp in (int, float):
-        what = "an integer" if tp is int else "a number"
+        what = "an integer" if tp is int else "a finite number"
+        number: int | float | None = None
         if isinstance(value, int | float) and not isinstance(value, bool):
             if tp is float or isinstance(value, int):
-                return tp(value)
+                number = tp(value)
         elif isinstance(value, str):
             try:
-                return tp(value)
+                number = tp(value)
             except ValueError:
                 pass
+        # nan and inf are numbers to Python, never to a config (lr=nan trains nothing)
+        if number is not None and math.isfinite(number):
+            return number
         raise ConfigError(f"{key} must be {what}, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -649,6 +654,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"config file {p} does not exist")
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{p}: expected a UTF-8 TOML file; the byte at offset {exc.start} is not UTF-8"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: invalid TOML: {exc}") from None
         try:
