@@ -18,7 +18,13 @@ from darec.errors import CheckpointError
 if TYPE_CHECKING:
     from darec.config import Config
 
-__all__ = ["ModelContext", "SequentialRecommender", "StreamState", "RunLoader"]
+__all__ = [
+    "ModelContext",
+    "SequentialRecommender",
+    "StreamState",
+    "RunLoader",
+    "load_state_checked",
+]
 
 
 RunLoader = Callable[[str], "tuple[Config, SequentialRecommender, dict[str, Any]]"]
@@ -40,6 +46,20 @@ class ModelContext:
     load_run: RunLoader | None = None
     """Reads another run folder (e.g. DARec's ``darec.cf_checkpoint``): given by the run layer
     (:func:`darec.run.load_trained_model`), so models never import the code that reads runs."""
+
+
+def load_state_checked(
+    module: nn.Module, state: dict[str, torch.Tensor], what: str
+) -> tuple[list[str], list[str]]:
+    """``module.load_state_dict(state, strict=False)`` with a tensor of the wrong shape (an
+    edited or foreign checkpoint) reported as a :class:`CheckpointError` naming ``what``;
+    returns the missing and unexpected keys."""
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), "")
+        raise CheckpointError(f"checkpoint does not fit {what}: {first or exc}") from None
+    return list(missing), list(unexpected)
 
 
 @dataclass
@@ -85,7 +105,7 @@ class SequentialRecommender(nn.Module):
 
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load what :meth:`trained_state` saved; raise :class:`CheckpointError` on a mismatch."""
-        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing, unexpected = load_state_checked(self, state, f"model {self.cfg.name!r}")
         if missing or unexpected:
             raise CheckpointError(
                 f"checkpoint does not fit model {self.cfg.name!r} "

@@ -217,22 +217,40 @@ def save_checkpoint(run_dir: Path, name: str, state: CheckpointState, is_best: b
     return root / name
 
 
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a missing or damaged file is a CheckpointError."""
+    if not path.exists():
+        raise CheckpointError(f"{path} is missing: the checkpoint is incomplete")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error type for damaged files
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({exc}): the checkpoint is damaged; "
+            "evaluate the run's other checkpoint or train again"
+        ) from None
+
+
 def load_checkpoint(folder: Path, with_training_state: bool = True) -> CheckpointState:
     """Read a checkpoint folder written by :func:`save_checkpoint`."""
-    model_file = folder / "model.safetensors"
-    if not model_file.exists():
-        raise CheckpointError(f"{model_file} is missing: the checkpoint is incomplete")
-    model = load_file(str(model_file))
+    model = _read_tensors(folder / "model.safetensors")
     if not with_training_state:
         return CheckpointState(model, None, None, torch.empty(0, dtype=torch.uint8), TrainerState())
     extra = read_json(folder / "state.json")
-    if "trainer" not in extra:
+    if not isinstance(extra, dict) or "trainer" not in extra:
         raise CheckpointError(f"{folder / 'state.json'} has no 'trainer' entry")
-    tensors = load_file(str(folder / "optimizer.safetensors"))
+    tensors = _read_tensors(folder / "optimizer.safetensors")
+    if "rng.torch" not in tensors:
+        raise CheckpointError(f"{folder / 'optimizer.safetensors'} has no 'rng.torch' tensor")
     optimizer = None
     if "optimizer" in extra:
         flat = {k[len("optim.") :]: v for k, v in tensors.items() if k.startswith("optim.")}
-        optimizer = optimizer_from_flat(flat, extra["optimizer"])
+        try:
+            optimizer = optimizer_from_flat(flat, extra["optimizer"])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(
+                f"{folder}: the optimizer state in state.json and optimizer.safetensors do "
+                f"not match ({type(exc).__name__}: {exc})"
+            ) from None
     return CheckpointState(
         model=model,
         optimizer=optimizer,

@@ -66,8 +66,19 @@ class RunFolder:
     @cached_property
     def ids(self) -> dict[str, Any]:
         """``user_ids`` and ``item_ids`` (index = internal id), the dataset's name and key."""
-        ids: dict[str, Any] = read_json(self.path / "ids.json")
-        return ids
+        path = self.path / "ids.json"
+        ids = read_json(path)
+        for key in ("user_ids", "item_ids"):
+            values = ids.get(key) if isinstance(ids, dict) else None
+            if not (
+                isinstance(values, list) and values and all(isinstance(v, str) for v in values)
+            ):
+                raise CheckpointError(
+                    f"{path}: expected {key!r}, a list of id strings (index = internal id, "
+                    "entry 0 = padding), as `darec train` writes it; was the file edited?"
+                )
+        checked: dict[str, Any] = ids
+        return checked
 
     @property
     def num_items(self) -> int:

@@ -36,7 +36,7 @@ from darec.data.batching import TrainBatch
 from darec.errors import CheckpointError
 from darec.models.adapters import attach_adapters, first_adapted_layer, parse_layout
 from darec.models.backbone import Backbone
-from darec.models.base import SequentialRecommender
+from darec.models.base import SequentialRecommender, load_state_checked
 from darec.models.darec.kv import CaptureKV, PrefixKV
 from darec.models.darec.layout import (
     ItemSlots,
@@ -482,7 +482,7 @@ class DARecModel(SequentialRecommender):
             if name in state:
                 setattr(self, name, torch.empty_like(state[name], device=self.item_tokens.device))
         fit_text_table(self.cf, state, prefix="cf.")  # a CF model started from sasrec-text
-        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing, unexpected = load_state_checked(self, state, "this DARec")
         frozen = self._frozen_keys()
         missing = [k for k in missing if k not in frozen]
         if missing or unexpected:

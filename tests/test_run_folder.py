@@ -1,0 +1,93 @@
+"""A damaged or edited run folder gets a clear error (exit 2, the file and what was expected),
+never a traceback: regression tests for what a careless user did to real run folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from darec.cli import app
+from darec.run import RunFolder, checkpoint_path
+from tests.test_cli import TINY, _env
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    from tests.conftest import write_tiny_atomic
+
+    root = tmp_path_factory.mktemp("runs")
+    data = write_tiny_atomic(root / "tiny")
+    env = _env(root)
+    args = ["train", "--data", str(data), "--model", "sasrec", "-o", str(root / "run"), *TINY]
+    out = runner.invoke(app, args, env=env)
+    assert out.exit_code == 0, out.output
+    return root / "run", env
+
+
+def _copy(trained: tuple[Path, dict[str, str]], tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(trained[0], run)
+    return run
+
+
+def _evaluate(run: Path, env: dict[str, str]) -> str:
+    out = runner.invoke(app, ["evaluate", str(run), "--device", "cpu"], env=env)
+    assert out.exit_code == 2, out.output
+    assert "Traceback" not in out.output
+    return " ".join(out.output.split())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_damaged_weights_are_named(trained, tmp_path, damage):
+    run = _copy(trained, tmp_path)
+    weights = checkpoint_path(run, "best") / "model.safetensors"
+    content = weights.read_bytes()
+    weights.write_bytes(
+        {"truncated": content[: len(content) // 2], "empty": b"", "garbage": b"x" * 100}[damage]
+    )
+    out = _evaluate(run, trained[1])
+    assert "model.safetensors is not a readable safetensors file" in out
+    assert "the checkpoint is damaged" in out
+
+
+def test_weights_of_the_wrong_shape_do_not_fit(trained, tmp_path):
+    run = _copy(trained, tmp_path)
+    weights = checkpoint_path(run, "best") / "model.safetensors"
+    state = RunFolder.open(run).load_model().state_dict()
+    state["item_embedding.weight"] = torch.zeros(3, 5)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    out = _evaluate(run, trained[1])
+    assert "checkpoint does not fit model 'sasrec'" in out and "item_embedding.weight" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("config.json", "{not json", "config.json is not valid JSON"),
+        ("ids.json", '{"user_ids": ["", "u1"]}', "ids.json: expected 'item_ids', a list of id"),
+        ("ids.json", '{"user_ids": 3, "item_ids": []}', "ids.json: expected 'user_ids'"),
+    ],
+)
+def test_edited_run_files_are_named(trained, tmp_path, name, content, expected):
+    run = _copy(trained, tmp_path)
+    (run / name).write_text(content)
+    assert expected in _evaluate(run, trained[1])
+
+
+def test_a_missing_optimizer_file_stops_a_resume_clearly(trained, tmp_path):
+    run = _copy(trained, tmp_path)
+    (checkpoint_path(run, "last") / "optimizer.safetensors").unlink()
+    config = json.loads((run / "config.json").read_text())
+    data = config["data"]["path"]
+    args = ["train", "--data", data, "--model", "sasrec", "-o", str(run), *TINY, "--resume"]
+    out = runner.invoke(app, args, env=trained[1])
+    assert out.exit_code == 2, out.output
+    assert "optimizer.safetensors is missing: the checkpoint is incomplete" in out.output
