@@ -91,3 +91,27 @@ def test_a_missing_optimizer_file_stops_a_resume_clearly(trained, tmp_path):
     out = runner.invoke(app, args, env=trained[1])
     assert out.exit_code == 2, out.output
     assert "optimizer.safetensors is missing: the checkpoint is incomplete" in out.output
+
+
+def test_a_second_trainer_on_one_folder_is_refused(tmp_path):
+    from darec.errors import CheckpointError
+    from darec.run.lock import run_lock
+
+    with run_lock(tmp_path / "run"):
+        with pytest.raises(CheckpointError, match=r"run is being trained by pid \d+ on "):
+            with run_lock(tmp_path / "run"):
+                pass
+    with run_lock(tmp_path / "run"):  # released when the holder ends
+        pass
+
+
+def test_temporary_folders_of_a_killed_write_are_removed(tmp_path):
+    from darec.run.lock import run_lock
+
+    left = tmp_path / "run" / "checkpoints" / ".step-00000004-0002.k3j2"
+    left.mkdir(parents=True)
+    (left / "model.safetensors").write_bytes(b"half")
+    kept = tmp_path / "run" / "checkpoints" / "step-00000002-0001"
+    kept.mkdir()
+    with run_lock(tmp_path / "run"):
+        assert not left.exists() and kept.exists()

@@ -171,7 +171,11 @@ def train(
     except DarecError as exc:
         _fail(exc)
     except KeyboardInterrupt:
-        err.print(f"interrupted; continue with: darec train ... --output {output} --resume")
+        if (output / "checkpoints" / "pointers.json").exists():
+            err.print(f"interrupted; continue with: darec train ... --output {output} --resume")
+        else:
+            err.print("interrupted before the first checkpoint; nothing to resume: run the same")
+            err.print("command again (without --resume)")
         raise typer.Exit(130) from None
     console.print(
         f"{record.model} on {record.dataset}: best epoch {result.best_epoch} of {result.epochs} "

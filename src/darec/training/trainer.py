@@ -35,6 +35,7 @@ from darec.run.checkpoint import (
     read_json,
     save_checkpoint,
 )
+from darec.run.lock import run_lock
 from darec.run.state import TrainerState
 
 __all__ = [
@@ -310,6 +311,10 @@ class Trainer:
 
         ``test=False`` (hyper-parameter tuning) never reads the test split.
         """
+        with run_lock(self.run_dir):
+            return self._fit(resume, test)
+
+    def _fit(self, resume: bool, test: bool) -> FitResult:
         cfg = self.cfg.train
         if resume:
             self._restore()
