@@ -177,8 +177,26 @@ def test_existing_run_and_changed_config_are_refused(tiny_cfg, tmp_path):
     _trainer(apply_overrides(tiny_cfg, ["train.epochs=1"]), tmp_path / "run").fit()
     with pytest.raises(CheckpointError, match="already holds a trained run"):
         _trainer(apply_overrides(tiny_cfg, ["train.epochs=1"]), tmp_path / "run").fit()
-    with pytest.raises(CheckpointError, match="differs from the config"):
-        _trainer(apply_overrides(tiny_cfg, ["train.epochs=2"]), tmp_path / "run").fit(resume=True)
+    changed = apply_overrides(tiny_cfg, ["train.epochs=1", "train.lr=0.02"])
+    with pytest.raises(
+        CheckpointError, match=r"differs .* \(train.lr: 0.01 in the run, 0.02 now\)"
+    ):
+        _trainer(changed, tmp_path / "run").fit(resume=True)
+    cosine = apply_overrides(tiny_cfg, ["train.epochs=2", "train.scheduler=cosine"])
+    _trainer(cosine, tmp_path / "cos").fit()
+    longer = apply_overrides(cosine, ["train.epochs=3"])
+    with pytest.raises(CheckpointError, match="train.epochs only with a constant schedule"):
+        _trainer(longer, tmp_path / "cos").fit(resume=True)
+
+
+def test_a_resume_may_raise_the_budget_and_then_trains_on(tiny_cfg, tmp_path):
+    straight = _trainer(apply_overrides(tiny_cfg, ["train.epochs=3"]), tmp_path / "a").fit()
+    _trainer(apply_overrides(tiny_cfg, ["train.epochs=1"]), tmp_path / "b").fit()
+    more = apply_overrides(tiny_cfg, ["train.epochs=3", "train.patience=20"])
+    resumed = _trainer(more, tmp_path / "b").fit(resume=True)
+    assert resumed.epochs == 3 and resumed.stopped == "epochs"
+    assert resumed.valid == straight.valid and resumed.test == straight.test
+    assert read_json(tmp_path / "b" / "config.json")["train"]["epochs"] == 3
 
 
 def test_run_folder_of_an_older_version_loads_and_resumes(tiny_cfg, tmp_path):

@@ -90,10 +90,13 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(2)
 
 
+def _overrides(sets: list[str] | None, **fields: str | None) -> list[str]:
+    """``--set`` strings, after those of the options that name a key (``--data`` and such)."""
+    return [f"{k}={v}" for k, v in fields.items() if v is not None] + list(sets or [])
+
+
 def _config(config: Path | None, sets: list[str] | None, **fields: str | None) -> Config:
-    overrides = list(sets or [])
-    overrides = [f"{k}={v}" for k, v in fields.items() if v is not None] + overrides
-    return load_config(config, overrides)
+    return load_config(config, _overrides(sets, **fields))
 
 
 class _Progress:
@@ -161,10 +164,17 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in --output.")] = False,
 ) -> None:
     """Train a model, select it on validation NDCG@10, evaluate the test split once."""
+    from darec.config import apply_overrides
     from darec.experiment import run_experiment
+    from darec.run import RunFolder
 
     try:
-        cfg = _config(config, sets, **{"data.path": data, "data.format": fmt, "model.name": model})
+        fields = {"data.path": data, "data.format": fmt, "model.name": model}
+        if resume and config is None and (output / "config.json").exists():
+            # the run's own config, with what is given now on top (checked when restoring)
+            cfg = apply_overrides(RunFolder.open(output).config, _overrides(sets, **fields))
+        else:
+            cfg = _config(config, sets, **fields)
         with _progress() as progress:
             callback = _Progress(progress, cfg.model.name)
             result, record = run_experiment(cfg, output, callback, resume=resume)

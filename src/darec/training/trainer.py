@@ -74,6 +74,21 @@ class FitResult:
     """Test metrics of the users whose target is in the head, torso or tail third of items."""
 
 
+RESUME_MAY_CHANGE = ("train.epochs", "train.max_minutes", "train.patience")
+"""Config keys a resumed run may change: the budget, never what is trained or how."""
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
 def _schedule(cfg: Config, total_steps: int) -> Callable[[int], float]:
     warmup, kind = cfg.train.warmup_steps, cfg.train.scheduler
 
@@ -183,14 +198,38 @@ class Trainer:
         name = f"step-{self.state.global_step:08d}-{self.state.saves:04d}"
         save_checkpoint(self.run_dir, name, state, is_best)
 
-    def _restore(self) -> None:
+    def _check_resumed_config(self) -> None:
+        """Refuse a resume whose config differs from the run's, naming the keys, except for
+        the budget keys (RESUME_MAY_CHANGE), which are then written to the run's config.json."""
         # normalised: keys added since (at their defaults) or renamed do not count as changes
-        saved_cfg = config_to_dict(config_from_run(read_json(self.run_dir / "config.json")))
-        if saved_cfg != config_to_dict(self.cfg):
+        saved = _flatten(config_to_dict(config_from_run(read_json(self.run_dir / "config.json"))))
+        now = _flatten(config_to_dict(self.cfg))
+        changed = [k for k in now if saved.get(k) != now[k]]
+        refused = [k for k in changed if k not in RESUME_MAY_CHANGE]
+        if "train.epochs" in changed and self.cfg.train.scheduler != "constant":
+            refused.append("train.epochs")  # the learning-rate schedule spans train.epochs
+        if refused:
+            shown = "; ".join(f"{k}: {saved.get(k)!r} in the run, {now[k]!r} now" for k in refused)
             raise CheckpointError(
-                f"{self.run_dir}/config.json differs from the config given now; resume with the "
-                "same config (or train into a new folder)"
+                f"{self.run_dir}/config.json differs from the config given now ({shown}); "
+                f"resume with the run's values (only {', '.join(RESUME_MAY_CHANGE)} may change, "
+                "train.epochs only with a constant schedule), or train into a new folder"
             )
+        if changed:
+            atomic_write_json(self.run_dir / "config.json", config_to_dict(self.cfg))
+
+    def _reopen_if_budget_raised(self) -> None:
+        """A run that ended on a budget that the resumed config raises goes on training."""
+        cfg, state = self.cfg.train, self.state
+        if (
+            (state.stopped == "epochs" and state.epoch < cfg.epochs)
+            or (state.stopped == "time_limit" and not self._out_of_time())
+            or (state.stopped == "early_stopping" and not self._patience_spent())
+        ):
+            state.stopped = None
+
+    def _restore(self) -> None:
+        self._check_resumed_config()
         ckpt = load_checkpoint(checkpoint_path(self.run_dir, "last"))
         self.model.load_trained_state(ckpt.model)
         if self.optimizer is not None and ckpt.optimizer is not None:
@@ -201,6 +240,7 @@ class Trainer:
         if ckpt.cuda_rng is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(ckpt.cuda_rng, self.device)
         self.state = ckpt.trainer
+        self._reopen_if_budget_raised()
 
     # ------------------------------------------------------------------ training
 
