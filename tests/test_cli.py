@@ -176,3 +176,10 @@ def test_text_from_data_is_printed_as_it_is(tmp_path):
     out = runner.invoke(app, ["data", "info", str(bad)], env=env)
     assert out.exit_code == 2
     assert "bad[bold].csv:100:" in out.output and "💯" not in out.output
+
+
+def test_version():
+    import darec
+
+    out = runner.invoke(app, ["--version"])
+    assert out.exit_code == 0 and out.output.strip() == f"darec {darec.__version__}"

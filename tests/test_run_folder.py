@@ -131,3 +131,20 @@ def test_resume_reads_the_runs_config_and_names_what_differs(trained, tmp_path):
     )
     assert out.exit_code == 2
     assert "model.dropout: 0.5 in the run, 0.3 now" in " ".join(out.output.split())
+
+
+def test_a_run_trained_from_a_relative_path_works_from_any_folder(tmp_path, monkeypatch):
+    from tests.conftest import write_tiny_atomic
+
+    write_tiny_atomic(tmp_path / "work" / "tiny")
+    env = _env(tmp_path)
+    monkeypatch.chdir(tmp_path / "work")
+    out = runner.invoke(
+        app, ["train", "--data", "tiny", "-m", "sasrec", "-o", "run", *TINY], env=env
+    )
+    assert out.exit_code == 0, out.output
+    saved = json.loads((tmp_path / "work" / "run" / "config.json").read_text())["data"]["path"]
+    assert saved == str(tmp_path / "work" / "tiny")
+    monkeypatch.chdir(tmp_path)
+    out = runner.invoke(app, ["evaluate", "work/run", "--device", "cpu"], env=env)
+    assert out.exit_code == 0, out.output

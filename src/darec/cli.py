@@ -48,9 +48,23 @@ console = Console(markup=False, emoji=False, highlight=False)
 err = Console(stderr=True, markup=False, emoji=False, highlight=False)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import darec
+
+        print(f"darec {darec.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _logging(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also log debug lines.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Log lines of darec's own modules (e.g. the dtype chosen) go to standard error."""
     from rich.logging import RichHandler

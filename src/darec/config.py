@@ -507,7 +507,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     if tp in (int, float):
-        what = "an integer" if tp is int else "a finite number"
+        what = "an integer" if tp is int else "a number"
         number: int | float | None = None
         if isinstance(value, int | float) and not isinstance(value, bool):
             if tp is float or isinstance(value, int):
@@ -520,6 +520,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         # nan and inf are numbers to Python, never to a config (lr=nan trains nothing)
         if number is not None and math.isfinite(number):
             return number
+        if number is not None:
+            raise ConfigError(f"{key} must be a number (not nan or infinite), got {value!r}")
         raise ConfigError(f"{key} must be {what}, got {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -12,7 +12,7 @@ import torch
 from darec.config import Config, apply_overrides
 from darec.data.split import leave_one_out
 from darec.models.registry import check_model_name
-from darec.run import load_data, provenance
+from darec.run import load_data, provenance, with_absolute_paths
 from darec.training.trainer import FitResult, TrainCallback, Trainer
 
 __all__ = [
@@ -63,6 +63,7 @@ def run_experiment(
     ``test=False`` is for tuning: the test split is not read and ``record.test`` is empty.
     """
     check_model_name(cfg.model.name)  # before reading any data
+    cfg = with_absolute_paths(cfg)  # the run folder then works from any working folder
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     dataset = load_data(cfg)

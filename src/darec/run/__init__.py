@@ -4,7 +4,13 @@
 folder into a config, id maps, a dataset and a model on a device."""
 
 from darec.run.checkpoint import checkpoint_path, load_checkpoint, provenance
-from darec.run.folder import RunFolder, check_run_data, load_data, load_trained_model
+from darec.run.folder import (
+    RunFolder,
+    check_run_data,
+    load_data,
+    load_trained_model,
+    with_absolute_paths,
+)
 
 __all__ = [
     "RunFolder",
@@ -14,4 +20,5 @@ __all__ = [
     "load_data",
     "load_trained_model",
     "provenance",
+    "with_absolute_paths",
 ]

@@ -24,7 +24,26 @@ from darec.models.registry import build_model
 from darec.paths import cache_dir
 from darec.run.checkpoint import checkpoint_path, load_checkpoint, read_json
 
-__all__ = ["RunFolder", "load_trained_model", "load_data", "check_run_data"]
+__all__ = [
+    "RunFolder",
+    "load_trained_model",
+    "load_data",
+    "check_run_data",
+    "with_absolute_paths",
+]
+
+
+def with_absolute_paths(cfg: Config) -> Config:
+    """``cfg`` with ``data.path`` and ``data.item_path`` made absolute (from the working folder),
+    as a run folder stores them: the run then works from any folder."""
+
+    def absolute(value: str) -> str:
+        return str(Path(value).expanduser().resolve()) if value else value
+
+    data = dataclasses.replace(
+        cfg.data, path=absolute(cfg.data.path), item_path=absolute(cfg.data.item_path)
+    )
+    return dataclasses.replace(cfg, data=data)
 
 
 def load_data(cfg: Config, path: str | None = None) -> SequenceDataset:

@@ -25,7 +25,7 @@ from darec.evaluation.popularity import metrics_by_group, popularity_groups
 from darec.models.base import ModelContext, SequentialRecommender
 from darec.models.registry import build_model
 from darec.paths import cache_dir
-from darec.run import load_trained_model
+from darec.run import load_trained_model, with_absolute_paths
 from darec.run.checkpoint import (
     CheckpointState,
     atomic_write_json,
@@ -202,8 +202,10 @@ class Trainer:
         """Refuse a resume whose config differs from the run's, naming the keys, except for
         the budget keys (RESUME_MAY_CHANGE), which are then written to the run's config.json."""
         # normalised: keys added since (at their defaults) or renamed do not count as changes
-        saved = _flatten(config_to_dict(config_from_run(read_json(self.run_dir / "config.json"))))
-        now = _flatten(config_to_dict(self.cfg))
+        # data paths compared absolute: runs saved before they were stored so still resume
+        saved_cfg = with_absolute_paths(config_from_run(read_json(self.run_dir / "config.json")))
+        saved = _flatten(config_to_dict(saved_cfg))
+        now = _flatten(config_to_dict(with_absolute_paths(self.cfg)))
         changed = [k for k in now if saved.get(k) != now[k]]
         refused = [k for k in changed if k not in RESUME_MAY_CHANGE]
         if "train.epochs" in changed and self.cfg.train.scheduler != "constant":
