@@ -148,3 +148,35 @@ def test_a_run_trained_from_a_relative_path_works_from_any_folder(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     out = runner.invoke(app, ["evaluate", "work/run", "--device", "cpu"], env=env)
     assert out.exit_code == 0, out.output
+
+
+def test_the_training_log_reads_as_one_run_after_a_crash(tiny_cfg, tmp_path):
+    from darec.config import apply_overrides
+    from darec.training.log import read_log
+    from tests.test_training import CrashAt, _trainer
+
+    cfg = apply_overrides(tiny_cfg, ["train.epochs=3", "train.checkpoint_every_steps=2"])
+    straight = _trainer(cfg, tmp_path / "a")
+    straight.fit()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _trainer(cfg, tmp_path / "b", CrashAt(1, 3)).fit()
+    _trainer(cfg, tmp_path / "b").fit(resume=True)
+    a, b = read_log(tmp_path / "a" / "log.jsonl"), read_log(tmp_path / "b" / "log.jsonl")
+    assert [r["event"] for r in a] == ["epoch", "valid"] * 3
+    valid = [{k: v for k, v in r.items() if k != "seconds"} for r in a if r["event"] == "valid"]
+    assert valid == [
+        {k: v for k, v in r.items() if k != "seconds"} for r in b if r["event"] == "valid"
+    ]
+    # lines after the last checkpoint were dropped; the resumed epoch logs the steps it ran
+    epochs_b = [(r["epoch"], r["steps"], r["of_steps"]) for r in b if r["event"] == "epoch"]
+    assert epochs_b == [(1, 5, 5), (2, 2, 5), (3, 5, 5)]
+
+
+def test_report_prints_the_log_and_plots_it(trained, tmp_path):
+    run = _copy(trained, tmp_path)
+    out = runner.invoke(app, ["report", str(run)], env=trained[1])
+    assert out.exit_code == 0, out.output
+    assert "training log" in out.output and (run / "curves.png").stat().st_size > 1000
+    (run / "log.jsonl").unlink()
+    out = runner.invoke(app, ["report", str(run)], env=trained[1])
+    assert out.exit_code == 2 and "log.jsonl is missing or empty" in out.output

@@ -378,3 +378,34 @@ def test_test_report_has_both_protocols_and_popularity_groups(tiny_cfg, tmp_path
     assert sum(g["users"] for g in groups.values()) == len(trainer.split.test)
     users = sum(g["users"] * g["NDCG@10"] for g in groups.values()) / len(trainer.split.test)
     assert users == pytest.approx(result.test["NDCG@10"])
+
+
+def test_a_time_limit_that_cuts_an_improving_run_is_said(tiny_cfg, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from darec.training import trainer as trainer_mod
+
+    clock = TenSecondSteps()
+    monkeypatch.setattr(trainer_mod, "time", SimpleNamespace(monotonic=clock.monotonic))
+    # 5 steps an epoch: 75 s end the run 2 steps into the second epoch
+    sets = ["train.epochs=5", "train.validate_first=true", "train.max_minutes=" + str(75 / 60)]
+    trainer = _trainer(apply_overrides(tiny_cfg, sets), tmp_path / "run", clock)
+    monkeypatch.setattr(trainer, "evaluate_split", _rising_metric(trainer.evaluate_split))
+    result = trainer.fit()
+    assert result.stopped == "time_limit"
+    assert any("ended epoch 2 after 3/5 steps: it is a partial epoch" in n for n in result.notes)
+    assert any("while validation was still improving" in n for n in result.notes)
+
+
+def _rising_metric(evaluate_split):
+    """Validation scores that rise at every call (the test split is left as it is)."""
+    calls = []
+
+    def fake(which):
+        result = evaluate_split(which)
+        if which == "valid":
+            calls.append(1)
+            result.metrics = {k: len(calls) / 100 for k in result.metrics}
+        return result
+
+    return fake

@@ -205,7 +205,53 @@ def train(
         f"{record.model} on {record.dataset}: best epoch {result.best_epoch} of {result.epochs} "
         f"({result.stopped}), {result.train_seconds:.0f}s; run folder {output}"
     )
+    for note in result.notes:
+        err.print(Text.assemble(("warning:", "bold yellow"), f" {note}"))
     console.print(_metrics_table("test (full ranking)", [(record.model, result.test)]))
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `darec train`.")],
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="PNG file for the curves (RUN/curves.png).")
+    ] = None,
+) -> None:
+    """A run's training log: loss and validation per epoch, and a plot of both curves."""
+    from darec.run import RunFolder
+    from darec.training.log import plot_log, read_log
+
+    try:
+        folder = RunFolder.open(run)
+        records = read_log(folder.path / "log.jsonl")
+        if not records:
+            raise DarecError(
+                f"{folder.path / 'log.jsonl'} is missing or empty (runs trained before the log "
+                "existed have none)"
+            )
+        metric = folder.config.eval.select_metric
+        target = plot or folder.path / "curves.png"
+        plot_log(records, target, metric)
+    except DarecError as exc:
+        _fail(exc)
+    table = Table(title=f"{run}: training log")
+    for col in ("epoch", "steps", "loss", "lr", f"valid {metric}", "minutes"):
+        table.add_column(col, justify="right")
+    valid = {r["epoch"]: r for r in records if r.get("event") == "valid"}
+    for r in records:
+        if r.get("event") != "epoch":
+            continue
+        v = valid.get(r["epoch"], {})
+        table.add_row(
+            str(r["epoch"]),
+            f"{r['steps']}/{r['of_steps']}",
+            f"{r['loss']:.4f}",
+            f"{r['lr']:.2e}",
+            f"{v[metric]:.4f}" if metric in v else "",
+            f"{r['seconds'] / 60:.1f}",
+        )
+    console.print(table)
+    console.print(f"curves: {target}")
 
 
 @app.command()

@@ -37,6 +37,7 @@ from darec.run.checkpoint import (
 )
 from darec.run.lock import run_lock
 from darec.run.state import TrainerState
+from darec.training.log import TrainingLog
 
 __all__ = [
     "Trainer",
@@ -72,6 +73,9 @@ class FitResult:
     """Test metrics with the other ``eval.exclude_history`` (seen items kept, by default)."""
     test_by_popularity: dict[str, dict[str, float]] = field(default_factory=dict)
     """Test metrics of the users whose target is in the head, torso or tail third of items."""
+    notes: list[str] = field(default_factory=list)
+    """What a user should know about how the run ended (e.g. a time limit that cut a run whose
+    validation was still improving); the CLI prints them."""
 
 
 RESUME_MAY_CHANGE = ("train.epochs", "train.max_minutes", "train.patience")
@@ -125,6 +129,7 @@ class Trainer:
         self.dataset = dataset
         self.split = split
         self.run_dir = Path(run_dir)
+        self.log = TrainingLog(self.run_dir / "log.jsonl")
         self.callback = callback
         self._clock = time.monotonic()  # when training time last started counting (fit)
         if len(split.valid.targets) == 0:
@@ -242,13 +247,15 @@ class Trainer:
         if ckpt.cuda_rng is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(ckpt.cuda_rng, self.device)
         self.state = ckpt.trainer
+        self.log.truncate_after(self.state.global_step)  # the steps about to be redone
         self._reopen_if_budget_raised()
 
     # ------------------------------------------------------------------ training
 
-    def _validate(self, epoch: int, partial: bool = False) -> bool:
+    def _validate(self, epoch: int, partial_steps: int | None = None) -> bool:
         """Validate now; ``epoch`` is the epoch in progress (1-based; 0 before training),
-        ``partial`` says it has not finished (time limit or a mid-epoch validation)."""
+        ``partial_steps``: it has not finished (time limit or a mid-epoch validation) and ran
+        this many of its steps."""
         result = self.evaluate_split("valid")
         metric = result.metrics[self.cfg.eval.select_metric]
         best = self.state.best_metric
@@ -261,10 +268,12 @@ class Trainer:
             self.state.bad_evals = 0
         else:
             self.state.bad_evals += 1
-        record = {"epoch": epoch, "step": step, **result.metrics}
-        if partial:
+        record: dict[str, Any] = {"epoch": epoch, "step": step, **result.metrics}
+        if partial_steps is not None:
             record["partial_epoch"] = True
+            record["epoch_steps"] = f"{partial_steps}/{self.steps_per_epoch}"
         self.state.history.append(record)
+        self.log.write({"event": "valid", **record, "seconds": round(self._elapsed(), 2)})
         if self.callback:
             self.callback.on_validation(epoch, result.metrics, improved)
         return improved
@@ -296,12 +305,32 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> str:
         """Run the rest of epoch ``epoch``: ``finished``, or what stopped it (``time_limit``,
         or ``early_stopping`` after a mid-epoch validation, see ``train.eval_every_steps``)."""
-        cfg = self.cfg.train
-        assert self.optimizer is not None and self.scheduler is not None
+        assert self.scheduler is not None
         batches = self._epoch_batches(epoch)
         if self.callback:
             self.callback.on_epoch_start(epoch, self.steps_per_epoch)
         self.model.train()
+        losses: list[float] = []
+        try:
+            return self._run_steps(epoch, batches, losses)
+        finally:
+            if losses:  # what this process ran of the epoch (all of it but after a resume)
+                self.log.write(
+                    {
+                        "event": "epoch",
+                        "epoch": epoch + 1,
+                        "step": self.state.global_step,
+                        "steps": len(losses),
+                        "of_steps": self.steps_per_epoch,
+                        "loss": sum(losses) / len(losses),
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "seconds": round(self._elapsed(), 2),
+                    }
+                )
+
+    def _run_steps(self, epoch: int, batches: list[np.ndarray], losses: list[float]) -> str:
+        cfg = self.cfg.train
+        assert self.optimizer is not None and self.scheduler is not None
         for step in range(self.state.step_in_epoch, self.steps_per_epoch):
             if self._out_of_time():
                 return "time_limit"
@@ -323,12 +352,13 @@ class Trainer:
             self.scheduler.step()
             self.state.step_in_epoch = step + 1
             self.state.global_step += 1
+            losses.append(loss.item())
             if self.callback:
-                self.callback.on_step(epoch, step, loss.item())
+                self.callback.on_step(epoch, step, losses[-1])
             gstep, last = self.state.global_step, step + 1 == self.steps_per_epoch
             validate = bool(cfg.eval_every_steps) and gstep % cfg.eval_every_steps == 0 and not last
             if validate or (cfg.checkpoint_every_steps and gstep % cfg.checkpoint_every_steps == 0):
-                improved = validate and self._validate(epoch + 1, partial=True)
+                improved = validate and self._validate(epoch + 1, self.state.step_in_epoch)
                 self.model.train()  # validation left it in eval mode
                 self._bank_time()
                 self._checkpoint(is_best=improved)
@@ -343,10 +373,13 @@ class Trainer:
         self.state.elapsed += now - self._clock
         self._clock = now
 
+    def _elapsed(self) -> float:
+        """Seconds of training so far, across resumes."""
+        return self.state.elapsed + time.monotonic() - self._clock
+
     def _out_of_time(self) -> bool:
         limit = self.cfg.train.max_minutes
-        elapsed = self.state.elapsed + time.monotonic() - self._clock
-        return bool(limit) and elapsed > limit * 60
+        return bool(limit) and self._elapsed() > limit * 60
 
     def fit(self, resume: bool = False, test: bool = True) -> FitResult:
         """Train (or resume), select the best validation checkpoint, evaluate test once.
@@ -377,6 +410,7 @@ class Trainer:
                 self._validate(0)  # the starting point competes with every later validation
                 self._checkpoint(is_best=True)
             ended = self._train_epoch(epoch)
+            done = self.state.step_in_epoch
             # a partial epoch (time limit) counts as an epoch; its validation says so
             self.state.epoch, self.state.step_in_epoch = epoch + 1, 0
             improved = False
@@ -390,7 +424,7 @@ class Trainer:
                     and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs)
                 )
             ):
-                improved = self._validate(epoch + 1, partial=ended != "finished")
+                improved = self._validate(epoch + 1, None if ended == "finished" else done)
             if ended != "finished":
                 self.state.stopped = ended
             elif self._patience_spent():
@@ -430,6 +464,7 @@ class Trainer:
             train_seconds=self.state.elapsed,
             stopped=stopped,
             history=self.state.history,
+            notes=self._notes(stopped),
         )
         atomic_write_json(
             self.run_dir / "metrics.json",
@@ -451,6 +486,27 @@ class Trainer:
             },
         )
         return result
+
+    def _notes(self, stopped: str) -> list[str]:
+        """Warnings about how training ended, for the user (the CLI prints them)."""
+        history, notes = self.state.history, list[str]()
+        if stopped != "time_limit" or not history:
+            return notes
+        last = history[-1]
+        if last.get("partial_epoch") and "epoch_steps" in last:
+            notes.append(
+                f"train.max_minutes ended epoch {last['epoch']} after {last['epoch_steps']} "
+                "steps: it is a partial epoch"
+            )
+        if self.state.best_step == last["step"] and len(history) > 1:
+            minutes = self.cfg.train.max_minutes
+            notes.append(
+                f"train.max_minutes={minutes:g} ended this run while validation was still "
+                "improving (its last validation is the best): the result depends on how fast "
+                "this machine was; train on with `darec train -o RUN --resume --set "
+                f"train.max_minutes={2 * minutes:g}`"
+            )
+        return notes
 
     def _test_report(
         self,
