@@ -180,3 +180,14 @@ def test_report_prints_the_log_and_plots_it(trained, tmp_path):
     (run / "log.jsonl").unlink()
     out = runner.invoke(app, ["report", str(run)], env=trained[1])
     assert out.exit_code == 2 and "log.jsonl is missing or empty" in out.output
+
+
+def test_recommend_shows_titles_and_the_users_recent_history(trained):
+    run, env = trained
+    out = runner.invoke(app, ["recommend", str(run), "--user", "u1", "-k", "3"], env=env)
+    assert out.exit_code == 0, out.output
+    assert "user u1, most recent last:" in out.output and "(Item number" in out.output
+    assert "title" in out.output and out.output.count("Item number") >= 4
+    out = runner.invoke(app, ["recommend", str(run), "--user", "u1", "-k", "3", "--json"], env=env)
+    first = json.loads(out.output.splitlines()[0])
+    assert first["item"].startswith("i") and first["title"] is None  # --json keeps ids

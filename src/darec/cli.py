@@ -332,7 +332,7 @@ def recommend(
     """Top-k items for a known user, or for a given item history."""
     from darec.devices import pick_device
     from darec.serving.export import check_output, write_table
-    from darec.serving.recommend import Recommender
+    from darec.serving.recommend import Recommendation, Recommender
 
     try:
         given = (user is not None) + (items is not None) + all_users
@@ -368,11 +368,17 @@ def recommend(
         for r in recs:
             print(json.dumps(dataclasses.asdict(r)))
         return
+    recs = rec.with_titles(recs)
+    if user is not None:  # what the recommendations follow
+        recent = rec.with_titles([Recommendation(i, 0.0, 0) for i in rec.history_of(user)[-5:]])
+        shown = "; ".join(f"{r.item} ({r.title})" if r.title else r.item for r in recent)
+        console.print(f"user {user}, most recent last: {shown}")
+    titled = any(r.title for r in recs)
     table = Table(title=f"top {k} for {'user ' + user if user else 'the given history'}")
-    for col in ("rank", "item", "score"):
+    for col in ("rank", "item", "score", *(["title"] if titled else [])):
         table.add_column(col)
     for r in recs:
-        table.add_row(str(r.rank), r.item, f"{r.score:.4f}")
+        table.add_row(str(r.rank), r.item, f"{r.score:.4f}", *([r.title or ""] if titled else []))
     console.print(table)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from darec.data.batching import pad_left
 from darec.data.types import SequenceDataset
 from darec.devices import pick_device
-from darec.errors import ConfigError, UnknownIdError
+from darec.errors import ConfigError, DarecError, UnknownIdError
 from darec.evaluation.evaluator import chunk_size_for, iter_catalog_chunks
 from darec.models.base import SequentialRecommender, StreamState
 from darec.run import RunFolder
@@ -190,6 +191,22 @@ class Recommender:
     def title(self, item: str) -> str | None:
         """The item's title in the run's data, if it has one."""
         return self.dataset().catalog[self.item_index(item)].get("title")
+
+    def with_titles(self, recs: list[Recommendation]) -> list[Recommendation]:
+        """``recs`` with their titles filled in where the run's data (if it can be read) has
+        them; unchanged when it cannot (e.g. the data moved and no ``data`` path was given)."""
+        try:
+            catalog = self.dataset().catalog
+        except DarecError:
+            return recs
+        return [
+            dataclasses.replace(r, title=catalog[self.item_index(r.item)].get("title"))
+            for r in recs
+        ]
+
+    def history_of(self, user: str) -> list[str]:
+        """A known user's items, oldest first (external ids)."""
+        return [self.item_ids[int(i)] for i in self._user_history(user)]
 
     def for_history(
         self,
