@@ -110,12 +110,14 @@ def test_top_k_chunked_and_excluding():
 
 
 def test_popularity_groups_cut_items_into_thirds_by_training_count():
-    from darec.evaluation.popularity import popularity_groups
+    from darec.evaluation.popularity import item_counts, popularity_groups
 
-    # counts: item 1 x4, item 2 x3, item 3 x2, items 4..6 x1, item 7 never trained on
+    # counts: item 1 x5, item 2 x3, item 3 x2, items 4..6 x1, item 7 never trained on
     train = [np.array([], dtype=np.int64), np.array([1, 1, 2, 3, 4]), np.array([1, 2, 5, 6])]
     train.append(np.array([1, 1, 2, 3]))
-    groups = popularity_groups(train, num_items=7)
+    counts = item_counts(train, num_items=7)
+    assert counts.tolist() == [0, 5, 3, 2, 1, 1, 1, 0]
+    groups = popularity_groups(counts)
     assert groups[0] == -1
     assert groups[1:].tolist() == [0, 0, 0, 1, 1, 2, 2]  # ties (4, 5, 6) split by item id
     assert np.bincount(groups[1:]).tolist() == [3, 2, 2]
@@ -132,3 +134,24 @@ def test_metrics_by_group_average_each_groups_users_only():
     assert out["torso"]["NDCG@10"] == pytest.approx(1 / math.log2(4))
     assert out["tail"]["HR@10"] == 0.0
     assert "users" in out["tail"] and set(out) == {"head", "torso", "tail"}
+
+
+def test_list_metrics_coverage_and_average_popularity():
+    """A scorer that always ranks items 1..k first recommends k items to everyone."""
+
+    class Fixed(SequentialRecommender):
+        def encode_users(self, history):
+            return torch.zeros(history.shape[0], 1)
+
+        def score_items(self, state, items):
+            return -items.float().expand(state.shape[0], -1).clone()
+
+    model = Fixed(ModelConfig(), num_items=50)
+    data = EvalSet(
+        np.array([1, 2, 3]), [np.array([40]), np.array([41]), np.array([42])], np.array([5, 6, 7])
+    )
+    counts = np.arange(51)  # item i was trained on i times
+    result = evaluate(model, data, EvalConfig(), 10, item_counts=counts, list_k=4)
+    assert result.lists["Coverage@4"] == 4 / 50
+    assert result.lists["AvgPop@4"] == np.mean([1, 2, 3, 4])
+    assert evaluate(model, data, EvalConfig(), 10).lists == {}

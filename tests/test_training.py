@@ -376,6 +376,7 @@ def test_test_report_has_both_protocols_and_popularity_groups(tiny_cfg, tmp_path
     groups = saved["test_by_popularity"]
     assert set(groups) <= {"head", "torso", "tail"}
     assert sum(g["users"] for g in groups.values()) == len(trainer.split.test)
+    assert 0 < saved["test"]["Coverage@10"] <= 1 and saved["test"]["AvgPop@10"] > 0
     users = sum(g["users"] * g["NDCG@10"] for g in groups.values()) / len(trainer.split.test)
     assert users == pytest.approx(result.test["NDCG@10"])
 

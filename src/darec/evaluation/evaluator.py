@@ -9,7 +9,7 @@ computation and float noise can never turn a tie into a win).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from darec.data.split import EvalSet
 from darec.evaluation.metrics import metrics_from_ranks, tie_aware_rank
 from darec.models.base import SequentialRecommender
 
-__all__ = ["EvalResult", "evaluate", "iter_catalog_chunks", "chunk_size_for"]
+__all__ = ["EvalResult", "evaluate", "best_k", "iter_catalog_chunks", "chunk_size_for"]
 
 
 @dataclass
@@ -30,6 +30,10 @@ class EvalResult:
     """1-based rank of each user's target, aligned with the EvalSet's users."""
     num_users: int
     exclude_history: bool
+    lists: dict[str, float] = field(default_factory=dict)
+    """Properties of the top-k lists themselves (with ``item_counts``): ``Coverage@k``, the
+    share of the catalog recommended to anyone, and ``AvgPop@k``, the mean training count of
+    the recommended items (RecBole's ItemCoverage and AveragePopularity)."""
 
 
 def chunk_size_for(num_users: int, num_candidates: int, max_scores: int) -> int:
@@ -77,13 +81,18 @@ def evaluate(
     cfg: EvalConfig,
     max_seq_len: int,
     device: torch.device | str = "cpu",
+    item_counts: np.ndarray | None = None,
+    list_k: int = 10,
 ) -> EvalResult:
-    """Rank each target against all items and average HR/NDCG/MRR at ``cfg.ks``."""
+    """Rank each target against all items and average HR/NDCG/MRR at ``cfg.ks``; with
+    ``item_counts`` (N + 1,) training counts, also describe each user's top-``list_k`` list
+    (coverage of the catalog, mean popularity: see :attr:`EvalResult.lists`)."""
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(cfg.seed)
     num_candidates = model.num_items + 1
     all_ranks: list[torch.Tensor] = []
+    recommended: list[torch.Tensor] = []
     try:
         for start in range(0, len(data.targets), cfg.batch_size):
             stop = start + cfg.batch_size
@@ -97,16 +106,50 @@ def evaluate(
             chunk = chunk_size_for(len(targets), num_candidates, cfg.max_scores)
             ranks = _rank_batch(model, state, full_history, targets, cfg.exclude_history, chunk)
             all_ranks.append(tie_aware_rank(ranks[0].cpu(), ranks[1].cpu(), generator))
+            if item_counts is not None:
+                top, _ = best_k(model, state, full_history, cfg.exclude_history, chunk, list_k)
+                recommended.append(top.cpu())
     finally:
         model.train(was_training)
     ranks_np = torch.cat(all_ranks).numpy() if all_ranks else np.zeros(0, dtype=np.int64)
     select_k = int(cfg.select_metric.partition("@")[2])
+    lists: dict[str, float] = {}
+    if item_counts is not None and recommended:
+        items = torch.cat(recommended).numpy()  # (U, k), 0 where fewer items were allowed
+        shown = items[items > 0]
+        lists[f"Coverage@{list_k}"] = float(len(np.unique(shown)) / model.num_items)
+        lists[f"AvgPop@{list_k}"] = float(item_counts[shown].mean()) if len(shown) else 0.0
     return EvalResult(
         metrics=metrics_from_ranks(ranks_np, tuple(sorted({*cfg.ks, select_k}))),
         ranks=ranks_np,
         num_users=len(ranks_np),
         exclude_history=cfg.exclude_history,
+        lists=lists,
     )
+
+
+def best_k(
+    model: SequentialRecommender,
+    state: torch.Tensor,
+    history: torch.Tensor,
+    exclude_history: bool,
+    chunk: int,
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each user's best ``k`` allowed items (B, k) and their scores, on the model's device;
+    item 0 and score -inf where fewer are allowed. The catalog is scored in chunks of
+    ``chunk`` items and the running best ``k`` merged, so any catalog size fits in memory."""
+    batch = state.shape[0]
+    best_scores = torch.full((batch, 0), float("-inf"), device=history.device)
+    best_items = torch.zeros((batch, 0), dtype=torch.long, device=history.device)
+    chunks = iter_catalog_chunks(model, state, history, exclude_history, chunk)
+    for items, scores, allowed in chunks:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        cand_scores = torch.cat([best_scores, scores], dim=1)
+        cand_items = torch.cat([best_items, items.expand(batch, -1)], dim=1)
+        best_scores, pos = cand_scores.topk(min(k, cand_scores.shape[1]), dim=1)
+        best_items = cand_items.gather(1, pos)
+    return best_items.masked_fill(torch.isneginf(best_scores), 0), best_scores
 
 
 def _rank_batch(

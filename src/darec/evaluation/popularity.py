@@ -12,17 +12,23 @@ import numpy as np
 
 from darec.evaluation.metrics import metrics_from_ranks
 
-__all__ = ["GROUPS", "popularity_groups", "metrics_by_group"]
+__all__ = ["GROUPS", "item_counts", "popularity_groups", "metrics_by_group"]
 
 GROUPS = ("head", "torso", "tail")
 
 
-def popularity_groups(train: list[np.ndarray], num_items: int) -> np.ndarray:
-    """(N + 1,) group index (0 head, 1 torso, 2 tail) of every item by training count; the
-    padding item 0 gets -1. Items never seen in training are in the tail."""
-    counts = np.zeros(num_items + 1, dtype=np.int64)
-    for seq in train:
-        np.add.at(counts, seq, 1)
+def item_counts(train: list[np.ndarray], num_items: int) -> np.ndarray:
+    """(N + 1,) how often each item occurs in the training sequences (row 0: padding, 0)."""
+    every = np.concatenate([*train, np.zeros(0, dtype=np.int64)]).astype(np.int64)
+    counts = np.bincount(every, minlength=num_items + 1)
+    counts[0] = 0
+    return counts
+
+
+def popularity_groups(counts: np.ndarray) -> np.ndarray:
+    """(N + 1,) group index (0 head, 1 torso, 2 tail) of every item by its training count
+    ``counts`` (N + 1,); the padding item 0 gets -1. Items never trained on are in the tail."""
+    num_items = len(counts) - 1
     items = np.arange(1, num_items + 1)
     order = items[np.lexsort((items, -counts[1:]))]  # most trained first, then by id
     groups = np.full(num_items + 1, -1, dtype=np.int64)

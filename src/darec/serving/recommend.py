@@ -15,7 +15,7 @@ from darec.data.batching import pad_left
 from darec.data.types import SequenceDataset
 from darec.devices import pick_device
 from darec.errors import ConfigError, DarecError, UnknownIdError
-from darec.evaluation.evaluator import chunk_size_for, iter_catalog_chunks
+from darec.evaluation.evaluator import best_k, chunk_size_for
 from darec.models.base import SequentialRecommender, StreamState
 from darec.run import RunFolder
 from darec.serving.inference_cache import load_for_inference
@@ -51,16 +51,7 @@ def top_k(
     if candidates is not None:
         return _top_k_of(model, state, banned, candidates.to(device), k)
     chunk = chunk_size_for(len(histories), model.num_items + 1, max_scores)
-    best_scores = torch.full((len(histories), 0), float("-inf"), device=device)
-    best_items = torch.zeros((len(histories), 0), dtype=torch.long, device=device)
-    for items, scores, allowed in iter_catalog_chunks(model, state, banned, True, chunk):
-        scores = scores.masked_fill(~allowed, float("-inf"))
-        cand_scores = torch.cat([best_scores, scores], dim=1)
-        cand_items = torch.cat([best_items, items.expand(len(histories), -1)], dim=1)
-        take = min(k, cand_scores.shape[1])
-        best_scores, pos = cand_scores.topk(take, dim=1)
-        best_items = cand_items.gather(1, pos)
-    best_items = best_items.masked_fill(torch.isneginf(best_scores), 0)
+    best_items, best_scores = best_k(model, state, banned, True, chunk, k)
     return best_items.cpu(), best_scores.cpu()
 
 

@@ -21,7 +21,7 @@ from darec.data.types import SequenceDataset
 from darec.devices import pick_device
 from darec.errors import CheckpointError, DarecError, DataError
 from darec.evaluation.evaluator import EvalResult, evaluate
-from darec.evaluation.popularity import metrics_by_group, popularity_groups
+from darec.evaluation.popularity import item_counts, metrics_by_group, popularity_groups
 from darec.models.base import ModelContext, SequentialRecommender
 from darec.models.registry import build_model
 from darec.paths import cache_dir
@@ -511,18 +511,22 @@ class Trainer:
     def _test_report(
         self,
     ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
-        """Test metrics under ``eval.exclude_history``, under the other protocol, and by the
-        popularity third (head/torso/tail by training count) of each user's target."""
-        result = self.evaluate_split("test")
+        """Test metrics under ``eval.exclude_history`` (with the top-10 lists' catalog coverage
+        and mean popularity), under the other protocol, and by the popularity third
+        (head/torso/tail by training count) of each user's target."""
+        data = self.split.test
+        counts = item_counts(self.split.train, self.dataset.num_items)
+        result = evaluate(
+            self.model, data, self.cfg.eval, self.cfg.model.max_seq_len, self.device, counts
+        )
         other_cfg = dataclasses.replace(
             self.cfg.eval, exclude_history=not self.cfg.eval.exclude_history
         )
-        data = self.split.test
         other = evaluate(self.model, data, other_cfg, self.cfg.model.max_seq_len, self.device)
-        groups = popularity_groups(self.split.train, self.dataset.num_items)
+        groups = popularity_groups(counts)
         ks = tuple(sorted({*self.cfg.eval.ks, 10}))
         by_group = metrics_by_group(result.ranks, data.targets, groups, ks)
-        return result.metrics, other.metrics, by_group
+        return result.metrics | result.lists, other.metrics, by_group
 
     def evaluate_split(self, which: str) -> EvalResult:
         data = self.split.valid if which == "valid" else self.split.test
