@@ -256,6 +256,8 @@ def test_serve_refuses_other_interfaces_without_a_key(tiny_run: Path) -> None:
     )
     assert out.exit_code == 2
     assert "DAREC_TEST_NO_SUCH_VARIABLE: that environment variable is unset" in out.output
+    out = runner.invoke(cli_app, ["serve", str(tiny_run), "--threads", "-1"], env=env)
+    assert out.exit_code == 2 and "--threads must be >= 0, got -1" in out.output
 
 
 def _free_port() -> int:

@@ -345,6 +345,13 @@ def serve(
     insecure: Annotated[
         bool, typer.Option(help="Allow a non-loopback --host without an API key.")
     ] = False,
+    threads: Annotated[
+        int,
+        typer.Option(
+            help="torch intra-op threads; 0 keeps torch's default (every core). 1 is fastest for "
+            "the ID models (SASRec, ...) on a small or busy machine."
+        ),
+    ] = 0,
     data: DataOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -371,6 +378,12 @@ def serve(
                     "with --api-key-env NAME, or --insecure to serve without one"
                 )
             err.print(f"[bold yellow]warning:[/] serving on {host} without an API key (--insecure)")
+        if threads < 0:
+            raise DarecError(f"--threads must be >= 0, got {threads}")
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         rec = Recommender(run, data, pick_device(device, "--device"))
         server_app = create_app(rec, api_key=api_key)
     except DarecError as exc:
