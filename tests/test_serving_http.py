@@ -22,7 +22,7 @@ from darec.cli import app as cli_app
 from darec.experiment import run_experiment
 from darec.serving.http import create_app, is_loopback
 from darec.serving.recommend import Recommender
-from tests.conftest import tiny_config, write_tiny_atomic
+from tests.conftest import darec_sets, tiny_config, write_tiny_atomic
 
 
 @pytest.fixture(scope="module")
@@ -311,3 +311,38 @@ def test_serve_end_to_end_over_http(tiny_run: Path, rec: Recommender) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=20)
+
+
+def test_the_server_names_no_model() -> None:
+    """Serving is model-agnostic: the HTTP layer reaches models only through the Recommender."""
+    import ast
+
+    import darec.serving.http as http_module
+    import darec.serving.schemas as schemas_module
+
+    for module in (http_module, schemas_module):
+        tree = ast.parse(Path(str(module.__file__)).read_text(encoding="utf-8"))
+        names = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [n for n in names if n.startswith("darec.models")], module.__name__
+
+
+def test_darec_streamed_events_over_http(tmp_path: Path, tiny_llm_dir: Path) -> None:
+    """DARec's streamed user (one step per event against cached keys/values) answers what a
+    fresh call on the whole history does."""
+    cfg = tiny_config(
+        write_tiny_atomic(tmp_path / "tiny"),
+        tmp_path / "cache",
+        "train.epochs=1",
+        "train.batch_size=16",
+        *darec_sets(tiny_llm_dir),
+    )
+    run_experiment(cfg, tmp_path / "run", test=False)
+    rec = Recommender(tmp_path / "run", device="cpu")
+    with TestClient(create_app(rec)) as client:
+        for item in ["i1", "i2", "i3", "i4"]:
+            body = client.post("/users/someone/events", json={"item": item, "k": 5}).json()
+        fresh = client.post("/recommend", json={"items": ["i1", "i2", "i3", "i4"], "k": 5}).json()
+        assert client.get("/health").json()["model"] == "darec"
+    assert _items(body) == _items(fresh)
+    for got, want in zip(body["recommendations"], fresh["recommendations"], strict=True):
+        assert got["score"] == pytest.approx(want["score"], abs=1e-4)
