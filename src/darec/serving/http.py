@@ -2,8 +2,9 @@
 
 Model-agnostic: every model goes through the Recommender and its sessions (DARec's streamed
 users run one step per event through the models' ``stream_start``/``stream_step`` hooks).
-Endpoints are plain functions, so uvicorn runs them in its thread pool; one lock serializes the
-model calls (the sessions mutate cached state, and the CPU gains nothing from interleaving)."""
+The endpoints are plain functions, so they run in the server's thread pool (bodies are parsed
+and validated on the event loop); one lock serializes the model calls (sessions mutate cached
+state, and a small CPU gains nothing from interleaving them)."""
 
 from __future__ import annotations
 
@@ -320,12 +321,8 @@ class _Service:
             raise Problem(422, "invalid_request", detail)
 
     def items_out(self, recs: list[Recommendation]) -> list[Item]:
-        return [
-            Item(item=r.item, score=r.score, rank=r.rank, title=self.title(r.item)) for r in recs
-        ]
-
-    def title(self, item: str) -> str | None:
-        return self.rec.title(item)
+        title = self.rec.title
+        return [Item(item=r.item, score=r.score, rank=r.rank, title=title(r.item)) for r in recs]
 
     def known_length(self, user: str | None) -> int:
         """How many interactions a user of the training data has."""
