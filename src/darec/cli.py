@@ -418,6 +418,67 @@ def _stream(
         show(item)
 
 
+@app.command()
+def serve(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `darec train`.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Name of an environment variable holding the API key (X-API-Key)."),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow a non-loopback --host without an API key.")
+    ] = False,
+    threads: Annotated[
+        int,
+        typer.Option(
+            help="torch intra-op threads; 0 keeps torch's default (every core). 1 is fastest for "
+            "the ID models (SASRec, ...) on a small or busy machine."
+        ),
+    ] = 0,
+    data: DataOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Serve a trained run over HTTP (docs/serving.md): recommendations, streamed events, item
+    lookup, /health, /metrics; the OpenAPI schema at /openapi.json and /docs."""
+    import os
+
+    from darec.devices import pick_device
+    from darec.serving.http import create_app, is_loopback
+    from darec.serving.recommend import Recommender
+
+    try:
+        api_key = None
+        if api_key_env is not None:
+            api_key = os.environ.get(api_key_env)
+            if not api_key:
+                raise DarecError(
+                    f"--api-key-env {api_key_env}: that environment variable is unset or empty"
+                )
+        if not is_loopback(host) and api_key is None:
+            if not insecure:
+                raise DarecError(
+                    f"--host {host} accepts connections from other machines: give an API key "
+                    "with --api-key-env NAME, or --insecure to serve without one"
+                )
+            err.print(f"[bold yellow]warning:[/] serving on {host} without an API key (--insecure)")
+        if threads < 0:
+            raise DarecError(f"--threads must be >= 0, got {threads}")
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        rec = Recommender(run, data, pick_device(device, "--device"))
+        server_app = create_app(rec, api_key=api_key)
+    except DarecError as exc:
+        _fail(exc)
+    import uvicorn
+
+    err.print(f"serving {run} ({rec.cfg.model.name}) on http://{host}:{port} (API docs at /docs)")
+    uvicorn.run(server_app, host=host, port=port, log_level="warning")
+
+
 @data_app.command("info")
 def data_info(
     path: Annotated[

@@ -1,0 +1,287 @@
+"""`darec serve` under load on loopback: latency percentiles and requests/s; write results.
+
+For each run the server is started as its own process (``darec serve RUN`` on a free loopback
+port) and driven by 1, 8 and 32 concurrent clients (threads, one keep-alive
+``http.client`` connection each, a bounded number of requests and seconds per level) on two
+endpoints:
+
+- ``POST /recommend {"user": ..., "k": 10}``: a known user after their whole history;
+- ``POST /users/{user}/events {"item": ..., "k": 10}``: one streamed event and the new top-10,
+  for users whose stream was started beforehand (DARec: one step against cached keys/values).
+
+Then the batch export of every user (``Recommender.recommend_batch``, k=10) is timed in this
+process. Errors (any status but 200, or a failed connection) are counted, never hidden.
+
+    python benchmarks/serving.py --sasrec-run runs/beauty-sasrec --darec-run runs/beauty-darec
+    python benchmarks/serving.py --quick     # ML-100K SASRec trained in a temp folder, < 1 min
+
+Records go to ``benchmarks/results/serving.json`` (``--quick``: a temporary file, or
+``--results``); top-level keys ``sasrec_p50_ms``, ``darec_p50_ms``, ``darec_stream_p50_ms``
+(one client), ``errors`` (all levels, both endpoints) and ``export_all_users_seconds``
+(SASRec), then the per-level details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import darec
+from darec.run.checkpoint import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "serving.json"
+CLIENTS = (1, 8, 32)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``darec serve RUN`` in a child process on a free loopback port, stopped on exit."""
+
+    def __init__(self, run: Path, device: str, threads: int, log: Path) -> None:
+        self.port = free_port()
+        self.log = log.open("wb")
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+        command = [
+            sys.executable, "-c", "from darec.cli import main; main()", "serve", str(run),
+            "--port", str(self.port), "--device", device, "--threads", str(threads),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=self.log)
+
+    def __enter__(self) -> Server:
+        deadline = time.monotonic() + 300
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}; see its log")
+            try:
+                url = f"http://127.0.0.1:{self.port}/health"
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    if answer.status == 200:
+                        return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the server did not answer /health in 300 s") from None
+                time.sleep(0.2)
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+        self.log.close()
+
+
+def drive(
+    port: int, requests: list[tuple[str, dict]], clients: int, max_seconds: float
+) -> dict[str, float | int]:
+    """Send ``requests`` (path, JSON body) with ``clients`` threads, each on its own keep-alive
+    connection, until all are sent or ``max_seconds`` have passed; latency percentiles in ms."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    cursor = iter(range(len(requests)))
+    deadline = time.perf_counter() + max_seconds
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Content-Type": "application/json"}
+        while time.perf_counter() < deadline:
+            with lock:
+                index = next(cursor, None)
+            if index is None:
+                break
+            path, body = requests[index]
+            start = time.perf_counter()
+            try:
+                conn.request("POST", path, json.dumps(body), headers)
+                answer = conn.getresponse()
+                answer.read()
+                ok = answer.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            took = time.perf_counter() - start
+            with lock:
+                latencies.append(took)
+                errors[0] += not ok
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    ms = np.asarray(latencies) * 1000
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99]) if len(ms) else (float("nan"),) * 3
+    return {
+        "clients": clients,
+        "requests": len(ms),
+        "errors": errors[0],
+        "p50_ms": round(float(p50), 2),
+        "p95_ms": round(float(p95), 2),
+        "p99_ms": round(float(p99), 2),
+        "requests_per_s": round(len(ms) / wall, 1),
+        "seconds": round(wall, 2),
+    }
+
+
+def bench_run(
+    run: Path, device: str, threads: int, per_client: int, floor: int, max_seconds: float
+) -> dict:
+    """Both endpoints at every level of CLIENTS for one run; ``per_client * clients`` requests
+    per level (at least ``floor``), each level cut at ``max_seconds``."""
+    rec = darec.load(run, device="cpu")
+    users = list(rec.dataset().user_ids[1:])
+    items = rec.item_ids[1:]
+    rng = random.Random(0)
+    record: dict = {"run": str(run), "model": rec.cfg.model.name, "server_threads": threads}
+    record["items"] = len(items)
+    record |= {"users": len(users), "recommend": [], "stream": []}
+    log = Path(tempfile.gettempdir()) / f"darec-serve-{os.getpid()}.log"
+    with Server(run, device, threads, log) as server:
+        for clients in CLIENTS:
+            count = max(floor, per_client * clients)
+            chosen = [rng.choice(users) for _ in range(count)]
+            bodies = [("/recommend", {"user": u, "k": 10}) for u in chosen]
+            record["recommend"].append(drive(server.port, bodies, clients, max_seconds))
+        # streams: each user's first event starts their session (their whole history), so it
+        # is sent beforehand; the measured events are the steps after it, a few per user
+        for clients in CLIENTS:
+            count = max(floor, per_client * clients)
+            streamed = [f"bench-{clients}-{u}" for u in rng.sample(users, min(len(users), count))]
+            start = [(f"/users/{u}/events", {"item": rng.choice(items), "k": 10}) for u in streamed]
+            warm = drive(server.port, start, clients, max_seconds * 4)
+            bodies = [
+                (
+                    f"/users/{streamed[i % len(streamed)]}/events",
+                    {"item": rng.choice(items), "k": 10},
+                )
+                for i in range(count)
+            ]
+            level = drive(server.port, bodies, clients, max_seconds)
+            level["start_errors"] = warm["errors"]
+            level["start_p50_ms"] = warm["p50_ms"]
+            record["stream"].append(level)
+    started = time.perf_counter()
+    table = rec.recommend_batch(k=10)
+    record["export_all_users_seconds"] = round(time.perf_counter() - started, 2)
+    record["export_rows"] = len(table)
+    record["export_threads"] = torch.get_num_threads()
+    return record
+
+
+def quick_run(folder: Path) -> Path:
+    """A small SASRec on MovieLens-100K (shipped in the recbole wheel), one epoch."""
+    from darec.config import Config, apply_overrides
+    from darec.experiment import run_experiment
+
+    sets = [
+        "data.format=movielens",
+        f"cache_dir={folder / 'cache'}",
+        "model.hidden_size=32",
+        "model.max_seq_len=50",
+        "train.epochs=1",
+        "train.threads=1",
+        "train.batch_size=512",
+    ]
+    run_experiment(apply_overrides(Config(), sets), folder / "run", test=False)
+    return folder / "run"
+
+
+def summary(records: dict[str, dict]) -> dict:
+    def first(model: str, endpoint: str) -> float | None:
+        record = records.get(model)
+        return None if record is None else record[endpoint][0]["p50_ms"]
+
+    errors = sum(
+        level["errors"] + level.get("start_errors", 0)
+        for record in records.values()
+        for endpoint in ("recommend", "stream")
+        for level in record[endpoint]
+    )
+    sasrec = records.get("sasrec")
+    return {
+        "sasrec_p50_ms": first("sasrec", "recommend"),
+        "darec_p50_ms": first("darec", "recommend"),
+        "darec_stream_p50_ms": first("darec", "stream"),
+        "errors": errors,
+        "export_all_users_seconds": None if sasrec is None else sasrec["export_all_users_seconds"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sasrec-run", type=Path, help="a trained SASRec run folder")
+    parser.add_argument("--darec-run", type=Path, help="a trained DARec run folder")
+    parser.add_argument("--quick", action="store_true", help="ML-100K SASRec only, < 1 minute")
+    parser.add_argument("--device", default="cpu", help="the server's device")
+    parser.add_argument(
+        "--sasrec-threads", type=int, default=1, help="the SASRec server's torch threads"
+    )
+    parser.add_argument(
+        "--darec-threads", type=int, default=0, help="the DARec server's (0: all cores)"
+    )
+    parser.add_argument("--per-client", type=int, default=50, help="requests per client a level")
+    parser.add_argument("--max-seconds", type=float, default=60, help="cut of one level")
+    parser.add_argument("--results", type=Path, help="where to write (default: see above)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        runs: dict[str, Path] = {}
+        if args.quick:
+            runs["sasrec"] = quick_run(Path(scratch))
+            per_client, floor, max_seconds = 5, 40, 8.0
+            results = args.results or Path(tempfile.gettempdir()) / "darec-serving-quick.json"
+        else:
+            if args.sasrec_run is None or args.darec_run is None:
+                parser.error("give --sasrec-run and --darec-run (or --quick)")
+            runs = {"sasrec": args.sasrec_run, "darec": args.darec_run}
+            per_client, floor, max_seconds = args.per_client, 200, args.max_seconds
+            results = args.results or RESULTS
+        threads = {"sasrec": args.sasrec_threads, "darec": args.darec_threads}
+        records = {
+            name: bench_run(run, args.device, threads[name], per_client, floor, max_seconds)
+            for name, run in runs.items()
+        }
+    out = summary(records) | {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "device": args.device,
+        },
+        "quick": args.quick,
+        "runs": records,
+    }
+    results.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(results, out)
+    print(json.dumps(summary(records), indent=2))
+    print(f"wrote {results}")
+
+
+if __name__ == "__main__":
+    main()
