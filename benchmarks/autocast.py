@@ -28,15 +28,14 @@ import contextlib
 import json
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 from benchlib.darec_steps import Bench, adamw, add_bench_args, fill_frozen_cache, layouts
 from benchlib.machine import rss_mb
 from benchlib.paths import DOC, RESULTS_DIR
-from benchlib.quick import quick_setup
-from benchlib.records import arguments, replace_block, results_path, write_json
+from benchlib.quick import add_quick_args, with_quick_sets
+from benchlib.records import arguments, read_table, replace_block, results_path, write_json
 
 from darec.models.base import TrainBatch
 from darec.models.darec import DARec
@@ -139,21 +138,16 @@ def main() -> None:
     add_bench_args(parser)
     parser.add_argument("--layout", default="base", choices=["base", "top_quarter"])
     parser.add_argument("--rounds", type=int, default=3, help="timed steps per scheme")
-    parser.add_argument("--out", type=Path, help=f"default: {RESULTS}")
     parser.add_argument("--write-docs", action="store_true", help="only rewrite the docs table")
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data and LLM")
+    add_quick_args(parser, RESULTS, "tiny data and LLM, 4 layers, 1 round")
     args = parser.parse_args()
     if args.write_docs:
-        record = json.loads((args.out or RESULTS).read_text())
-        replace_block(DOC, "autocast", docs_block(record), "")
+        replace_block(DOC, "autocast", docs_block(read_table(args.out or RESULTS)), "")
         return
     out_path = results_path(args.out, RESULTS, args.quick)
     if args.quick:
         args.layers, args.rounds, args.item_tokens = 4, 1, 8
-        with quick_setup() as quick:
-            out = measure(args, quick.sets())
-    else:
-        out = measure(args, [])
+    out = with_quick_sets(args.quick, lambda sets: measure(args, sets))
     write_json(out_path, out)
     print(json.dumps(out["speed_vs_explicit"]))
 

@@ -20,16 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchlib.paths import BEAUTY, DOC, README, RESULTS_DIR
-from benchlib.quick import quick_setup
-from benchlib.records import (
-    markdown,
-    read_records,
-    readme_table,
-    replace_block,
-    results_path,
-    run_and_store,
-)
+from benchlib.paths import BEAUTY, RESULTS_DIR
+from benchlib.quick import add_quick_args, with_quick_sets
+from benchlib.records import read_records, results_path, run_and_store, write_run_tables
 from benchlib.settings import COMMON, DATASETS, SETTINGS
 
 RESULTS = RESULTS_DIR / "baselines.json"
@@ -64,11 +57,6 @@ def run_one(dataset: str, model: str, seed: int, extra: list[str], out: Path) ->
     row["dataset"] = dataset
     row["settings"] = SETTINGS[dataset][model] + extra
     out.write_text(json.dumps(row))
-
-
-def write_doc(records: list[dict]) -> None:
-    replace_block(DOC, "baselines", markdown(records), "# Results\n\n")
-    replace_block(README, "readme-results", readme_table(records), "")
 
 
 def run_all(args: argparse.Namespace, datasets: list[str], results: Path, sets: list[str]) -> list:
@@ -110,10 +98,7 @@ def main() -> None:
     parser.add_argument(
         "--write-docs", action="store_true", help="only rewrite the tables from the JSON"
     )
-    parser.add_argument("--results", type=Path, help=f"default: {RESULTS}")
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: ML-100K's settings on tiny data, 1 epoch"
-    )
+    add_quick_args(parser, RESULTS, "ML-100K's settings on tiny data, 1 epoch", "--results")
     parser.add_argument(
         "--one", nargs=4, metavar=("DATASET", "MODEL", "SEED", "OUT"), help=argparse.SUPPRESS
     )
@@ -122,14 +107,11 @@ def main() -> None:
         dataset, model, seed, out = args.one
         run_one(dataset, model, int(seed), args.set, Path(out))
         return
-    results = results_path(args.results, RESULTS, args.quick)
-    if args.quick:
-        with quick_setup(llm=False) as quick:
-            run_all(args, ["ml-100k"], results, quick.sets())
-        print(f"wrote {results}")
-        return
-    datasets = [] if args.write_docs else args.datasets.split(",")
-    write_doc(run_all(args, datasets, results, []))
+    results = results_path(args.out, RESULTS, args.quick)
+    datasets = ["ml-100k"] if args.quick else [] if args.write_docs else args.datasets.split(",")
+    existing = with_quick_sets(args.quick, lambda s: run_all(args, datasets, results, s), False)
+    if not args.quick:
+        write_run_tables(existing, "baselines", "readme-results")
 
 
 if __name__ == "__main__":

@@ -18,17 +18,15 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
 from benchlib.darec_steps import Bench, adamw, fill_frozen_cache, train_step
 from benchlib.paths import BEAUTY, RESULTS_DIR
-from benchlib.quick import quick_setup
-from benchlib.records import results_path, write_json
+from benchlib.quick import add_quick_args, with_quick_sets
+from benchlib.records import add_child_args, child_json, child_main, results_path, write_json
 
 RESULTS = RESULTS_DIR / "compile.json"
 
@@ -56,10 +54,7 @@ def measure(steps: int, backend: str, sets: list[str]) -> dict[str, Any]:
             env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": cache}
             cmd = [sys.executable, __file__, "--steps", str(steps), "--backend", backend]
             cmd += [f"--set={s}" for s in sets]
-            done = subprocess.run(
-                [*cmd, "--one", mode], env=env, capture_output=True, text=True, check=True
-            )
-        out[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+            out[mode] = child_json([*cmd, "--one", mode], env)
     eager = statistics.median(out["eager"][1:])
     compiled = statistics.median(out["compiled"][1:])
     extra = out["compiled"][0] - out["eager"][0]
@@ -73,20 +68,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--backend", default="inductor", help="torch.compile backend")
-    parser.add_argument("--out", type=Path, help=f"default: {RESULTS}")
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, eager backend")
-    parser.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
-    parser.add_argument("--one", help=argparse.SUPPRESS)
+    add_quick_args(parser, RESULTS, "tiny data and LLM, 2 steps, eager backend")
+    add_child_args(parser)
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(args.one, args.steps, args.backend, args.set)))
+    if child_main(args, lambda: one(args.one, args.steps, args.backend, args.set)):
         return
     out_path = results_path(args.out, RESULTS, args.quick)
-    if args.quick:
-        with quick_setup() as quick:
-            out = measure(2, "eager", quick.sets())
-    else:
-        out = measure(args.steps, args.backend, [])
+    steps, backend = (2, "eager") if args.quick else (args.steps, args.backend)
+    out = with_quick_sets(args.quick, lambda sets: measure(steps, backend, sets))
     write_json(out_path, out)
     print(json.dumps(out))
 

@@ -35,16 +35,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchlib.paths import DOC, README, RESULTS_DIR
-from benchlib.quick import quick_setup
-from benchlib.records import (
-    markdown,
-    read_records,
-    readme_table,
-    replace_block,
-    results_path,
-    run_and_store,
-)
+from benchlib.paths import RESULTS_DIR
+from benchlib.quick import add_quick_args, quick_setup
+from benchlib.records import read_records, results_path, run_and_store, write_run_tables
 from benchlib.settings import BENCHES
 
 RESULTS = RESULTS_DIR / "darec.json"
@@ -100,19 +93,14 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], help="override for every run (repeatable)"
     )
-    parser.add_argument("--results", type=Path, help="write the records here (docs untouched)")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: tiny data and LLM, 1 epoch, variants darec (default) and its CF row",
-    )
+    add_quick_args(parser, RESULTS, "tiny data and LLM, darec and its CF row, 1 epoch", "--results")
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         variant, runs, out = args.one
         run_one(args.dataset, variant, args.seed, Path(runs), Path(out), args.set)
         return
-    results = results_path(args.results, RESULTS, args.quick)
+    results = results_path(args.out, RESULTS, args.quick)
     bench = BENCHES[args.dataset]
     default = "darec" if args.quick else ",".join(bench.variants)
     variants = [] if args.write_docs else (args.variants or default).split(",")
@@ -129,12 +117,11 @@ def main() -> None:
         if (runs / variant / "metrics.json").exists():
             parser.error(f"{runs / variant} holds a finished run; remove it to run it again")
     existing = run_variants(args, variants, runs, results, [])
-    if args.results:
+    if args.out:  # records elsewhere: docs untouched
         return
     order = {name: i for i, name in enumerate(["sasrec", "sasrec-text", "darec"])}
     existing.sort(key=lambda r: (r["dataset"] != "ml-100k", order.get(r["model"], 9), r["model"]))
-    replace_block(DOC, "darec", markdown(existing), "# Results\n\n")
-    replace_block(README, "readme-darec", readme_table(existing), "")
+    write_run_tables(existing, "darec", "readme-darec")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from benchlib.paths import DOC, RESULTS_DIR
-from benchlib.quick import quick_setup
+from benchlib.quick import add_quick_args, quick_setup
 from benchlib.records import read_records, replace_block, results_path, write_json
 
 from darec.experiment import demo_config, run_experiment
@@ -100,10 +100,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--every", type=int, default=5, help="validate every this many steps")
-    parser.add_argument("--out", type=Path, help=f"default: {RESULTS}")
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: tiny data and LLM, its own CF run"
-    )
+    add_quick_args(parser, RESULTS, "tiny data and LLM, its own CF run")
     args = parser.parse_args()
     results = results_path(args.out, RESULTS, args.quick)
     if args.quick:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from benchlib.darec_steps import train_epoch
 from benchlib.paths import BEAUTY, DOC, RESULTS_DIR
-from benchlib.quick import quick_setup
+from benchlib.quick import add_quick_args, with_quick_sets
 from benchlib.records import replace_block, results_path, write_json
 
 from darec.config import Config, apply_overrides
@@ -69,15 +68,10 @@ def main() -> None:
     parser.add_argument("--data", default=str(BEAUTY))
     parser.add_argument("--model", default="sasrec")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, help=f"default: {RESULTS}")
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data and model")
+    add_quick_args(parser, RESULTS, "tiny data and model")
     args = parser.parse_args()
     out_path = results_path(args.out, RESULTS, args.quick)
-    if args.quick:
-        with quick_setup(llm=False) as quick:
-            out = measure(args, quick.sets())
-    else:
-        out = measure(args, [])
+    out = with_quick_sets(args.quick, lambda sets: measure(args, sets), llm=False)
     write_json(out_path, out)
     print(out)
     if args.quick:

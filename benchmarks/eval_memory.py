@@ -17,15 +17,14 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from benchlib.paths import RESULTS_DIR, ROOT
-from benchlib.quick import quick_setup
-from benchlib.records import results_path, write_json
+from benchlib.quick import add_quick_args, with_quick_sets
+from benchlib.records import add_child_args, child_json, child_main, results_path, write_json
 
 RESULTS = RESULTS_DIR / "eval_memory.json"
 SETTINGS = [
@@ -92,8 +91,7 @@ def measure(args: argparse.Namespace, results: Path, sets: list[str]) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(ROOT / "benchmarks")])}
         cmd = [sys.executable, __file__, "--one", "--users", str(args.users)]
         cmd += [f"--set={s}" for s in sets]
-        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-        row = {"code": name, "src": src, **json.loads(out.strip().splitlines()[-1])}
+        row = {"code": name, "src": src, **child_json(cmd, env)}
         print(json.dumps(row))
         rows.append(row)
     write_json(results, {"settings": SETTINGS, "runs": rows})
@@ -103,21 +101,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=512, help="one evaluation batch (default)")
     parser.add_argument("--before", default="", help="another src/ folder, run first")
-    parser.add_argument("--out", type=Path, help=f"default: {RESULTS}")
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data and LLM")
-    parser.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
-    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    add_quick_args(parser, RESULTS, "tiny data and LLM, 8 users")
+    add_child_args(parser, action="store_true")
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(args.users, args.set)))
+    if child_main(args, lambda: one(args.users, args.set)):
         return
     results = results_path(args.out, RESULTS, args.quick)
     if args.quick:
         args.users = 8
-        with quick_setup() as quick:
-            measure(args, results, quick.sets())
-    else:
-        measure(args, results, [])
+    with_quick_sets(args.quick, lambda sets: measure(args, results, sets))
     print(f"wrote {results}")
 
 

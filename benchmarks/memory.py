@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,16 @@ import torch
 from benchlib.darec_steps import adamw, fill_frozen_cache, train_step
 from benchlib.machine import rss_mb
 from benchlib.paths import DOC, RESULTS_DIR
-from benchlib.quick import quick_setup
-from benchlib.records import read_table, replace_block, results_path, write_json
+from benchlib.quick import add_quick_args, with_quick_sets
+from benchlib.records import (
+    add_child_args,
+    child_json,
+    child_main,
+    read_table,
+    replace_block,
+    results_path,
+    write_json,
+)
 from benchlib.settings import BENCHES
 
 from darec.config import Config, apply_overrides
@@ -121,8 +128,7 @@ def measure(args: argparse.Namespace, results: Path, sets: list[str]) -> None:
         cmd = [sys.executable, __file__, "--one", mode, "--dataset", args.dataset]
         cmd += ["--batch", str(args.batch), "--steps", str(args.steps)]
         cmd += [f"--set={s}" for s in sets]
-        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        rows.append(child_json(cmd))
         print(json.dumps(rows[-1]), flush=True)
     plain, ckpt = rows
     table = read_table(results)
@@ -141,23 +147,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=0, help="0: the row's train.batch_size")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--write-docs", action="store_true", help="only rewrite the section")
-    parser.add_argument("--out", type=Path, help=f"default: {RESULTS}")
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data and LLM")
-    parser.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
-    parser.add_argument("--one", help=argparse.SUPPRESS)
+    add_quick_args(parser, RESULTS, "tiny data and LLM, 1 step")
+    add_child_args(parser)
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(args.one, args)))
+    if child_main(args, lambda: one(args.one, args)):
         return
     results = results_path(args.out, RESULTS, args.quick)
     if args.quick:
         args.dataset, args.steps = "ml-100k", 1
-        with quick_setup() as quick:
-            measure(args, results, quick.sets())
+    if args.quick or not args.write_docs:
+        with_quick_sets(args.quick, lambda sets: measure(args, results, sets))
+    if args.quick:
         print(f"wrote {results}")
         return
-    if not args.write_docs:
-        measure(args, results, [])
     replace_block(DOC, "memory", docs_block(read_table(results)), "# Results\n")
 
 

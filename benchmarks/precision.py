@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib.paths import RESULTS_DIR
-from benchlib.quick import quick_setup
+from benchlib.quick import add_quick_args, with_quick_sets
 from benchlib.records import results_path, write_json
 
 from darec.config import Config, apply_overrides
@@ -75,15 +75,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", type=Path, help=f"default: {RESULTS}")
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data and LLM")
+    add_quick_args(parser, RESULTS, "tiny data and LLM")
     args = parser.parse_args()
     out_path = results_path(args.out, RESULTS, args.quick)
-    if args.quick:
-        with quick_setup() as quick:
-            out = measure(args, quick.sets())
-    else:
-        out = measure(args, [])
+    out = with_quick_sets(args.quick, lambda sets: measure(args, sets))
     write_json(out_path, out)
     print(json.dumps({"relative_gap": out["relative_gap"]}))
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from benchlib.paths import DOC, RESULTS_DIR
-from benchlib.quick import quick_setup
+from benchlib.quick import add_quick_args, with_quick_sets
 from benchlib.records import replace_block, results_path, write_json
 
 from darec.config import Config, apply_overrides
@@ -37,15 +37,11 @@ RECBOLE = RESULTS_DIR / "recbole_sasrec_ml100k.json"  # benchmarks/recbole_compa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help=f"default: {RESULTS}")
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, 1 and 2 epochs")
+    add_quick_args(parser, RESULTS, "tiny data, 1 and 2 epochs")
     args = parser.parse_args()
     out_path = results_path(args.out, RESULTS, args.quick)
-    if args.quick:
-        with quick_setup(llm=False) as quick:
-            out = compare(1, 2, quick.sets())
-    else:
-        out = compare(None, 200, [])
+    epochs, converge = (1, 2) if args.quick else (None, 200)
+    out = with_quick_sets(args.quick, lambda sets: compare(epochs, converge, sets), llm=False)
     write_json(out_path, out)
     print(json.dumps(out, indent=2))
     if not args.quick:

@@ -38,7 +38,7 @@ from typing import Any
 
 import optuna
 from benchlib.paths import DOC, RESULTS_DIR, ROOT
-from benchlib.quick import quick_setup
+from benchlib.quick import add_quick_args, quick_setup
 from benchlib.records import replace_block, results_path, write_json
 from optuna.trial import TrialState
 
@@ -78,11 +78,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--study", default="search-bench-ml100k")
     p.add_argument("--storage", default="", help="default: sqlite in --out")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "search-bench")
-    p.add_argument("--results", type=Path, help=f"default: {RESULTS}")
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 2 trials of 1 epoch on tiny data and LLM, study in a temporary folder",
+    add_quick_args(
+        p,
+        RESULTS,
+        "2 trials of 1 epoch, tiny data and LLM, study in a temporary folder",
+        "--results",
+        "record",
     )
     p.add_argument(
         "--set", dest="sets", action="append", default=[], help="extra config override (repeatable)"
@@ -222,7 +223,7 @@ def docs_block(record: dict[str, Any], plots: list[str]) -> str:
 
 def write_docs(args: argparse.Namespace) -> None:
     """Rewrite docs/results.md's search section and copy the study's plots beside it."""
-    record = json.loads((args.results or RESULTS).read_text())
+    record = json.loads((args.record or RESULTS).read_text())
     img = ROOT / "docs" / "img" / "search"
     img.mkdir(parents=True, exist_ok=True)
     plots = []
@@ -239,7 +240,7 @@ def main() -> None:
     if args.write_docs:
         write_docs(args)
         return
-    results = results_path(args.results, RESULTS, args.quick)
+    results = results_path(args.record, RESULTS, args.quick)
     if args.quick:
         args.trials, args.trial_epochs, args.seeds = 2, 1, "42"
         with quick_setup() as quick:

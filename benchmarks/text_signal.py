@@ -30,8 +30,15 @@ import tempfile
 from pathlib import Path
 
 from benchlib.paths import DOC, RESULTS_DIR
-from benchlib.quick import quick_setup
-from benchlib.records import markdown, read_records, replace_block, results_path, run_and_store
+from benchlib.quick import add_quick_args, quick_setup
+from benchlib.records import (
+    add_child_args,
+    markdown,
+    read_records,
+    replace_block,
+    results_path,
+    run_and_store,
+)
 from benchlib.settings import COMMON, DATASETS, SETTINGS, TEXT
 
 from darec.config import Config, apply_overrides
@@ -86,17 +93,13 @@ def main() -> None:
     parser.add_argument("--dataset", default="ml-100k", choices=list(TEXT))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--write-docs", action="store_true", help="only rewrite the table")
-    parser.add_argument("--results", type=Path, help=f"default: {RESULTS}")
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: tiny data and LLM, sasrec+text, 1 epoch"
-    )
-    parser.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
-    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    add_quick_args(parser, RESULTS, "tiny data and LLM, sasrec+text, 1 epoch", "--results")
+    add_child_args(parser, nargs=2)
     args = parser.parse_args()
     if args.one:
         run_one(args.dataset, args.one[0], args.seed, Path(args.one[1]), args.set)
         return
-    results = results_path(args.results, RESULTS, args.quick)
+    results = results_path(args.out, RESULTS, args.quick)
     if args.quick:
         with quick_setup() as quick:
             variants = (args.variants or "sasrec+text").split(",")

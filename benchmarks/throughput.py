@@ -43,7 +43,7 @@ from benchlib.darec_steps import (
 )
 from benchlib.machine import QUICK_SHAPES, SHAPES, gflops, rss_mb
 from benchlib.paths import DOC, RESULTS_DIR
-from benchlib.quick import quick_setup
+from benchlib.quick import add_quick_args, with_quick_sets
 from benchlib.records import arguments, replace_block, results_path, write_json
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -274,13 +274,12 @@ def main() -> None:
     parser.add_argument(
         "--layouts", default="base,top_quarter", help="training phase: these layouts"
     )
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument(
         "--phases",
         default="training,inference,beauty",
         help="rerun only these phases, updating the record in --out",
     )
-    parser.add_argument("--out", type=Path, help=f"default: {RESULTS}")
+    add_quick_args(parser, RESULTS, "tiny data and LLM, 4 layers, 1 step")
     parser.add_argument(
         "--write-docs", action="store_true", help="only rewrite docs/results.md from --out"
     )
@@ -293,10 +292,7 @@ def main() -> None:
     if args.quick:
         args.layers, args.batch, args.steps, args.users = 4, 2, 1, 3
         args.eval_users, args.epoch_steps, args.item_tokens = 16, 1, 8
-        with quick_setup() as quick:
-            out = measure(args, out_path, quick.sets())
-    else:
-        out = measure(args, out_path, [])
+    out = with_quick_sets(args.quick, lambda sets: measure(args, out_path, sets))
     write_json(out_path, out)
     print(json.dumps({k: v for k, v in out.items() if not isinstance(v, (dict, list))}, indent=1))
 

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from benchlib.paths import RESULTS_DIR
-from benchlib.quick import Quick, quick_setup
+from benchlib.quick import add_quick_args, with_quick_sets
 from benchlib.records import read_records, results_path, write_json
 from benchlib.settings import COMMON, DATASETS, SETTINGS
 
@@ -34,7 +34,7 @@ GRIDS: dict[str, dict[str, list[str]]] = {
 }
 
 
-def tune(args: argparse.Namespace, results: Path, quick: Quick | None) -> None:
+def tune(args: argparse.Namespace, results: Path, quick_sets: list[str]) -> None:
     """Train every grid point (validation only) and append its record to ``results``."""
     grid = GRIDS[args.model]
     records = read_records(results)
@@ -46,8 +46,7 @@ def tune(args: argparse.Namespace, results: Path, quick: Quick | None) -> None:
             Config(),
             DATASETS[args.dataset] + COMMON + SETTINGS[args.dataset][args.model] + point + args.set,
         )
-        if quick:
-            cfg = apply_overrides(cfg, quick.sets())
+        cfg = apply_overrides(cfg, quick_sets)
         with tempfile.TemporaryDirectory() as run_dir:
             result, record = run_experiment(cfg, Path(run_dir) / "run", test=False)
         row = {
@@ -76,18 +75,11 @@ def main() -> None:
     parser.add_argument("--dataset", default="ml-100k", choices=sorted(DATASETS))
     parser.add_argument("--model", required=True, choices=sorted(GRIDS))
     parser.add_argument("--set", action="append", default=[], help="extra override")
-    parser.add_argument("--results", type=Path, help=f"default: {RESULTS}")
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: the grid on tiny data, 1 epoch a point"
-    )
+    add_quick_args(parser, RESULTS, "the grid on tiny data, 1 epoch a point", "--results")
     args = parser.parse_args()
-    results = results_path(args.results, RESULTS, args.quick)
-    if args.quick:
-        with quick_setup(llm=False) as quick:
-            tune(args, results, quick)
-        print(f"wrote {results}")
-    else:
-        tune(args, results, None)
+    results = results_path(args.out, RESULTS, args.quick)
+    with_quick_sets(args.quick, lambda sets: tune(args, results, sets), llm=False)
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

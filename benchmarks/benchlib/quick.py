@@ -9,15 +9,19 @@ the repository root, as it is in a checkout). Its record goes to ``--out``/``--r
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .paths import ROOT
+
+T = TypeVar("T")
 
 TINY_LLM_LAYERS = 8  # as many as the demo's DARec keeps, so its adapter layouts apply as they are
 
@@ -94,3 +98,25 @@ def quick_setup(llm: bool = True) -> Iterator[Quick]:
             tiny_llm.tiny_causal_lm(num_layers=TINY_LLM_LAYERS).save_pretrained(quick.llm)
             tiny_llm.tiny_tokenizer().save_pretrained(quick.llm)
         yield quick
+
+
+def add_quick_args(
+    parser: argparse.ArgumentParser,
+    default: Path,
+    quick: str,
+    flag: str = "--out",
+    dest: str = "out",
+) -> None:
+    """``flag`` (``args.<dest>``: where the record goes, ``default`` unless given) and
+    ``--quick`` (``quick``: what the smoke run does)."""
+    parser.add_argument(flag, dest=dest, type=Path, help=f"the record (default: {default})")
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {quick}")
+
+
+def with_quick_sets(quick: bool, run: Callable[[list[str]], T], llm: bool = True) -> T:
+    """``run(sets)``: in quick mode with the overrides of a tiny setup (``Quick.sets``, with
+    the tiny LLaMA where ``llm``) that lasts while it runs, otherwise with none."""
+    if not quick:
+        return run([])
+    with quick_setup(llm) as setup:
+        return run(setup.sets())

@@ -13,7 +13,7 @@ from typing import Any
 
 from darec.training.checkpoint import atomic_write_json
 
-from .paths import QUICK_RESULTS, RESULTS_DIR
+from .paths import DOC, QUICK_RESULTS, README, RESULTS_DIR
 
 Record = dict[str, Any]
 
@@ -55,6 +55,22 @@ def run_and_store(
     return record
 
 
+def child_json(cmd: list[str], env: dict[str, str] | None = None) -> Any:
+    """Run a script's child process (its own peak memory, its own compile cache); the JSON
+    that it prints last."""
+    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child_main(args: argparse.Namespace, run: Callable[[], Any]) -> bool:
+    """In a child process (``--one`` given, see ``add_child_args``): print ``run()`` as JSON
+    for ``child_json`` and say so; otherwise False."""
+    if not args.one:
+        return False
+    print(json.dumps(run()))
+    return True
+
+
 def replace_block(path: Path, name: str, body: str, default_head: str) -> None:
     """Put ``body`` between the ``<!-- name:begin -->`` and ``<!-- name:end -->`` markers of
     ``path`` (appended, markers and all, where they are missing; a missing file starts as
@@ -72,6 +88,14 @@ def replace_block(path: Path, name: str, body: str, default_head: str) -> None:
 def arguments(args: argparse.Namespace) -> dict[str, Any]:
     """A script's parsed arguments as JSON values (paths as strings), to store with a record."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
+def add_child_args(parser: argparse.ArgumentParser, **one: Any) -> None:
+    """A script's hidden options for its own child processes: ``--one`` (what the child runs;
+    ``one``: its argparse settings) and ``--set`` (overrides added to the child's config,
+    repeatable: the quick mode's tiny setup among them)."""
+    parser.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--one", help=argparse.SUPPRESS, **one)
 
 
 def results_path(given: Path | None, default: Path, quick: bool) -> Path:
@@ -119,3 +143,10 @@ def readme_table(records: list[Record]) -> str:
             f"{r['train_seconds'] / 60:.1f} min |"
         )
     return "\n".join(lines)
+
+
+def write_run_tables(records: list[Record], doc_block: str, readme_block: str) -> None:
+    """The tables of training-run ``records``: the full one in docs/results.md's block
+    ``doc_block``, the short one in README.md's ``readme_block``."""
+    replace_block(DOC, doc_block, markdown(records), "# Results\n\n")
+    replace_block(README, readme_block, readme_table(records), "")
