@@ -21,11 +21,12 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORDED = [*sorted((ROOT / "benchmarks" / "results").glob("*.json")), ROOT / "docs" / "results.md"]
+RESULTS = sorted((ROOT / "benchmarks" / "results").glob("*.json"))
+RECORDED = [*RESULTS, ROOT / "docs" / "results.md", ROOT / "README.md"]
 
 
 def fingerprint() -> dict[str, str]:
-    """A hash of every recorded result and of docs/results.md."""
+    """A hash of every recorded result, of docs/results.md and of README.md."""
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in RECORDED if p.exists()}
 
 
