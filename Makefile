@@ -31,7 +31,7 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy src benchmarks
 
 bench: $(STAMP)
 	$(PY) benchmarks/baselines.py

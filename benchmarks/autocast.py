@@ -1,12 +1,13 @@
 """Explicit casts or autocast? DARec training steps in three precision schemes, side by side.
 
     python benchmarks/autocast.py                  # Beauty batches, full SmolLM2, DARec_base
-    python benchmarks/autocast.py --layers 4 --item-tokens 8 --rounds 1   # smoke run
+    python benchmarks/autocast.py --layers 4 --item-tokens 8 --rounds 1   # SmolLM2, 4 layers
+    python benchmarks/autocast.py --quick --out /tmp/a.json   # smoke run: tiny data and LLM
 
-The design (docs/design.md, "Backbone and precision") keeps trainable parameters, optimizer
-state and losses in fp32 and leaves open how the bf16 backbone meets them. Three ways, on the
-same batches (throughput.py's: sequences of 50 items drawn by Beauty's popularity), one
-process, timed in alternation so that machine noise hits all three alike:
+The design (docs/design.md) keeps trainable parameters, optimizer state and losses in fp32 and
+leaves open how the bf16 backbone meets them. Three ways, on the same batches (throughput.py's: sequences of 50
+items drawn by Beauty's popularity, benchlib.darec_steps), one process, timed in alternation so
+that machine noise hits all three alike:
 
 - ``explicit`` (what DARec does): frozen backbone weights held in bf16, the trainable parts
   (adapters, tokens, heads, the CF model) in fp32 with explicit casts at their boundaries;
@@ -27,19 +28,19 @@ import contextlib
 import json
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
-from baselines import replace_block
-from throughput import DOC, Bench, add_bench_args, fill_frozen_cache, layouts, rss_mb
+from benchlib.darec_steps import Bench, adamw, add_bench_args, fill_frozen_cache, layouts
+from benchlib.machine import rss_mb
+from benchlib.paths import DOC, RESULTS_DIR
+from benchlib.quick import add_quick_args, with_quick_sets
+from benchlib.records import arguments, read_table, replace_block, results_path, write_json
 
 from darec.data.batching import TrainBatch
 from darec.models.darec import DARec
-from darec.run.checkpoint import atomic_write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "autocast.json"
+RESULTS = RESULTS_DIR / "autocast.json"
 SCHEMES = {  # name -> (backbone dtype, autocast on)
     "explicit": ("bf16", False),
     "explicit+autocast": ("bf16", True),
@@ -54,12 +55,13 @@ def precision(on: bool) -> contextlib.AbstractContextManager[object]:
 class Runner:
     """One model and optimizer per scheme; ``step`` times one training step."""
 
-    def __init__(self, bench: Bench, layout: str, dtype: str, autocast: bool, batches: list):
+    def __init__(
+        self, bench: Bench, layout: str, dtype: str, autocast: bool, batches: list[TrainBatch]
+    ) -> None:
         self.model: DARec = bench.model(bench.config(dtype, adapters=layout))
         fill_frozen_cache(self.model, batches)
         self.autocast = autocast
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=1e-4)
+        self.opt = adamw(self.model)
         self.model.train()
 
     def first_loss(self, batch: TrainBatch) -> float:
@@ -92,23 +94,13 @@ def docs_block(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_bench_args(parser)
-    parser.add_argument("--layout", default="base", choices=["base", "top_quarter"])
-    parser.add_argument("--rounds", type=int, default=3, help="timed steps per scheme")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--write-docs", action="store_true", help="only rewrite the docs table")
-    args = parser.parse_args()
-    if args.write_docs:
-        replace_block(DOC, "autocast", docs_block(json.loads(args.out.read_text())), "")
-        return
+def measure(args: argparse.Namespace, sets: list[str]) -> dict[str, Any]:
+    """The three schemes on the same batches, timed in alternation; ``sets``: overrides added
+    to every config (the quick mode's tiny data and LLM)."""
     torch.set_num_threads(args.threads)
-    bench = Bench(args)
-    batches = [bench.batch(seed, args.batch, 50) for seed in range(args.rounds + 1)]
-    probe = bench.model(bench.config(adapters="none"))
-    layout = layouts(len(probe.llm.layers))[args.layout]
-    del probe
+    bench = Bench(args, sets)
+    batches = [bench.batch(seed, args.batch, bench.length) for seed in range(args.rounds + 1)]
+    layout = layouts(bench.num_layers())[args.layout]
     runners = {name: Runner(bench, layout, *spec, batches) for name, spec in SCHEMES.items()}
     losses = {name: r.first_loss(batches[0]) for name, r in runners.items()}
     for r in runners.values():  # warm-up step, not timed
@@ -118,10 +110,9 @@ def main() -> None:
         for name, r in runners.items():
             times[name].append(round(r.step(b), 3))
             print(name, times[name][-1], flush=True)
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     out: dict[str, Any] = {
         "torch": torch.__version__,
-        "args": settings,
+        "args": arguments(args),
         "layout": args.layout,
         "schemes": {
             name: {
@@ -139,8 +130,25 @@ def main() -> None:
     out["speed_vs_explicit"] = {
         name: round(base / r["mean_step_seconds"], 3) for name, r in out["schemes"].items()
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_bench_args(parser)
+    parser.add_argument("--layout", default="base", choices=["base", "top_quarter"])
+    parser.add_argument("--rounds", type=int, default=3, help="timed steps per scheme")
+    parser.add_argument("--write-docs", action="store_true", help="only rewrite the docs table")
+    add_quick_args(parser, RESULTS, "tiny data and LLM, 4 layers, 1 round")
+    args = parser.parse_args()
+    if args.write_docs:
+        replace_block(DOC, "autocast", docs_block(read_table(args.out or RESULTS)), "")
+        return
+    out_path = results_path(args.out, RESULTS, args.quick)
+    if args.quick:
+        args.layers, args.rounds, args.item_tokens = 4, 1, 8
+    out = with_quick_sets(args.quick, lambda sets: measure(args, sets))
+    write_json(out_path, out)
     print(json.dumps(out["speed_vs_explicit"]))
 
 

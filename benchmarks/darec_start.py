@@ -8,6 +8,7 @@ training moves it away from its start. The test split is never read.
 
     python benchmarks/darec_start.py --cf-run /tmp/d/sasrec            # about 25 minutes
     python benchmarks/darec_start.py --cf-run /tmp/d/sasrec --variants raw
+    python benchmarks/darec_start.py --quick --variants raw --out /tmp/s.json   # smoke run
 
 ``--cf-run``: a SASRec run folder trained with the demo's settings (``darec demo --models
 sasrec -o /tmp/d``); trained there first when it does not exist. Records go to
@@ -22,14 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from baselines import replace_block
+from benchlib.paths import DOC, RESULTS_DIR
+from benchlib.quick import add_quick_args, quick_setup
+from benchlib.records import read_records, replace_block, results_path, write_json
 
 from darec.experiment import demo_config, run_experiment
-from darec.run.checkpoint import atomic_write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "darec_start.json"
-DOC = ROOT / "docs" / "results.md"
+RESULTS = RESULTS_DIR / "darec_start.json"
 
 # settings on top of the demo's DARec (frozen CF model started from --cf-run)
 VARIANTS: dict[str, list[str]] = {
@@ -41,7 +41,7 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def run_variant(name: str, cf_run: Path, epochs: int, every: int) -> dict:
+def run_variant(name: str, cf_run: Path, epochs: int, every: int, quick_sets: list[str]) -> dict:
     settings = [
         f"darec.cf_checkpoint={cf_run}",
         "darec.cf_frozen=true",
@@ -52,7 +52,7 @@ def run_variant(name: str, cf_run: Path, epochs: int, every: int) -> dict:
         "train.max_minutes=0",
         *VARIANTS[name],
     ]
-    cfg = demo_config("darec", extra=settings)
+    cfg = demo_config("darec", extra=settings + quick_sets)
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as run_dir:
         result, _ = run_experiment(cfg, Path(run_dir) / "run", test=False)
@@ -79,25 +79,39 @@ def markdown(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def run_all(args: argparse.Namespace, cf_run: Path, results: Path, quick_sets: list[str]) -> list:
+    """The CF run (when missing), then every variant; the records of ``results``."""
+    if not (cf_run / "metrics.json").exists():
+        run_experiment(demo_config("sasrec", extra=quick_sets), cf_run)
+    existing = read_records(results)
+    for name in args.variants.split(","):
+        record = run_variant(name, cf_run, args.epochs, args.every, quick_sets)
+        print(json.dumps({k: record[k] for k in ("variant", "valid_ndcg10")}), flush=True)
+        existing = [r for r in existing if r["variant"] != name] + [record]
+        write_json(results, existing)
+    order = list(VARIANTS)
+    existing.sort(key=lambda r: order.index(r["variant"]) if r["variant"] in order else 99)
+    return existing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cf-run", required=True, help="SASRec run folder (created if missing)")
+    parser.add_argument("--cf-run", help="SASRec run folder (created if missing)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--every", type=int, default=5, help="validate every this many steps")
+    add_quick_args(parser, RESULTS, "tiny data and LLM, its own CF run")
     args = parser.parse_args()
-    cf_run = Path(args.cf_run)
-    if not (cf_run / "metrics.json").exists():
-        run_experiment(demo_config("sasrec"), cf_run)
-    existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    for name in args.variants.split(","):
-        record = run_variant(name, cf_run, args.epochs, args.every)
-        print(json.dumps({k: record[k] for k in ("variant", "valid_ndcg10")}), flush=True)
-        existing = [r for r in existing if r["variant"] != name] + [record]
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(RESULTS, existing)
-    order = list(VARIANTS)
-    existing.sort(key=lambda r: order.index(r["variant"]) if r["variant"] in order else 99)
+    results = results_path(args.out, RESULTS, args.quick)
+    if args.quick:
+        args.epochs, args.every = 1, 2
+        with quick_setup() as quick:
+            run_all(args, Path(args.cf_run or quick.folder / "sasrec"), results, quick.sets())
+        print(f"wrote {results}")
+        return
+    if not args.cf_run:
+        parser.error("--cf-run is required (a SASRec run folder, created if missing)")
+    existing = run_all(args, Path(args.cf_run), results, [])
     replace_block(DOC, "darec-start", markdown(existing), "# Results\n\n")
 
 

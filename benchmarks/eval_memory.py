@@ -2,6 +2,7 @@
 
     python benchmarks/eval_memory.py                          # this checkout's code
     python benchmarks/eval_memory.py --before /tmp/old/src    # and another source tree first
+    python benchmarks/eval_memory.py --quick --out /tmp/e.json   # smoke run: tiny data and LLM
 
 An untrained DARec (SmolLM2-135M, all 30 layers, serial bottlenecks in every slot: nothing is
 frozen below the adapters) scores the first ``--users`` validation users of ML-100K against the
@@ -16,14 +17,16 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "eval_memory.json"
+from benchlib.paths import RESULTS_DIR, ROOT
+from benchlib.quick import add_quick_args, with_quick_sets
+from benchlib.records import add_child_args, child_json, child_main, results_path, write_json
+
+RESULTS = RESULTS_DIR / "eval_memory.json"
 SETTINGS = [
     "data.format=movielens",
     "model.name=darec",
@@ -36,10 +39,10 @@ SETTINGS = [
 ]
 
 
-def one(users: int) -> dict[str, Any]:
+def one(users: int, sets: list[str]) -> dict[str, Any]:
     """Child process: build the model, evaluate ``users`` validation users, report."""
     import torch
-    from throughput import rss_mb
+    from benchlib.machine import rss_mb
 
     from darec.config import Config, apply_overrides
     from darec.data.split import leave_one_out
@@ -48,7 +51,7 @@ def one(users: int) -> dict[str, Any]:
     from darec.models.darec import DARec
     from darec.run import load_data
 
-    cfg = apply_overrides(Config(), [*SETTINGS, f"eval.batch_size={users}"])
+    cfg = apply_overrides(Config(), [*SETTINGS, *sets, f"eval.batch_size={users}"])
     torch.set_num_threads(cfg.train.threads)
     dataset = load_data(cfg)
     valid = leave_one_out(dataset).valid
@@ -80,25 +83,34 @@ def one(users: int) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=512, help="one evaluation batch (default)")
-    parser.add_argument("--before", default="", help="another src/ folder, run first")
-    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(args.users)))
-        return
+def measure(args: argparse.Namespace, results: Path, sets: list[str]) -> None:
+    """Each code version in its own child process, ``sets`` added to its config."""
     trees = ([("before", args.before)] if args.before else []) + [("now", str(ROOT / "src"))]
     rows = []
     for name, src in trees:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(ROOT / "benchmarks")])}
         cmd = [sys.executable, __file__, "--one", "--users", str(args.users)]
-        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-        row = {"code": name, "src": src, **json.loads(out.strip().splitlines()[-1])}
+        cmd += [f"--set={s}" for s in sets]
+        row = {"code": name, "src": src, **child_json(cmd, env)}
         print(json.dumps(row))
         rows.append(row)
-    RESULTS.write_text(json.dumps({"settings": SETTINGS, "runs": rows}, indent=2) + "\n")
+    write_json(results, {"settings": SETTINGS, "runs": rows})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=512, help="one evaluation batch (default)")
+    parser.add_argument("--before", default="", help="another src/ folder, run first")
+    add_quick_args(parser, RESULTS, "tiny data and LLM, 8 users")
+    add_child_args(parser, action="store_true")
+    args = parser.parse_args()
+    if child_main(args, lambda: one(args.users, args.set)):
+        return
+    results = results_path(args.out, RESULTS, args.quick)
+    if args.quick:
+        args.users = 8
+    with_quick_sets(args.quick, lambda sets: measure(args, results, sets))
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

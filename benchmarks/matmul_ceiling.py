@@ -5,52 +5,39 @@ Times ``F.linear`` on SmolLM2-sized operands (13,312 tokens x 576 -> 1,536 and b
 Writes ``benchmarks/results/matmul_ceiling.json``.
 
     python benchmarks/matmul_ceiling.py --threads 2
+    python benchmarks/matmul_ceiling.py --quick --out /tmp/m.json   # one small shape
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from benchlib.machine import QUICK_SHAPES, SHAPES, cpu_bf16_flags, gflops
+from benchlib.paths import RESULTS_DIR
+from benchlib.records import results_path, write_json
 
-RESULTS = Path(__file__).resolve().parent / "results" / "matmul_ceiling.json"
-SHAPES = [(13312, 576, 1536), (13312, 1536, 576), (13312, 576, 576), (4096, 4096, 4096)]
-
-
-def gflops(m: int, k: int, n: int, dtype: torch.dtype, repeats: int = 5) -> float:
-    a, w = torch.randn(m, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
-    F.linear(a, w)  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        F.linear(a, w)
-        best = min(best, time.perf_counter() - start)
-    return 2 * m * k * n / best / 1e9
+RESULTS = RESULTS_DIR / "matmul_ceiling.json"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, help=f"default: {RESULTS}")
+    parser.add_argument("--quick", action="store_true", help="smoke run: one small shape")
     args = parser.parse_args()
+    out_path = results_path(args.out, RESULTS, args.quick)
     torch.set_num_threads(args.threads)
-    flags = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        line = next((x for x in cpuinfo.read_text().splitlines() if x.startswith("flags")), "")
-        flags = " ".join(f for f in line.split() if "bf16" in f or f.startswith("amx"))
     rows = [
         {"shape": list(shape), "dtype": name, "gflops": round(gflops(*shape, dtype), 1)}
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
-        for shape in SHAPES
+        for shape in (QUICK_SHAPES if args.quick else SHAPES)
     ]
-    out = {"threads": args.threads, "cpu_bf16_flags": flags, "torch": torch.__version__}
+    out = {"threads": args.threads, "cpu_bf16_flags": cpu_bf16_flags(), "torch": torch.__version__}
     out["results"] = rows
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
+    write_json(out_path, out)
     print(json.dumps(out, indent=1))
 
 

@@ -2,15 +2,17 @@
 
     python benchmarks/memory.py                         # Amazon Beauty, batch 256
     python benchmarks/memory.py --dataset ml-100k       # the demo's DARec, batch 128
+    python benchmarks/memory.py --quick --out /tmp/m.json   # smoke run: tiny data and LLM
 
 The batch is the training loader's heaviest: the ``--batch`` longest training windows (the
 loader groups windows of similar length, so such a batch occurs every epoch); it holds the
 most distinct items, and every distinct item runs through the trainable layers. Each mode runs
 in its own child process, so ``peak_rss_mb`` (max RSS) is that mode's alone; the frozen-layer
 cache is filled for the batch's items only (its full-catalog table is allocated all the same).
-The settings are darec_bench.py's DARec row of the dataset (the demo layout: 8 layers,
-adapters in the top two) without its CF start, which memory does not depend on. Writes the
-dataset's entry of ``benchmarks/results/memory.json`` and the memory section of docs/results.md.
+The settings are darec_bench.py's DARec row of the dataset (benchlib/settings.py; the demo
+layout: 8 layers, adapters in the top two) without its CF start, which memory does not depend
+on. Writes the dataset's entry of ``benchmarks/results/memory.json`` and the memory section of
+docs/results.md.
 """
 
 from __future__ import annotations
@@ -18,16 +20,25 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from baselines import replace_block
-from darec_bench import BENCHES
-from throughput import fill_frozen_cache, rss_mb
+from benchlib.darec_steps import adamw, fill_frozen_cache, train_step
+from benchlib.machine import rss_mb
+from benchlib.paths import DOC, RESULTS_DIR
+from benchlib.quick import add_quick_args, with_quick_sets
+from benchlib.records import (
+    add_child_args,
+    child_json,
+    child_main,
+    read_table,
+    replace_block,
+    results_path,
+    write_json,
+)
+from benchlib.settings import BENCHES
 
 from darec.config import Config, apply_overrides
 from darec.data.batching import make_batch, training_windows
@@ -35,18 +46,9 @@ from darec.data.split import leave_one_out
 from darec.models.base import ModelContext
 from darec.models.darec import DARec
 from darec.run import load_data
-from darec.run.checkpoint import atomic_write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "memory.json"
-DOC = ROOT / "docs" / "results.md"
+RESULTS = RESULTS_DIR / "memory.json"
 MODES = {"plain": "never", "checkpointed": "always"}
-
-
-def settings(dataset: str) -> list[str]:
-    """darec_bench's DARec row of ``dataset`` without its CF start."""
-    bench = BENCHES[dataset]
-    return [s for s in bench.common + bench.variants["darec"] if not s.startswith("darec.cf_")]
 
 
 def one(mode: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -54,9 +56,10 @@ def one(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     cfg = apply_overrides(
         Config(),
         [
-            *settings(args.dataset),
+            *BENCHES[args.dataset].darec_without_cf_start(),
             *([f"train.batch_size={args.batch}"] if args.batch else []),
             f"darec.checkpoint_activations={MODES[mode]}",
+            *args.set,
         ],
     )
     torch.set_num_threads(cfg.train.threads)
@@ -70,17 +73,10 @@ def one(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     model = DARec(cfg, ModelContext(dataset.num_items, dataset.catalog, dataset.key, None))
     fill_frozen_cache(model, [batch])
     model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    opt = adamw(model)
     before = rss_mb()
-    times = []
-    for step in range(args.steps + 1):
-        start = time.perf_counter()
-        loss = model.loss(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step:  # the first step is a warm-up
-            times.append(time.perf_counter() - start)
+    train_step(model, opt, batch)  # a warm-up
+    times = [train_step(model, opt, batch) for _ in range(args.steps)]
     items = torch.unique(torch.cat([batch.inputs.flatten(), batch.targets.flatten()]))
     return {
         "mode": mode,
@@ -124,35 +120,47 @@ def docs_block(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def measure(args: argparse.Namespace, results: Path, sets: list[str]) -> None:
+    """Both modes, each in its own child process (``sets`` added to its config); the dataset's
+    entry of ``results`` replaced."""
+    rows = []
+    for mode in MODES:
+        cmd = [sys.executable, __file__, "--one", mode, "--dataset", args.dataset]
+        cmd += ["--batch", str(args.batch), "--steps", str(args.steps)]
+        cmd += [f"--set={s}" for s in sets]
+        rows.append(child_json(cmd))
+        print(json.dumps(rows[-1]), flush=True)
+    plain, ckpt = rows
+    table = read_table(results)
+    table[args.dataset] = {
+        "settings": BENCHES[args.dataset].darec_without_cf_start(),
+        "rows": rows,
+        "peak_ratio": round(plain["peak_rss_mb"] / ckpt["peak_rss_mb"], 2),
+        "time_ratio": round(ckpt["step_seconds"] / plain["step_seconds"], 2),
+    }
+    write_json(results, table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="amazon-beauty", choices=list(BENCHES))
     parser.add_argument("--batch", type=int, default=0, help="0: the row's train.batch_size")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--write-docs", action="store_true", help="only rewrite the section")
-    parser.add_argument("--one", help=argparse.SUPPRESS)
+    add_quick_args(parser, RESULTS, "tiny data and LLM, 1 step")
+    add_child_args(parser)
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(one(args.one, args)))
+    if child_main(args, lambda: one(args.one, args)):
         return
-    if not args.write_docs:
-        rows = []
-        for mode in MODES:
-            cmd = [sys.executable, __file__, "--one", mode, "--dataset", args.dataset]
-            cmd += ["--batch", str(args.batch), "--steps", str(args.steps)]
-            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(json.dumps(rows[-1]), flush=True)
-        plain, ckpt = rows
-        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        results[args.dataset] = {
-            "settings": settings(args.dataset),
-            "rows": rows,
-            "peak_ratio": round(plain["peak_rss_mb"] / ckpt["peak_rss_mb"], 2),
-            "time_ratio": round(ckpt["step_seconds"] / plain["step_seconds"], 2),
-        }
-        atomic_write_json(RESULTS, results)
-    replace_block(DOC, "memory", docs_block(json.loads(RESULTS.read_text())), "# Results\n")
+    results = results_path(args.out, RESULTS, args.quick)
+    if args.quick:
+        args.dataset, args.steps = "ml-100k", 1
+    if args.quick or not args.write_docs:
+        with_quick_sets(args.quick, lambda sets: measure(args, results, sets))
+    if args.quick:
+        print(f"wrote {results}")
+        return
+    replace_block(DOC, "memory", docs_block(read_table(results)), "# Results\n")
 
 
 if __name__ == "__main__":

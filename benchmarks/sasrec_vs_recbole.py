@@ -13,30 +13,49 @@ SASRec with the same settings and the same number of epochs and writes both side
   max length 50, CE loss, seed 42, one CPU thread; as many epochs as RecBole's recorded run.
 
     python benchmarks/sasrec_vs_recbole.py
+    python benchmarks/sasrec_vs_recbole.py --quick --out /tmp/r.json   # smoke run: tiny data
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
-from baselines import DOC, replace_block
+from benchlib.paths import DOC, RESULTS_DIR
+from benchlib.quick import add_quick_args, with_quick_sets
+from benchlib.records import replace_block, results_path, write_json
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
-from darec.run.checkpoint import atomic_write_json
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = RESULTS_DIR / "sasrec_vs_recbole_ml100k.json"
+RECBOLE = RESULTS_DIR / "recbole_sasrec_ml100k.json"  # benchmarks/recbole_compare.py's record
 
 
 def main() -> None:
-    recbole = json.loads((RESULTS / "recbole_sasrec_ml100k.json").read_text())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_quick_args(parser, RESULTS, "tiny data, 1 and 2 epochs")
+    args = parser.parse_args()
+    out_path = results_path(args.out, RESULTS, args.quick)
+    epochs, converge = (1, 2) if args.quick else (None, 200)
+    out = with_quick_sets(args.quick, lambda sets: compare(epochs, converge, sets), llm=False)
+    write_json(out_path, out)
+    print(json.dumps(out, indent=2))
+    if not args.quick:
+        replace_block(DOC, "recbole", table(out), "# Results\n\n")
+
+
+def compare(epochs: int | None, converge_epochs: int, sets: list[str]) -> dict:
+    """Ours for ``epochs`` (None: as many as RecBole's recorded run) and with early stopping
+    (up to ``converge_epochs``) beside RecBole's record; ``sets`` added to our runs."""
+    recbole = json.loads(RECBOLE.read_text())
     ref = next(r for r in recbole["runs"] if r["name"] == "drop0.5")
-    epochs = ref["epochs_trained"]
-    ours = train(epochs, patience=0)
-    converged = train(200, patience=10)
+    epochs = epochs or ref["epochs_trained"]
+    ours = train(epochs, 0, sets)
+    converged = train(converge_epochs, 10, sets)
     out = {
         "protocol": "ml-100k 5-core, leave-one-out, full ranking, history NOT excluded "
         "(RecBole's behaviour), selection on valid NDCG@10, both on 1 CPU thread",
@@ -51,12 +70,10 @@ def main() -> None:
             "note": ref.get("note", ""),
         },
     }
-    atomic_write_json(RESULTS / "sasrec_vs_recbole_ml100k.json", out)
-    print(json.dumps(out, indent=2))
-    replace_block(DOC, "recbole", table(out), "# Results\n\n")
+    return out
 
 
-def train(epochs: int, patience: int) -> dict:
+def train(epochs: int, patience: int, sets: list[str]) -> dict:
     """darec's SASRec with RecBole's defaults, history kept in the ranking."""
     cfg = apply_overrides(
         Config(),
@@ -65,6 +82,7 @@ def train(epochs: int, patience: int) -> dict:
             "model.name=sasrec",
             "model.dropout=0.5",
             "model.attn_dropout=0.5",
+            *sets,  # before the epochs and patience, which they would override
             f"train.epochs={epochs}",
             f"train.patience={patience}",
             "train.threads=1",

@@ -10,6 +10,7 @@ is within 2% of DARec_base's is timed beside DARec_base on the same batch.
 
     python benchmarks/search_bench.py                            # hours on 2 cores
     python benchmarks/search_bench.py --trials 2 --max-minutes 0.5 --results /tmp/s.json
+    python benchmarks/search_bench.py --quick --results /tmp/s.json   # tiny data and LLM
 
 Writes ``benchmarks/results/search.json``: ``base`` and ``searched`` test metrics (mean over
 seeds), ``gain`` (searched / base test NDCG@10), ``fast_ratio`` (training throughput of that
@@ -36,20 +37,21 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from baselines import replace_block
+from benchlib.paths import DOC, RESULTS_DIR, ROOT
+from benchlib.quick import add_quick_args, quick_setup
+from benchlib.records import replace_block, results_path, write_json
 from optuna.trial import TrialState
 
 from darec.config import Config, apply_overrides
 from darec.data.split import leave_one_out
 from darec.experiment import demo_config, run_experiment
 from darec.run import load_data
-from darec.run.checkpoint import atomic_write_json, provenance
+from darec.run.checkpoint import provenance
 from darec.search import measure_step_time, retrain, run_search, write_report
 from darec.search.space import BASE_SPEC
 from darec.training.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "search.json"
+RESULTS = RESULTS_DIR / "search.json"
 PLOTS = ("layout_heatmap.png", "optimization_history.png", "param_importances.png")
 WITHIN = 0.98  # "within 2% of DARec_base's validation NDCG@10"
 
@@ -77,7 +79,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--study", default="search-bench-ml100k")
     p.add_argument("--storage", default="", help="default: sqlite in --out")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "search-bench")
-    p.add_argument("--results", type=Path, default=RESULTS)
+    add_quick_args(
+        p,
+        RESULTS,
+        "2 trials of 1 epoch, tiny data and LLM, study in a temporary folder",
+        "--results",
+        "record",
+    )
     p.add_argument(
         "--set", dest="sets", action="append", default=[], help="extra config override (repeatable)"
     )
@@ -89,12 +97,13 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def base_config(args: argparse.Namespace) -> Config:
-    """The demo's DARec with its frozen SASRec (trained here first, reused when present)."""
+def base_config(args: argparse.Namespace, quick_sets: list[str]) -> Config:
+    """The demo's DARec with its frozen SASRec (trained here first, reused when present);
+    ``quick_sets`` are added to both."""
     budget = [f"train.max_minutes={args.max_minutes}", f"train.threads={args.threads}"]
     cf_run = args.out / "sasrec"
     if not (cf_run / "checkpoints" / "pointers.json").exists():
-        run_experiment(demo_config("sasrec", extra=budget), cf_run, test=False)
+        run_experiment(demo_config("sasrec", extra=budget + quick_sets), cf_run, test=False)
     trial_minutes = args.trial_minutes or args.max_minutes / 4
     return demo_config(
         "darec",
@@ -107,6 +116,7 @@ def base_config(args: argparse.Namespace) -> Config:
             f"search.trial_minutes={trial_minutes}",
             f"search.group_size={args.group_size}",
             *args.sets,
+            *quick_sets,
         ],
     )
 
@@ -214,7 +224,7 @@ def docs_block(record: dict[str, Any], plots: list[str]) -> str:
 
 def write_docs(args: argparse.Namespace) -> None:
     """Rewrite docs/results.md's search section and copy the study's plots beside it."""
-    record = json.loads(args.results.read_text())
+    record = json.loads((args.record or RESULTS).read_text())
     img = ROOT / "docs" / "img" / "search"
     img.mkdir(parents=True, exist_ok=True)
     plots = []
@@ -223,7 +233,7 @@ def write_docs(args: argparse.Namespace) -> None:
         if source.exists():
             shutil.copyfile(source, img / name)
             plots.append(name)
-    replace_block(ROOT / "docs" / "results.md", "search", docs_block(record, plots), "")
+    replace_block(DOC, "search", docs_block(record, plots), "")
 
 
 def main() -> None:
@@ -231,8 +241,22 @@ def main() -> None:
     if args.write_docs:
         write_docs(args)
         return
+    results = results_path(args.record, RESULTS, args.quick)
+    if args.quick:
+        args.trials, args.trial_epochs, args.seeds = 2, 1, "42"
+        with quick_setup() as quick:
+            args.out, args.storage = quick.folder / "search-bench", ""
+            record = search(args, quick.sets())
+    else:
+        record = search(args, [])
+    write_json(results, record)
+    print(f"gain {record['gain']}, fast_ratio {record['fast_ratio']}; wrote {results}")
+
+
+def search(args: argparse.Namespace, quick_sets: list[str]) -> dict[str, Any]:
+    """The search, the retrainings and the timing of the fast layout: the record."""
     args.out.mkdir(parents=True, exist_ok=True)
-    cfg = base_config(args)
+    cfg = base_config(args, quick_sets)
     storage = args.storage or f"sqlite:///{(args.out / 'study.db').resolve()}"
     started = time.monotonic()
     study = run_search(cfg, args.study, storage, args.out / "search", args.workers)
@@ -312,8 +336,7 @@ def main() -> None:
         "commit": provenance()["commit"],
         "command": "python benchmarks/search_bench.py " + " ".join(sys.argv[1:]),
     }
-    atomic_write_json(args.results, record)
-    print(f"gain {record['gain']}, fast_ratio {fast_ratio}; wrote {args.results}")
+    return record
 
 
 if __name__ == "__main__":

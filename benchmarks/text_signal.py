@@ -2,6 +2,7 @@
 
     python benchmarks/text_signal.py                  # MovieLens-100K, the demo's text settings
     python benchmarks/text_signal.py --dataset amazon-beauty --variants sasrec+text
+    python benchmarks/text_signal.py --quick --results /tmp/t.json   # smoke run: seconds
 
 How far item text alone gets, beside DARec: the ``sasrec-text`` model
 (src/darec/models/text_sasrec.py) against SASRec on the same settings. Each item's text (on ML-100K
@@ -28,26 +29,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-from baselines import COMMON, DATASETS, SETTINGS, markdown, replace_block, run_and_store
+from benchlib.paths import DOC, RESULTS_DIR
+from benchlib.quick import add_quick_args, quick_setup
+from benchlib.records import (
+    add_child_args,
+    markdown,
+    read_records,
+    replace_block,
+    results_path,
+    run_and_store,
+)
+from benchlib.settings import COMMON, DATASETS, SETTINGS, TEXT
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "text_signal.json"
-DOC = ROOT / "docs" / "results.md"
-TEXT = {  # the demo DARec's backbone; its item text on ML-100K, Beauty's only text field
-    "ml-100k": [
-        "text.encoder_layers=8",
-        "text.fields=title,genres",
-        "text.max_tokens=24",
-    ],
-    "amazon-beauty": [
-        "text.encoder_layers=8",
-        "text.fields=title",
-        "text.max_tokens=32",
-    ],
-}
+RESULTS = RESULTS_DIR / "text_signal.json"
 VARIANTS = {  # row name: its model settings
     "sasrec": ["model.name=sasrec"],
     "sasrec+text": ["model.name=sasrec-text"],
@@ -58,42 +55,59 @@ VARIANTS = {  # row name: its model settings
 }
 
 
-def run_one(dataset: str, variant: str, seed: int, out: Path) -> None:
+def run_one(dataset: str, variant: str, seed: int, out: Path, extra: list[str]) -> None:
     """Child process: one training run, its record written to ``out``."""
     settings = [
         *SETTINGS[dataset]["sasrec"],
         *TEXT[dataset],
-        *VARIANTS[variant],  # last: a variant's encoder_layers wins
+        *VARIANTS[variant],  # last: a variant's text.encoder_layers wins
     ]
-    cfg = apply_overrides(Config(), DATASETS[dataset] + COMMON + settings + [f"train.seed={seed}"])
+    sets = DATASETS[dataset] + COMMON + settings + [f"train.seed={seed}", *extra]
     with tempfile.TemporaryDirectory() as run_dir:
-        _, record = run_experiment(cfg, Path(run_dir) / "run")
+        _, record = run_experiment(apply_overrides(Config(), sets), Path(run_dir) / "run")
     row = record.to_json()
     row.pop("run_dir")
     row["model"] = variant
-    row["settings"] = settings
+    row["settings"] = settings + extra
     out.write_text(json.dumps(row))
+
+
+def run_variants(
+    args: argparse.Namespace, variants: list[str], results: Path, sets: list[str]
+) -> list[dict]:
+    """Each variant in its own child process, ``sets`` added; the records of ``results``."""
+    existing = read_records(results)
+    for variant in variants:
+        cmd = [sys.executable, __file__, "--dataset", args.dataset, "--seed", str(args.seed)]
+        cmd += [f"--set={s}" for s in sets]
+        record = run_and_store([*cmd, "--one", variant], existing, results)
+        print(json.dumps({"model": variant, "valid NDCG@10": record["valid"]["NDCG@10"]}))
+    order = {name: i for i, name in enumerate(VARIANTS)}
+    existing.sort(key=lambda r: (r["dataset"] != "ml-100k", order.get(r["model"], 9)))
+    return existing
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default="", help="comma-separated (default: all)")
     parser.add_argument("--dataset", default="ml-100k", choices=list(TEXT))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--write-docs", action="store_true", help="only rewrite the table")
-    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    add_quick_args(parser, RESULTS, "tiny data and LLM, sasrec+text, 1 epoch", "--results")
+    add_child_args(parser, nargs=2)
     args = parser.parse_args()
     if args.one:
-        run_one(args.dataset, args.one[0], args.seed, Path(args.one[1]))
+        run_one(args.dataset, args.one[0], args.seed, Path(args.one[1]), args.set)
         return
-    existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    for variant in [] if args.write_docs else args.variants.split(","):
-        cmd = [sys.executable, __file__, "--dataset", args.dataset, "--seed", str(args.seed)]
-        record = run_and_store([*cmd, "--one", variant], existing, RESULTS)
-        print(json.dumps({"model": variant, "valid NDCG@10": record["valid"]["NDCG@10"]}))
-    order = {name: i for i, name in enumerate(VARIANTS)}
-    existing.sort(key=lambda r: (r["dataset"] != "ml-100k", order.get(r["model"], 9)))
-    replace_block(DOC, "text-signal", markdown(existing), "")
+    results = results_path(args.out, RESULTS, args.quick)
+    if args.quick:
+        with quick_setup() as quick:
+            variants = (args.variants or "sasrec+text").split(",")
+            run_variants(args, variants, results, quick.sets())
+        print(f"wrote {results}")
+        return
+    variants = [] if args.write_docs else (args.variants or ",".join(VARIANTS)).split(",")
+    replace_block(DOC, "text-signal", markdown(run_variants(args, variants, results, [])), "")
 
 
 if __name__ == "__main__":

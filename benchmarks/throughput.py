@@ -1,7 +1,7 @@
 """DARec throughput: cached against straightforward paths, bf16 against fp32, side by side.
 
     python benchmarks/throughput.py                 # Beauty from ../shared/data, default backbone
-    python benchmarks/throughput.py --quick         # a smoke run (tiny sizes, minutes)
+    python benchmarks/throughput.py --quick --out /tmp/t.json   # smoke run: tiny data and LLM
 
 Everything is measured in one process on one machine, one thing at a time, so the ratios are
 fair even on a noisy machine. Writes ``benchmarks/results/throughput.json`` and (with
@@ -25,137 +25,48 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from baselines import replace_block
-from matmul_ceiling import SHAPES, gflops
+from benchlib.darec_steps import (
+    Bench,
+    adamw,
+    add_bench_args,
+    fill_frozen_cache,
+    layouts,
+    train_step,
+    uncached_user_vectors,
+)
+from benchlib.machine import QUICK_SHAPES, SHAPES, gflops, rss_mb
+from benchlib.paths import DOC, RESULTS_DIR
+from benchlib.quick import add_quick_args, with_quick_sets
+from benchlib.records import arguments, replace_block, results_path, write_json
 from torch.utils.flop_counter import FlopCounterMode
 
-from darec.config import Config, apply_overrides
 from darec.data.batching import TrainBatch, make_batch, training_windows
-from darec.data.split import leave_one_out
 from darec.evaluation.evaluator import evaluate
-from darec.models.base import ModelContext
 from darec.models.darec import DARec
 from darec.models.darec.catalog import CatalogKV
-from darec.paths import cache_dir
-from darec.run import load_data
-from darec.run.checkpoint import atomic_write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "throughput.json"
-DOC = ROOT / "docs" / "results.md"
-BEAUTY = ROOT.parent / "shared" / "data" / "amazon-beauty"
-
-
-def rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def layouts(num_layers: int) -> dict[str, str]:
-    quarter = max(1, num_layers // 4)
-    return {
-        "base": "serial:16",
-        "top_quarter": f"none*{num_layers - quarter},serial:16*{quarter}",
-    }
-
-
-class Bench:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        data = [f"data.path={args.data}", "data.format=atomic"] if args.data else []
-        if not args.data:
-            data = ["data.format=movielens"]
-        self.base = apply_overrides(
-            Config(),
-            [
-                *data,
-                "data.user_min=5",
-                "data.item_min=5",
-                "model.name=darec",
-                "model.max_seq_len=50",
-                f"text.encoder_layers={args.layers}",
-                f"text.max_tokens={args.item_tokens}",
-            ],
-        )
-        self.dataset = load_data(self.base)
-        self.split = leave_one_out(self.dataset)
-        self.cache = cache_dir(self.base.cache_dir)
-        counts = np.bincount(
-            np.concatenate(self.split.train), minlength=self.dataset.num_items + 1
-        ).astype(float)
-        counts[0] = 0
-        self.popularity = counts / counts.sum()
-
-    def config(self, dtype: str = "auto", **darec: Any) -> Config:
-        """The base config with the encoder's ``text.dtype`` and these ``[darec]`` keys."""
-        sets = [f"text.dtype={dtype}", *(f"darec.{k}={v}" for k, v in darec.items())]
-        return apply_overrides(self.base, sets)
-
-    def model(self, cfg: Config) -> DARec:
-        torch.manual_seed(0)
-        ctx = ModelContext(self.dataset.num_items, self.dataset.catalog, self.dataset.key, None)
-        return DARec(cfg, ctx)
-
-    def batch(self, seed: int, size: int, length: int) -> TrainBatch:
-        """``size`` sequences of ``length`` items drawn by training popularity."""
-        gen = np.random.default_rng(seed)
-        seqs = gen.choice(len(self.popularity), size=(size, length + 1), p=self.popularity)
-        x = torch.as_tensor(seqs[:, :-1], dtype=torch.long)
-        y = torch.as_tensor(seqs[:, 1:], dtype=torch.long)
-        return TrainBatch(x, y, torch.arange(size))
-
-
-def fill_frozen_cache(model: DARec, batches: list[TrainBatch]) -> float:
-    """The frozen-layer cache for the items of ``batches`` only (a full catalog pass would take
-    minutes); returns seconds per item, to report the full pass's cost."""
-    if model.enter == 0 or not model.cache_frozen:
-        return 0.0
-    items = torch.unique(torch.cat([torch.cat([b.inputs, b.targets]).flatten() for b in batches]))
-    num_words, dim = model.item_tokens.shape[1], model.llm.config.hidden_size
-    table = torch.zeros(model.num_items + 1, num_words, dim, dtype=model.dtype)
-    start = time.perf_counter()
-    with torch.no_grad():
-        for lo in range(0, len(items), 256):
-            rows = items[lo : lo + 256]
-            table[rows] = model._words(
-                model.item_tokens[rows], model.item_lengths[rows], model.enter
-            )
-    model._entry_words = table
-    return (time.perf_counter() - start) / len(items)
+RESULTS = RESULTS_DIR / "throughput.json"
 
 
 def train_steps(model: DARec, batches: list[TrainBatch]) -> dict[str, Any]:
     """Warm-up on batches[0] (counting its FLOPs), then time the others."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
+    opt = adamw(model)
     model.train()
-
-    def step(b: TrainBatch) -> None:
-        loss = model.loss(b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
     counter = FlopCounterMode(display=False)
     with counter:  # the warm-up step: its FLOPs are those of every step on such a batch
-        step(batches[0])
-    times = []
-    for b in batches[1:]:
-        start = time.perf_counter()
-        step(b)
-        times.append(time.perf_counter() - start)
+        train_step(model, opt, batches[0])
+    times = [train_step(model, opt, b) for b in batches[1:]]
     seconds = statistics.mean(times)
     flops = counter.get_total_flops() * len(batches[1].inputs) / len(batches[0].inputs)
     b = batches[1]
-    num_words = model.item_tokens.shape[1]
+    width = model.item_tokens.shape[1]
     lengths = model.item_lengths[b.inputs]
     # tokens of the straightforward layout: per real step CF + words + ALIGN + stream tokens
     tokens = int(((lengths + 2 + model.per_step) * (b.inputs > 0)).sum())
@@ -168,14 +79,14 @@ def train_steps(model: DARec, batches: list[TrainBatch]) -> dict[str, Any]:
         "achieved_gflops": round(flops / 1e9 / seconds, 1),
         "batch": len(b.inputs),
         "distinct_items": distinct,
-        "item_table_width": num_words,
+        "item_table_width": width,
         "timed_steps": len(times),
     }
 
 
 def training(bench: Bench, num_layers: int) -> list[dict[str, Any]]:
     a = bench.args
-    batches = [bench.batch(seed, a.batch, 50) for seed in range(a.steps + 1)]
+    batches = [bench.batch(seed, a.batch, bench.length) for seed in range(a.steps + 1)]
     rows = []
     for dtype in a.dtypes.split(","):
         for name, layout in layouts(num_layers).items():
@@ -221,23 +132,14 @@ def inference(bench: Bench, num_layers: int) -> dict[str, Any]:
         out["catalog_build_seconds"] = round(time.perf_counter() - start, 1)
         out["catalog_cache_mb"] = round(catalog.nbytes / 2**20, 1)
         assert catalog.has_kv, "the catalog cache does not fit darec.catalog_cache_mb"
-        users = [bench.batch(1000 + i, 1, 50).inputs for i in range(a.users)]
+        users = [bench.batch(1000 + i, 1, bench.length).inputs for i in range(a.users)]
         top = catalog.vectors  # scoring = one matmul against the catalog, both ways
 
         def cached(h: torch.Tensor) -> None:
             (model.encode_users(h) @ top.T).topk(10)
 
         def uncached(h: torch.Tensor, frozen_cache: bool = False) -> None:
-            """No catalog cache: the user's items go through the layers again (all of them,
-            or with ``frozen_cache`` only those above the frozen-prefix cache)."""
-            model.cache_frozen = frozen_cache
-            try:
-                history = h[:, -model.cfg.max_seq_len :]
-                cf = model._cf_states(history)
-                seq, _ = model.sequence_states(history, torch.unique(history), cf)
-                (model._user_vectors(seq, cf)[:, -1] @ top.T).topk(10)
-            finally:
-                model.cache_frozen = True
+            (uncached_user_vectors(model, h, frozen_cache) @ top.T).topk(10)
 
         cached(users[0])
         uncached(users[0])
@@ -270,7 +172,7 @@ def inference(bench: Bench, num_layers: int) -> dict[str, Any]:
     for name, cache in (("cached", catalog), ("uncached", vectors_only)):
         model.attach_catalog(cache)  # built once per model, not per user: excluded here
         start = time.perf_counter()
-        evaluate(model, subset, bench.base.eval, 50)
+        evaluate(model, subset, bench.base.eval, bench.length)
         rates[name] = round(a.eval_users / (time.perf_counter() - start), 2)
     out["eval_users_per_s"] = rates
     out["peak_rss_mb"] = rss_mb()
@@ -282,14 +184,14 @@ def beauty_costs(bench: Bench, num_layers: int) -> dict[str, Any]:
     a = bench.args
     cfg = bench.config("bf16", adapters=layouts(num_layers)["top_quarter"])
     model = bench.model(cfg)
-    windows, owners = training_windows(bench.split.train, 50, cfg.train.windows)
+    windows, owners = training_windows(bench.split.train, bench.length, cfg.train.windows)
     size = cfg.train.batch_size
     steps = math.ceil(len(windows) / size)
     gen = np.random.default_rng(0)
     batches = []
     for _ in range(a.epoch_steps + 1):
         idx = gen.choice(len(windows), size=min(size, len(windows)), replace=False)
-        batches.append(make_batch([windows[i] for i in idx], owners[idx], 50))
+        batches.append(make_batch([windows[i] for i in idx], owners[idx], bench.length))
     per_item = fill_frozen_cache(model, batches)
     timing = train_steps(model, batches)
     return {
@@ -360,15 +262,6 @@ def docs_block(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def add_bench_args(parser: argparse.ArgumentParser) -> None:
-    """The options that ``Bench`` and its batches read (shared with benchmarks/autocast.py)."""
-    parser.add_argument("--data", default=str(BEAUTY) if BEAUTY.exists() else "")
-    parser.add_argument("--layers", type=int, default=0, help="backbone layers (0: all)")
-    parser.add_argument("--item-tokens", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=2, help="sequences per training step")
-    parser.add_argument("--threads", type=int, default=2)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_bench_args(parser)
@@ -380,40 +273,48 @@ def main() -> None:
     parser.add_argument(
         "--layouts", default="base,top_quarter", help="training phase: these layouts"
     )
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument(
         "--phases",
         default="training,inference,beauty",
         help="rerun only these phases, updating the record in --out",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    add_quick_args(parser, RESULTS, "tiny data and LLM, 4 layers, 1 step")
     parser.add_argument(
         "--write-docs", action="store_true", help="only rewrite docs/results.md from --out"
     )
     args = parser.parse_args()
     if args.write_docs:
-        replace_block(DOC, "throughput", docs_block(json.loads(args.out.read_text())), "")
+        record = json.loads((args.out or RESULTS).read_text())
+        replace_block(DOC, "throughput", docs_block(record), "")
         return
+    out_path = results_path(args.out, RESULTS, args.quick)
     if args.quick:
         args.layers, args.batch, args.steps, args.users = 4, 2, 1, 3
         args.eval_users, args.epoch_steps, args.item_tokens = 16, 1, 8
+    out = with_quick_sets(args.quick, lambda sets: measure(args, out_path, sets))
+    write_json(out_path, out)
+    print(json.dumps({k: v for k, v in out.items() if not isinstance(v, (dict, list))}, indent=1))
+
+
+def measure(args: argparse.Namespace, out_path: Path, sets: list[str]) -> dict[str, Any]:
+    """The phases of ``args.phases``; a partial rerun updates the record in ``out_path``.
+    ``sets``: overrides added to every config (the quick mode's tiny data and LLM)."""
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    out: dict[str, Any] = {"threads": args.threads, "torch": torch.__version__, "args": settings}
+    out: dict[str, Any] = {"threads": args.threads, "torch": torch.__version__}
+    out["args"] = arguments(args)
+    shapes = QUICK_SHAPES if args.quick else SHAPES[:3]
     out["ceilings_gflops"] = {
-        name: max(gflops(*shape, dtype, repeats=3) for shape in SHAPES[:3])
+        name: max(gflops(*shape, dtype, repeats=3) for shape in shapes)
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
     }
     print(json.dumps(out["ceilings_gflops"]), flush=True)
-    bench = Bench(args)
-    probe = bench.model(bench.config(adapters="none"))
-    num_layers = len(probe.llm.layers)
-    del probe
+    bench = Bench(args, sets)
+    num_layers = bench.num_layers()
     out["backbone_layers"] = num_layers
     phases = args.phases.split(",")
     if phases != ["training", "inference", "beauty"]:  # update an earlier record
-        earlier = json.loads(args.out.read_text())
+        earlier = json.loads(out_path.read_text())
         if "training" not in phases:  # MFU uses the ceiling measured beside the training rows
             out["ceilings_gflops"] = earlier["ceilings_gflops"]
         out = earlier | {"ceilings_gflops": out["ceilings_gflops"]}
@@ -484,10 +385,8 @@ def main() -> None:
         "peak_rss_mb": max(rss_mb(), out.get("peak_rss_mb", 0.0)),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, out)
-    print(json.dumps({k: v for k, v in out.items() if not isinstance(v, (dict, list))}, indent=1))
+    return out
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -4,7 +4,9 @@
 
 Runs a small grid (below) with the settings of benchmarks/baselines.py as the base, and appends
 one record per grid point to benchmarks/results/tuning.json. Copy the winner into SETTINGS in
-baselines.py (and DEMO_MODELS in src/darec/experiment.py for ML-100K).
+benchmarks/benchlib/settings.py (and DEMO_MODELS in src/darec/experiment.py for ML-100K).
+
+    python benchmarks/tune.py --model sasrec --quick --results /tmp/t.json   # smoke run
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import json
 import tempfile
 from pathlib import Path
 
-from baselines import COMMON, DATASETS, SETTINGS
+from benchlib.paths import RESULTS_DIR
+from benchlib.quick import add_quick_args, with_quick_sets
+from benchlib.records import read_records, results_path, write_json
+from benchlib.settings import COMMON, DATASETS, SETTINGS
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
-from darec.run.checkpoint import atomic_write_json
 
-RESULTS = Path(__file__).resolve().parent / "results" / "tuning.json"
+RESULTS = RESULTS_DIR / "tuning.json"
 
 GRIDS: dict[str, dict[str, list[str]]] = {
     "sasrec": {"model.dropout": ["0.2", "0.5"], "train.lr": ["0.001", "0.002"]},
@@ -30,14 +34,10 @@ GRIDS: dict[str, dict[str, list[str]]] = {
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="ml-100k", choices=sorted(DATASETS))
-    parser.add_argument("--model", required=True, choices=sorted(GRIDS))
-    parser.add_argument("--set", action="append", default=[], help="extra override")
-    args = parser.parse_args()
+def tune(args: argparse.Namespace, results: Path, quick_sets: list[str]) -> None:
+    """Train every grid point (validation only) and append its record to ``results``."""
     grid = GRIDS[args.model]
-    records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    records = read_records(results)
     for values in itertools.product(*grid.values()):
         point = [f"{k}={v}" for k, v in zip(grid, values, strict=True)]
         if "model.dropout=" in " ".join(point):  # tie attention dropout to hidden dropout
@@ -46,6 +46,7 @@ def main() -> None:
             Config(),
             DATASETS[args.dataset] + COMMON + SETTINGS[args.dataset][args.model] + point + args.set,
         )
+        cfg = apply_overrides(cfg, quick_sets)
         with tempfile.TemporaryDirectory() as run_dir:
             result, record = run_experiment(cfg, Path(run_dir) / "run", test=False)
         row = {
@@ -66,8 +67,19 @@ def main() -> None:
             flush=True,
         )
         records.append(row)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(RESULTS, records)
+        write_json(results, records)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="ml-100k", choices=sorted(DATASETS))
+    parser.add_argument("--model", required=True, choices=sorted(GRIDS))
+    parser.add_argument("--set", action="append", default=[], help="extra override")
+    add_quick_args(parser, RESULTS, "the grid on tiny data, 1 epoch a point", "--results")
+    args = parser.parse_args()
+    results = results_path(args.out, RESULTS, args.quick)
+    with_quick_sets(args.quick, lambda sets: tune(args, results, sets), llm=False)
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

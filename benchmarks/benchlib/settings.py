@@ -1,0 +1,143 @@
+"""The settings (``--set`` overrides) of the recorded training runs, per dataset.
+
+The baselines' (benchmarks/baselines.py, tuned by benchmarks/tune.py), the text features'
+(benchmarks/text_signal.py) and DARec's with its ablations (benchmarks/darec_bench.py, whose
+DARec row benchmarks/memory.py measures too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from darec.experiment import DEMO_MODELS
+
+from .paths import BEAUTY
+
+DATASETS: dict[str, list[str]] = {
+    "ml-100k": ["data.format=movielens", "data.user_min=5", "data.item_min=5"],
+    "amazon-beauty": [
+        f"data.path={BEAUTY}",
+        "data.format=atomic",
+        "data.user_min=5",
+        "data.item_min=5",
+    ],
+}
+
+# Shared by every baseline run: full ranking, history excluded, selection on valid NDCG@10, and
+# the issue's training budget of 30 minutes on 2 cores (a run cut by it says stopped=time_limit).
+COMMON = [
+    "train.epochs=200",
+    "train.patience=10",
+    "model.max_seq_len=50",
+    "train.threads=2",
+    "train.max_minutes=30",
+]
+
+SETTINGS: dict[str, dict[str, list[str]]] = {
+    # chosen on ML-100K validation NDCG@10 (benchmarks/tune.py); shared with `darec demo`
+    "ml-100k": DEMO_MODELS,
+    # not tuned on Beauty (no time yet): the sparse-data settings of published SASRec-CE runs
+    "amazon-beauty": {
+        "pop": ["model.name=pop"],
+        "gru4rec": ["model.name=gru4rec", "model.num_layers=1", "model.dropout=0.5"],
+        "sasrec": ["model.name=sasrec", "model.dropout=0.5", "model.attn_dropout=0.5"],
+        "bert4rec": [
+            "model.name=bert4rec",
+            "model.dropout=0.5",
+            "model.attn_dropout=0.5",
+            "model.mask_prob=0.4",
+            "train.patience=20",
+        ],
+    },
+}
+
+TEXT = {  # the demo DARec's backbone; its item text on ML-100K, Beauty's only text field
+    "ml-100k": [
+        "text.encoder_layers=8",
+        "text.fields=title,genres",
+        "text.max_tokens=24",
+    ],
+    "amazon-beauty": [
+        "text.encoder_layers=8",
+        "text.fields=title",
+        "text.max_tokens=32",
+    ],
+}
+
+DAREC_COMMON = [
+    "data.format=movielens",
+    "train.epochs=200",
+    "model.max_seq_len=50",
+    "train.threads=2",
+]
+FROM_CF = ["darec.cf_checkpoint={cf_run}", "darec.cf_frozen=true"]
+"""The CF model starts from the CF row's run, frozen ({cf_run}: that run's folder)."""
+FULL = ["text.encoder_layers=0", "darec.adapters=serial:16"]
+"""DARec_base (docs/design.md, "Adapters") at full size: all 30 layers, serial bottlenecks in
+every slot."""
+VARIANTS: dict[str, list[str]] = {
+    "sasrec": DEMO_MODELS["sasrec"],
+    "darec": [*DEMO_MODELS["darec"], *FROM_CF],
+    # plain causal attention over the whole token stream (the straightforward path: every
+    # sequence's 50 x 27 tokens run through all 8 layers, so smaller batches keep it in memory)
+    "no-cm": [
+        *DEMO_MODELS["darec"],
+        *FROM_CF,
+        "darec.context_masking=false",
+        "train.batch_size=32",
+        "eval.batch_size=128",
+    ],
+    # no collaborative knowledge: no CF tokens, no CF user state, no pre-trained CF model
+    "no-cki": [*DEMO_MODELS["darec"], "darec.cki=false"],
+    "no-tasks": [*DEMO_MODELS["darec"], *FROM_CF, "darec.align_weight=0", "darec.hard_weight=0"],
+    # DARec_base (docs/design.md) at full size: all 30 layers, serial bottlenecks in every slot (so
+    # nothing is cached below the adapters). For a GPU: on 2 CPU cores a step takes minutes
+    "full": [*DEMO_MODELS["darec"], *FROM_CF, *FULL],
+    # the default CKI (docs/design.md): the CF model (a SASRec, same settings) trained jointly from
+    # scratch with DARec, not started from the trained SASRec; it needs as many epochs as a
+    # SASRec, so it gets SASRec's patience and a longer budget (13 s a step, 10 steps an epoch)
+    "joint": [
+        *DEMO_MODELS["darec"],
+        "train.validate_first=false",
+        "train.patience=10",
+        "train.max_minutes=85",
+    ],
+}
+
+BEAUTY_TEXT = TEXT["amazon-beauty"]  # the sasrec-text row's item text (text_signal.py)
+BEAUTY_VARIANTS: dict[str, list[str]] = {
+    "sasrec-text": [*SETTINGS["amazon-beauty"]["sasrec"], "model.name=sasrec-text", *BEAUTY_TEXT],
+    "darec": [
+        *SETTINGS["amazon-beauty"]["sasrec"],  # the CF model's size and dropout
+        "model.name=darec",
+        *BEAUTY_TEXT,
+        "darec.adapters=none/none*6,serial:16*2",
+        "train.batch_size=256",
+        "train.patience=3",
+        "train.validate_first=true",
+        "train.checkpoint_every_steps=10",
+        "train.max_minutes=95",
+        *FROM_CF,
+    ],
+}
+# DARec_base over the whole backbone, from the same start (for a GPU, like ML-100K's "full")
+BEAUTY_VARIANTS["full"] = [*BEAUTY_VARIANTS["darec"], *FULL]
+
+
+@dataclass(frozen=True)
+class DarecBench:
+    """One dataset's DARec runs: settings shared by all, the CF row, every variant's settings."""
+
+    common: list[str]
+    cf: str
+    variants: dict[str, list[str]]
+
+    def darec_without_cf_start(self) -> list[str]:
+        """The DARec row's settings without its CF start (what memory does not depend on)."""
+        return [s for s in self.common + self.variants["darec"] if not s.startswith("darec.cf_")]
+
+
+BENCHES = {
+    "ml-100k": DarecBench(DAREC_COMMON, "sasrec", VARIANTS),
+    "amazon-beauty": DarecBench(DATASETS["amazon-beauty"] + COMMON, "sasrec-text", BEAUTY_VARIANTS),
+}

@@ -1,0 +1,161 @@
+"""Every script in benchmarks/ runs in its ``--quick`` mode (tiny data, tiny LLaMA) and writes a
+record with the keys its full run writes, without touching the recorded results or the docs.
+
+Each script runs as a user runs it: ``python benchmarks/NAME.py`` from the repository root, in
+its own process. Run with ``pytest -m slow``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = sorted((ROOT / "benchmarks" / "results").glob("*.json"))
+RECORDED = [*RESULTS, ROOT / "docs" / "results.md", ROOT / "README.md"]
+
+
+def fingerprint() -> dict[str, str]:
+    """A hash of every recorded result, of docs/results.md and of README.md."""
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in RECORDED if p.exists()}
+
+
+def run_quick(script: str, out: Path, *args: str, flag: str = "--out") -> Any:
+    """``benchmarks/<script>.py --quick <flag> out *args``: the JSON it wrote to ``out``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, f"benchmarks/{script}.py", "--quick", flag, str(out), *args]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stderr[-4000:]}"
+    return json.loads(out.read_text())
+
+
+RUN_KEYS = {"dataset", "model", "seed", "valid", "test", "epochs", "settings", "peak_rss_mb"}
+
+
+def models(records: list[dict[str, Any]]) -> list[str]:
+    assert all(RUN_KEYS <= r.keys() for r in records), records
+    return sorted(r["model"] for r in records)
+
+
+# script -> (extra arguments, output flag, check of the record it wrote)
+CASES: dict[str, tuple[list[str], str, Callable[[Any], bool]]] = {
+    "baselines": (
+        ["--models", "pop,sasrec"],
+        "--results",
+        lambda r: models(r) == ["pop", "sasrec"] and all("test_history_kept" in x for x in r),
+    ),
+    "darec_bench": ([], "--results", lambda r: models(r) == ["darec", "sasrec"]),
+    "text_signal": ([], "--results", lambda r: models(r) == ["sasrec+text"]),
+    "tune": (
+        ["--model", "sasrec"],
+        "--results",
+        lambda r: len(r) == 4 and all({"point", "valid", "best_epoch"} <= x.keys() for x in r),
+    ),
+    "epoch_speed": (
+        [],
+        "--out",
+        lambda r: (
+            {"epoch_seconds", "speedup"} <= r.keys() and len(r["epoch_seconds"]["plain"]) == 2
+        ),
+    ),
+    "matmul_ceiling": (
+        [],
+        "--out",
+        lambda r: "cpu_bf16_flags" in r and {x["dtype"] for x in r["results"]} == {"fp32", "bf16"},
+    ),
+    "throughput": (
+        [],
+        "--out",
+        lambda r: (
+            len(r["training"]) == 8
+            and {"train_speedup", "infer_speedup", "stream_speedup", "mfu", "precision_speedup"}
+            <= r.keys()
+            and {"beauty_epoch_seconds", "beauty_eval_seconds", "peak_rss_mb"} <= r.keys()
+        ),
+    ),
+    "autocast": (
+        [],
+        "--out",
+        lambda r: (
+            set(r["schemes"]) == {"explicit", "explicit+autocast", "amp"}
+            and "speed_vs_explicit" in r
+        ),
+    ),
+    "compile_bench": (
+        [],
+        "--out",
+        lambda r: len(r["eager"]) == len(r["compiled"]) == 2 and "steady_speedup" in r,
+    ),
+    "memory": (
+        [],
+        "--out",
+        lambda r: (
+            len(r["ml-100k"]["rows"]) == 2 and {"peak_ratio", "time_ratio"} <= r["ml-100k"].keys()
+        ),
+    ),
+    "eval_memory": (
+        [],
+        "--out",
+        lambda r: [x["code"] for x in r["runs"]] == ["now"] and "NDCG@10" in r["runs"][0],
+    ),
+    "precision": (
+        [],
+        "--out",
+        lambda r: set(r["runs"]) == {"bf16", "fp32"} and "relative_gap" in r,
+    ),
+    "darec_start": (
+        ["--variants", "raw"],
+        "--out",
+        lambda r: [x["variant"] for x in r] == ["raw"] and len(r[0]["valid_ndcg10"]) >= 2,
+    ),
+    "darec_terms": (
+        [],
+        "--out",
+        lambda r: set(r["valid NDCG@10"]) == {"trained", "without user_head", "without text_head"},
+    ),
+    "sasrec_vs_recbole": (
+        [],
+        "--out",
+        lambda r: (
+            {"darec", "darec_converged", "recbole"} <= r.keys()
+            and r["darec"]["epochs_trained"] == 1
+        ),
+    ),
+    "search_bench": (
+        [],
+        "--results",
+        lambda r: {"gain", "fast_ratio", "base", "searched", "best_layouts", "trials"} <= r.keys(),
+    ),
+    # RecBole lives in its own virtualenv; without it the quick run records why it skipped
+    "recbole_compare": ([], "--out", lambda r: "skipped" in r or len(r["runs"]) == 1),
+}
+
+
+def test_every_script_has_a_case():
+    scripts = {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
+    assert scripts == set(CASES)
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_quick_mode_writes_its_record(script: str, tmp_path: Path):
+    args, flag, check = CASES[script]
+    before = fingerprint()
+    record = run_quick(script, tmp_path / "record.json", *args, flag=flag)
+    assert check(record), json.dumps(record)[:2000]
+    assert fingerprint() == before, "a --quick run changed the recorded results or the docs"
+
+
+def test_quick_mode_refuses_to_write_the_recorded_results():
+    target = ROOT / "benchmarks" / "results" / "epoch_speed.json"
+    with pytest.raises(AssertionError, match="never writes the recorded results"):
+        run_quick("epoch_speed", target)
