@@ -5,9 +5,9 @@
     python benchmarks/autocast.py --quick --out /tmp/a.json   # smoke run: tiny data and LLM
 
 The design (docs/design.md) keeps trainable parameters, optimizer state and losses in fp32 and
-leaves open how the bf16 backbone meets them. Three ways, on the same batches (throughput.py's: sequences of 50
-items drawn by Beauty's popularity, benchlib.darec_steps), one process, timed in alternation so
-that machine noise hits all three alike:
+leaves open how the bf16 backbone meets them. Three ways, on the same batches (throughput.py's:
+sequences of 50 items drawn by Beauty's popularity, benchlib.darec_steps), one process, timed in
+alternation so that machine noise hits all three alike:
 
 - ``explicit`` (what DARec does): frozen backbone weights held in bf16, the trainable parts
   (adapters, tokens, heads, the CF model) in fp32 with explicit casts at their boundaries;
