@@ -56,6 +56,17 @@ CASES: dict[str, tuple[list[str], str, Callable[[Any], bool]]] = {
     ),
     "darec_bench": ([], "--results", lambda r: models(r) == ["darec", "sasrec"]),
     "text_signal": ([], "--results", lambda r: models(r) == ["sasrec+text"]),
+    "accuracy": (
+        [],
+        "--out",
+        lambda r: (
+            {"beauty_sasrec_ndcg10", "beauty_best_model", "beauty_best_ndcg10", "beauty_ratio"}
+            <= r.keys()
+            and len(r["beauty_sasrec_ndcg10_seeds"]) == 2
+            and r["beauty_best_model"] == "sasrec-text"
+            and "test_ndcg10_seen_items_kept" in r["datasets"]["amazon-beauty"]["models"]["sasrec"]
+        ),
+    ),
     "tune": (
         ["--model", "sasrec"],
         "--results",

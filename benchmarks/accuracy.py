@@ -1,0 +1,179 @@
+"""Headline accuracy: every model over several seeds, beside the published anchors.
+
+    python benchmarks/accuracy.py --dataset amazon-beauty --models sasrec,sasrec-text
+    python benchmarks/accuracy.py --dataset ml-100k --models sasrec,sasrec-text --seeds 42,43,44
+    python benchmarks/accuracy.py --summary             # only rewrite accuracy.json from the runs
+    python benchmarks/accuracy.py --quick --out /tmp/acc.json   # smoke run: tiny data, seconds
+
+Each (dataset, model, seed) trains in its own child process with the recorded settings of
+``benchlib.settings`` (the baselines' and the text features'), **without a time limit** (a run
+ends on early stopping or its epochs, never on the clock), selects on validation NDCG@10 and
+reads the test split once. Records go to ``benchmarks/results/accuracy_runs.json`` (one per run,
+resumable: a run already recorded is not trained again) and the summary to
+``benchmarks/results/accuracy.json``:
+
+- per dataset and model: the mean and standard deviation over seeds of valid and test
+  NDCG@10/HR@10, the per-seed values, the other protocol (seen items kept) and the test NDCG@10
+  by target popularity (head/torso/tail thirds of the items);
+- ``beauty_sasrec_ndcg10`` (SASRec's test mean), ``beauty_best_model`` (the text-aware model
+  with the best mean *validation* NDCG@10: chosen without reading test), ``beauty_best_ndcg10``,
+  ``beauty_ratio`` (best / SASRec, test), each beside its per-seed values; the same for
+  ``ml100k_*``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchlib.paths import RESULTS_DIR
+from benchlib.quick import add_quick_args, quick_setup
+from benchlib.records import (
+    add_child_args,
+    read_records,
+    results_path,
+    run_and_store,
+    write_json,
+)
+from benchlib.settings import DATASETS, SETTINGS, TEXT
+
+from darec.config import Config, apply_overrides
+from darec.experiment import run_experiment
+
+RUNS = RESULTS_DIR / "accuracy_runs.json"
+SUMMARY = RESULTS_DIR / "accuracy.json"
+NO_LIMIT = ["train.epochs=200", "model.max_seq_len=50", "train.max_minutes=0"]
+TEXT_AWARE = ("sasrec-text", "darec")
+PUBLISHED = {
+    "amazon-beauty": {
+        "sasrec_ce_test_ndcg10": 0.0591,
+        "sasrec_ce_valid_ndcg10": 0.0729,
+        "source": "Xu et al. 2024, MTandHJ/CE-SCE-LLMRec SASRec/benchmarks/beauty-ce-5 (seen "
+        "items excluded, full ranking)",
+    }
+}
+SHORT = {"amazon-beauty": "beauty", "ml-100k": "ml100k"}
+
+
+def model_settings(dataset: str, model: str) -> list[str]:
+    """The recorded settings of ``model`` on ``dataset`` (sasrec-text: SASRec's plus text)."""
+    if model == "sasrec-text":
+        return [*SETTINGS[dataset]["sasrec"], "model.name=sasrec-text", *TEXT[dataset]]
+    return list(SETTINGS[dataset][model])
+
+
+def run_one(dataset: str, model: str, seed: int, out: Path, extra: list[str]) -> None:
+    """Child process: one training run, its record written to ``out``."""
+    settings = model_settings(dataset, model)
+    sets = [*DATASETS[dataset], *NO_LIMIT, *settings, f"train.seed={seed}", *extra]
+    with tempfile.TemporaryDirectory() as run_dir:
+        _, record = run_experiment(apply_overrides(Config(), sets), Path(run_dir) / "run")
+    row = record.to_json()
+    row.pop("run_dir")
+    row["dataset"], row["model"], row["settings"] = dataset, model, settings + extra
+    out.write_text(json.dumps(row))
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": spread, "seeds": values}
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary of ``accuracy.json`` from the run records (see the module doc)."""
+    out: dict[str, Any] = {"datasets": {}}
+    for dataset in sorted({r["dataset"] for r in records}):
+        rows = [r for r in records if r["dataset"] == dataset]
+        models: dict[str, Any] = {}
+        for model in sorted({r["model"] for r in rows}):
+            runs = sorted((r for r in rows if r["model"] == model), key=lambda r: r["seed"])
+            entry = {
+                "seeds": [r["seed"] for r in runs],
+                "valid_ndcg10": _stats([r["valid"]["NDCG@10"] for r in runs]),
+                "test_ndcg10": _stats([r["test"]["NDCG@10"] for r in runs]),
+                "test_hr10": _stats([r["test"]["HR@10"] for r in runs]),
+                "epochs": [r["epochs"] for r in runs],
+                "stopped": [r["stopped"] for r in runs],
+                "train_minutes": [round(r["train_seconds"] / 60, 1) for r in runs],
+            }
+            if all(r.get("test_other_protocol") for r in runs):
+                kept = [r["test_other_protocol"]["NDCG@10"] for r in runs]
+                entry["test_ndcg10_seen_items_kept"] = _stats(kept)
+            groups = [r.get("test_by_popularity") or {} for r in runs]
+            for name in ("head", "torso", "tail"):
+                if all(name in g for g in groups):
+                    entry[f"test_ndcg10_{name}"] = _stats([g[name]["NDCG@10"] for g in groups])
+            models[model] = entry
+        out["datasets"][dataset] = {"models": models, "published": PUBLISHED.get(dataset, {})}
+        short = SHORT.get(dataset, dataset)
+        if "sasrec" not in models:
+            continue
+        base = models["sasrec"]["test_ndcg10"]
+        out[f"{short}_sasrec_ndcg10"] = base["mean"]
+        out[f"{short}_sasrec_ndcg10_seeds"] = base["seeds"]
+        aware = {m: e for m, e in models.items() if m in TEXT_AWARE}
+        if not aware:
+            continue
+        # chosen on validation: the test split plays no part in which model is "best"
+        best = max(aware, key=lambda m: aware[m]["valid_ndcg10"]["mean"])
+        out[f"{short}_best_model"] = best
+        out[f"{short}_best_ndcg10"] = aware[best]["test_ndcg10"]["mean"]
+        out[f"{short}_best_ndcg10_seeds"] = aware[best]["test_ndcg10"]["seeds"]
+        out[f"{short}_ratio"] = aware[best]["test_ndcg10"]["mean"] / base["mean"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="amazon-beauty", choices=list(DATASETS))
+    parser.add_argument("--models", default="sasrec,sasrec-text", help="comma-separated")
+    parser.add_argument("--seeds", default="42,43,44", help="comma-separated")
+    parser.add_argument("--summary", action="store_true", help="only rewrite the summary")
+    add_quick_args(parser, SUMMARY, "tiny data and LLM, sasrec and sasrec-text, 2 seeds")
+    add_child_args(parser, nargs=4)
+    args = parser.parse_args()
+    if args.one:
+        dataset, model, seed, out = args.one
+        run_one(dataset, model, int(seed), Path(out), args.set)
+        return
+    summary_path = results_path(args.out, SUMMARY, args.quick)
+    runs_path = summary_path.with_name(RUNS.name) if args.quick else RUNS
+    if args.quick:
+        with quick_setup() as quick:
+            records = train(args, runs_path, quick.sets(), seeds=[1, 2], models=TEXT_AWARE[:1])
+    else:
+        records = read_records(runs_path) if args.summary else train(args, runs_path, [])
+    write_json(summary_path, summarize(records))
+    print(f"wrote {summary_path}")
+
+
+def train(
+    args: argparse.Namespace,
+    runs_path: Path,
+    sets: list[str],
+    seeds: list[int] | None = None,
+    models: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """Train every (model, seed) of ``args`` not yet in ``runs_path``; all its records."""
+    records = read_records(runs_path)
+    done = {(r["dataset"], r["model"], r["seed"]) for r in records}
+    names = ["sasrec", *models] if models else args.models.split(",")
+    for model in names:
+        for seed in seeds or [int(s) for s in args.seeds.split(",")]:
+            if (args.dataset, model, seed) in done:
+                continue
+            cmd = [sys.executable, __file__, *(f"--set={s}" for s in sets)]
+            record = run_and_store(
+                [*cmd, "--one", args.dataset, model, str(seed)], records, runs_path
+            )
+            print(json.dumps({"model": model, "seed": seed, "valid": record["valid"]["NDCG@10"]}))
+    return records
+
+
+if __name__ == "__main__":
+    main()
