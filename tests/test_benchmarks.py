@@ -147,6 +147,11 @@ CASES: dict[str, tuple[list[str], str, Callable[[Any], bool]]] = {
         "--results",
         lambda r: {"gain", "fast_ratio", "base", "searched", "best_layouts", "trials"} <= r.keys(),
     ),
+    "serving": (
+        [],
+        "--results",
+        lambda r: r["errors"] == 0 and r["sasrec_p50_ms"] > 0 and "export_all_users_seconds" in r,
+    ),
     # RecBole lives in its own virtualenv; without it the quick run records why it skipped
     "recbole_compare": ([], "--out", lambda r: "skipped" in r or len(r["runs"]) == 1),
 }
