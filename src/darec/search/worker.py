@@ -242,11 +242,10 @@ class _Progress:
             what = attrs.get("rejected") or attrs.get("fail_reason") or ""
         finished, _ = _counts(study)
         log.info(
-            "[%s] trial %d %s %s (layout %s); %d of %d trials finished",
+            "[%s] trial %d %s (layout %s); %d of %d trials finished",
             self.label,
             trial.number,
-            trial.state.name,
-            what,
+            f"{trial.state.name} {what}".strip(),
             attrs.get("layout", "?"),
             finished,
             self.target,
