@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import tomllib
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,9 @@ def _in_threads(*targets: Any) -> None:
 
 def _stale_running_trial(study: optuna.Study, storage: Any) -> int:
     """A RUNNING trial whose last heartbeat is long past (its worker died); its number."""
-    trial = study.ask()
+    with warnings.catch_warnings():  # "heartbeat ... supposed to be used with optimize"
+        warnings.simplefilter("ignore", UserWarning)
+        trial = study.ask()
     storage.record_heartbeat(trial._trial_id)
     with storage.engine.begin() as conn:
         conn.exec_driver_sql(
