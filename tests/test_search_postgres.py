@@ -1,10 +1,12 @@
 """A study on a real PostgreSQL server (the storage several machines share).
 
-The fixture starts a throwaway server in a temporary folder, listening on a unix socket only,
-and stops it afterwards. PostgreSQL refuses to run as root, so as root the server runs as the
-``postgres`` system user (through ``runuser``). The test is skipped, with the reason, when the
-binaries (``initdb``, ``pg_ctl``; ``DAREC_PG_BIN`` names their folder), the ``psycopg2`` driver
-or a way to start the server is missing.
+The fixture starts a throwaway server in a temporary folder, listening on a free port of
+127.0.0.1 (and a unix socket in that folder), and stops it afterwards. The study's URL is the
+one docs/search.md shows, ``postgresql://user:password@host:port/db``, with the driver that
+``darec[postgres]`` installs (psycopg 3). PostgreSQL refuses to run as root, so as root the
+server runs as the ``postgres`` system user (through ``runuser``). The test is skipped, with the
+reason, when the binaries (``initdb``, ``pg_ctl``; ``DAREC_PG_BIN`` names their folder), the
+``psycopg`` driver or a way to start the server is missing.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -48,9 +51,17 @@ def _as_server_user() -> tuple[list[str], int | None]:
     return [runuser, "-u", "postgres", "--"], uid
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    pytest.importorskip("psycopg2", reason="the PostgreSQL driver psycopg2 is not installed")
+    pytest.importorskip(
+        "psycopg", reason="the PostgreSQL driver psycopg (darec[postgres]) is missing"
+    )
     bin_dir = _pg_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found; set DAREC_PG_BIN")
@@ -58,7 +69,7 @@ def postgres_url() -> Iterator[str]:
     root = Path(tempfile.mkdtemp(prefix="darec-pg-"))
     if uid is not None:
         os.chown(root, uid, -1)
-    data, port = root / "data", 5432
+    data, port = root / "data", _free_port()
     run = lambda *cmd: subprocess.run(  # noqa: E731
         [*prefix, *map(str, cmd)], capture_output=True, text=True, timeout=60
     )
@@ -66,14 +77,15 @@ def postgres_url() -> Iterator[str]:
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"initdb failed: {init.stderr.strip()[-300:]}")
-    options = f"-k {root} -p {port} -c listen_addresses='' -F"
+    options = f"-k {root} -p {port} -c listen_addresses=127.0.0.1 -F"
     start = run(bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", root / "log", "-w", "start")
     if start.returncode != 0:
         log = (root / "log").read_text() if (root / "log").exists() else ""
         shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"PostgreSQL did not start: {(start.stderr + log).strip()[-300:]}")
     try:
-        yield f"postgresql+psycopg2://postgres@/postgres?host={root}&port={port}"
+        # as documented; trust authentication takes any password
+        yield f"postgresql://postgres:secret@127.0.0.1:{port}/postgres"
     finally:
         run(bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop")
         shutil.rmtree(root, ignore_errors=True)

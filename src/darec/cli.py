@@ -595,7 +595,11 @@ def search(
     study: StudyOpt = None,
     storage: StorageOpt = None,
     trials: Annotated[
-        int | None, typer.Option(help="Trials the study should reach (search.trials).")
+        int | None,
+        typer.Option(
+            help="Finished trials the study should have in total, over all its workers "
+            "(search.trials)."
+        ),
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
     config: ConfigOpt = None,
@@ -608,11 +612,18 @@ def search(
     ] = False,
 ) -> None:
     """Create or resume study NAME and run trials until it has --trials of them. The same
-    command on another machine (same --storage) adds workers to the study."""
+    command on another machine (same --storage) adds workers to the study. Exits non-zero when
+    a worker failed and trials are missing; a failed worker of a study that has its trials is a
+    warning."""
     if ctx.invoked_subcommand is not None:
         return
+    import optuna
+
     from darec.search import run_search, write_report
 
+    # the workers log one line per trial that names them ("[host:pid/w0] trial 12 ..."),
+    # instead of Optuna's own lines, which do not
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         name, url, folder = _search_place(study, storage, out)
         fields = {"data.path": data, "search.trials": None if trials is None else str(trials)}

@@ -362,8 +362,9 @@ class SearchConfig:
     """Bayesian search over per-layer adapter layouts (``darec search``, docs/search.md)."""
 
     trials: int = 30
-    """Trials the study aims at (completed or pruned, all workers together); a resumed study
-    runs until it has this many."""
+    """Trials the study aims at (completed or pruned, all workers together, exactly: a worker
+    starts no trial once finished plus running ones reach it); a resumed study runs until it has
+    this many."""
     group_size: int = 1
     """Adjacent decoder layers that share one choice per slot (a 30-layer backbone with 5 is
     searched as 6 groups)."""
@@ -380,7 +381,8 @@ class SearchConfig:
     startup_trials: int = 8
     """Trials the sampler draws at random before modelling (enqueued layouts not counted)."""
     seed: int = 0
-    """Sampler seed (a worker adds its index and the trials already in the study)."""
+    """Sampler seed; each trial's sampler is seeded with it and the trial's number, so workers
+    on every machine draw differently and a single-worker study is reproducible."""
     pruner: Literal["median", "hyperband", "none"] = "median"
     """Stops poor trials on their intermediate validation scores (single objective only): one
     per epoch, or one every train.eval_every_steps steps when that is set."""
@@ -412,9 +414,11 @@ class SearchConfig:
     task_weight_range: tuple[float, ...] = (0.01, 1.0)
     """Lowest and highest task weight tried."""
     heartbeat_seconds: int = 60
-    """SQL storages: a running trial records a heartbeat this often."""
+    """SQL storages: a running trial records a heartbeat this often, and every worker fails
+    stale trials (see grace_seconds) when it starts and then this often."""
     grace_seconds: int = 180
-    """SQL storages: a trial without a heartbeat for this long is failed (its worker died)."""
+    """SQL storages: a trial without a heartbeat for this long is failed (its worker died) and
+    queued again (max_retry)."""
     max_retry: int = 1
     """Times a trial whose worker died is queued again with the same parameters."""
     max_failures: int = 5

@@ -2,7 +2,8 @@
 
     space.py      the search space, generated from the adapter registry; the known layouts
     objective.py  one trial: constraints, a timed training step, a short training run
-    study.py      storage, sampler, pruner, study creation and the worker processes
+    study.py      storage, sampler, pruner, study creation
+    worker.py     the workers (processes, machines) that run a study's trials
     retrain.py    retrain the chosen layout with the full budget, test it once
     report.py     markdown summary and figures
 
@@ -19,16 +20,14 @@ from darec.search.retrain import chosen_trial, pareto_trials, retrain
 from darec.search.space import SearchSpace, build_space, known_layouts, slot_choices
 from darec.search.study import (
     SearchError,
-    WorkerResult,
     backbone_shape,
     create_or_load_study,
     load_study,
     open_storage,
-    run_search,
-    run_worker,
     study_config,
     study_space,
 )
+from darec.search.worker import WorkerResult, run_search, run_worker
 
 __all__ = [
     "Objective",

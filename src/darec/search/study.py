@@ -1,28 +1,25 @@
-"""Studies in storage, their sampler and pruner, and the workers that run trials.
+"""Study storage, sampler and pruner, and the creation of a study (the workers: worker.py).
 
 A study lives in storage, so it resumes after a crash and any number of workers (processes, or
 machines sharing one SQL database) can add trials to it:
 
 - ``sqlite:///path/study.db`` (default: ``study.db`` in the search folder), or a path ending
   in ``.db``/``.sqlite``;
-- any SQLAlchemy URL, e.g. ``postgresql://user@host/db`` for several machines;
+- any SQLAlchemy URL, e.g. ``postgresql://user@host/db`` for several machines (the driver,
+  psycopg 3, comes with ``pip install 'darec[postgres]'``);
 - ``journal:path/study.log`` (or a path ending in ``.log``/``.journal``): an append-only
   journal file.
 
 SQL storages record a heartbeat of every running trial; a trial whose worker died is failed
-after ``search.grace_seconds`` and queued again (``search.max_retry`` times) by the next worker
-that starts a trial, so a killed worker loses at most its running trial.
+after ``search.grace_seconds`` and queued again (``search.max_retry`` times), see worker.py.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
+import importlib
 import re
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +28,16 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from darec.config import Config, SearchConfig, config_from_dict, config_from_run, config_to_dict
+from darec.config import Config, SearchConfig, config_from_run, config_to_dict
 from darec.errors import ConfigError, DarecError
 from darec.models.adapters import LayerDims
-from darec.search.objective import Objective, TrialFailed
-from darec.search.space import SearchSpace, build_space, known_layouts
+from darec.search.space import SearchSpace, known_layouts
 
 __all__ = [
     "SearchError",
-    "WorkerResult",
+    "MACHINE_KEYS",
     "open_storage",
+    "sqlalchemy_url",
     "make_sampler",
     "make_pruner",
     "backbone_shape",
@@ -48,8 +45,7 @@ __all__ = [
     "load_study",
     "study_config",
     "study_space",
-    "run_worker",
-    "run_search",
+    "settings_differences",
     "FINISHED",
 ]
 
@@ -84,6 +80,7 @@ def open_storage(url: str, search: SearchConfig | None = None) -> optuna.storage
                 "file ending in .db, .sqlite, .log or .journal"
             )
         url = f"sqlite:///{Path(url).expanduser().resolve()}"
+    url = sqlalchemy_url(url)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         db = url.split(":///", 1)[-1]
@@ -99,15 +96,50 @@ def open_storage(url: str, search: SearchConfig | None = None) -> optuna.storage
             storage = _rdb_storage(url, engine_kwargs, search)
             break
         except (ImportError, ValueError) as exc:
-            raise SearchError(f"cannot open study storage {_redact(url)}: {exc}") from exc
+            hint = f"; {_PG_EXTRA}" if url.startswith("postgres") else ""
+            raise SearchError(f"cannot open study storage {_redact(url)}: {exc}{hint}") from exc
         except Exception as exc:  # sqlalchemy.exc.OperationalError and friends
-            # workers that start together on a new database race to create its tables
-            if attempt == 2 or "IntegrityError" not in type(exc).__name__:
+            # workers that start together on a new database race to create its tables: one
+            # wins, the others see a duplicate key or a table that "already exists"
+            raced = "IntegrityError" in type(exc).__name__ or "already exists" in str(exc)
+            if attempt == 2 or not raced:
                 raise SearchError(f"cannot connect to study storage {_redact(url)}: {exc}") from exc
             time.sleep(1.0 + attempt)
     if url.startswith("sqlite"):
         _serialize_sqlite(storage.engine)
     return storage
+
+
+_PG_DRIVERS = ("psycopg", "psycopg2")
+"""PostgreSQL drivers SQLAlchemy knows, in the order taken for a plain ``postgresql://``."""
+_PG_EXTRA = "install the PostgreSQL driver with: pip install 'darec[postgres]' (psycopg 3)"
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``url`` with a PostgreSQL driver that is installed.
+
+    A plain ``postgresql://`` (or ``postgres://``) URL names no driver, and SQLAlchemy picks
+    one by its version (psycopg2 before 2.1, psycopg 3 since), which may not be installed; it
+    becomes ``postgresql+psycopg://`` (the ``darec[postgres]`` extra) or, without psycopg 3,
+    ``postgresql+psycopg2://``. Other URLs are returned as they are."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres"):
+        return url
+    for driver in _PG_DRIVERS:
+        if _importable(driver):
+            return f"postgresql+{driver}://{rest}"
+    raise SearchError(
+        f"study storage {_redact(url)} needs a PostgreSQL driver and neither psycopg nor "
+        f"psycopg2 is installed; {_PG_EXTRA}"
+    )
 
 
 def _rdb_storage(
@@ -254,7 +286,62 @@ def create_or_load_study(
             f"study {name!r} has objectives {attrs.get(_OBJECTIVES)}, not "
             f"{list(cfg.search.objectives)}; choose a new --study name"
         )
+    differ = settings_differences(study_config(study), cfg)
+    if differ:
+        raise SearchError(
+            f"study {name!r} was created with other training settings; here "
+            + "; ".join(differ)
+            + ". Its trials would not be comparable: use the study's settings (its base "
+            "config is stored in the study) or choose a new --study name"
+        )
     return study, False
+
+
+MACHINE_KEYS = frozenset(
+    {
+        "cache_dir",
+        "data.path",
+        "data.item_path",
+        "data.cache",
+        "text.encoder",
+        "train.threads",
+        "train.device",
+        "eval.batch_size",
+        "eval.max_scores",
+        "darec.cf_checkpoint",
+        "darec.item_batch_size",
+        "darec.checkpoint_activations",
+        "darec.activation_budget_mb",
+        "darec.compile",
+        "darec.catalog_cache_mb",
+    }
+)
+"""Keys that may differ between the workers of one study: where this machine keeps its files
+and how it runs, not what a trial trains. The ``[search]`` section may differ too (its space
+and objectives are checked on their own)."""
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def settings_differences(study_cfg: Config, cfg: Config) -> list[str]:
+    """The training settings in which ``cfg`` differs from the study's base config, as
+    ``key = value (study: value)``, sorted; :data:`MACHINE_KEYS` and ``[search]`` excepted."""
+    ours, theirs = _flat(config_to_dict(cfg)), _flat(config_to_dict(study_cfg))
+    return [
+        f"{key} = {ours.get(key)!r} (study: {theirs.get(key)!r})"
+        for key in sorted(ours.keys() | theirs.keys())
+        if not key.startswith("search.")
+        and key not in MACHINE_KEYS
+        and ours.get(key) != theirs.get(key)
+    ]
 
 
 def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
@@ -278,130 +365,3 @@ def study_config(study: optuna.Study) -> Config:
 
 def study_space(study: optuna.Study) -> SearchSpace:
     return SearchSpace.from_json(study.user_attrs[_SPACE])
-
-
-def _count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
-    return len(study.get_trials(deepcopy=False, states=states))
-
-
-class _FailureStop:
-    """Study callback: stop this worker after ``limit`` failed trials in a row (0: never)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.streak, self.trials, self.gave_up = limit, 0, 0, False
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self.trials += 1
-        self.streak = self.streak + 1 if trial.state == TrialState.FAIL else 0
-        if self.limit and self.streak >= self.limit:
-            self.gave_up = True
-            study.stop()
-
-
-@dataclass
-class WorkerResult:
-    """What one worker did."""
-
-    worker: int
-    trials: int
-    """Trials this worker ran (any final state)."""
-    finished: int
-    """Finished trials in the study when the worker stopped (all workers)."""
-    gave_up: bool = False
-    """True when the worker stopped after ``search.max_failures`` failures in a row."""
-
-
-def run_worker(
-    cfg: Config,
-    study_name: str,
-    storage_url: str,
-    run_root: str | Path,
-    worker: int = 0,
-    threads: int = 0,
-) -> WorkerResult:
-    """Run trials of the study until it has ``search.trials`` finished ones.
-
-    Several workers (processes or machines) may run this on the same storage at once. The
-    sampler's seed is ``search.seed`` plus 1000 x ``worker`` plus the trials already in the
-    study, so a fresh single-worker study is reproducible and side-by-side workers differ."""
-    import torch
-
-    if threads or cfg.train.threads:
-        torch.set_num_threads(threads or cfg.train.threads)
-    storage = open_storage(storage_url, cfg.search)
-    layers, dims = backbone_shape(cfg)
-    space = build_space(cfg, layers)
-    study, _ = create_or_load_study(cfg, study_name, storage, space)
-    seed = cfg.search.seed + 1000 * worker + len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(cfg.search, seed)
-    target = cfg.search.trials
-    left = target - _count(study, FINISHED)
-    if left <= 0:
-        return WorkerResult(worker, 0, _count(study, FINISHED))
-    objective = Objective(cfg, space, dims, Path(run_root))
-    failures = _FailureStop(cfg.search.max_failures)
-    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [
-        optuna.study.MaxTrialsCallback(target, states=FINISHED),
-        failures,
-    ]
-    for _ in range(3):
-        try:
-            study.optimize(
-                objective, catch=(TrialFailed,), callbacks=callbacks, gc_after_trial=True
-            )
-            break
-        except ValueError as exc:
-            # another worker failed this worker's trial as stale (a heartbeat that came too
-            # late): the trial is lost, this worker is not
-            if "Cannot tell a" not in str(exc):
-                raise
-    return WorkerResult(worker, failures.trials, _count(study, FINISHED), failures.gave_up)
-
-
-def _worker_main(
-    cfg_data: dict[str, Any], name: str, url: str, root: str, worker: int, threads: int
-) -> None:
-    run_worker(config_from_dict(cfg_data), name, url, root, worker, threads)
-
-
-def run_search(
-    cfg: Config,
-    study_name: str,
-    storage_url: str,
-    run_root: str | Path,
-    workers: int = 1,
-) -> optuna.Study:
-    """Create or resume the study and run ``workers`` worker processes on it (one: this
-    process). Returns the study after every worker has stopped.
-
-    With several local workers each gets ``cpu_count // workers`` torch threads unless
-    ``train.threads`` says otherwise."""
-    if workers < 1:
-        raise SearchError(f"--workers must be >= 1, got {workers}")
-    layers, _ = backbone_shape(cfg)
-    storage = open_storage(storage_url, cfg.search)
-    create_or_load_study(cfg, study_name, storage, build_space(cfg, layers))
-    if workers == 1:
-        run_worker(cfg, study_name, storage_url, run_root)
-    else:
-        from darec.run import load_data
-
-        load_data(cfg)  # preprocess (and cache) the data once, not in every worker
-        threads = cfg.train.threads or max(1, (os.cpu_count() or 1) // workers)
-        ctx = multiprocessing.get_context("spawn")
-        procs = [
-            ctx.Process(
-                target=_worker_main,
-                args=(config_to_dict(cfg), study_name, storage_url, str(run_root), w, threads),
-                name=f"darec-search-worker-{w}",
-            )
-            for w in range(workers)
-        ]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        failed = [p.name for p in procs if p.exitcode != 0]
-        if failed:
-            raise SearchError(f"search workers {failed} exited with an error (see their output)")
-    return load_study(study_name, storage)
