@@ -96,6 +96,24 @@ class ModelConfig:
     """Dropout on attention weights."""
     loss: Literal["ce", "bpr"] = "ce"
     """ce: cross-entropy over the whole catalog; bpr: one sampled negative per position."""
+    norm: Literal["post", "pre"] = "post"
+    """Transformer (SASRec, BERT4Rec) LayerNorm placement. post: RecBole's input LayerNorm and
+    ``LN(x + sublayer(x))`` blocks; pre: the original SASRec's blocks, where only the attention
+    query is normalised (``x + Attn(LN(x), x, x)``, then ``x = LN(x); x = x + FFN(x)``, dropout
+    inside the FFN), padding states are zeroed after every block and a final LayerNorm ends."""
+    activation: Literal["gelu", "relu"] = "gelu"
+    """Transformer feed-forward activation."""
+    positions: Literal["from_oldest", "from_newest"] = "from_oldest"
+    """Transformer position ids. from_oldest: the oldest item read gets position 0, so a state
+    does not depend on the left padding; from_newest (the original SASRec): the newest item
+    always gets position max_seq_len - 1, however much padding the batch was trimmed to."""
+    embedding_scale: bool = False
+    """Transformer: multiply item embeddings by sqrt(hidden_size) before adding positions (the
+    original SASRec)."""
+    init: Literal["normal", "xavier"] = "normal"
+    """Transformer weight initialisation. normal: RecBole's normal(0, 0.02); xavier: Xavier
+    (Glorot) normal for Linear and Embedding weights (the original SASRec code). Biases start
+    at 0, LayerNorms at 1/0 and the padding row of an embedding at 0 either way."""
     mask_prob: float = 0.2
     """BERT4Rec: share of items masked in training."""
     text_only: bool = False
@@ -114,6 +132,16 @@ class ModelConfig:
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"model.{key} must be in [0, 1), got {value}")
+        for key, allowed in (
+            ("norm", ("post", "pre")),
+            ("activation", ("gelu", "relu")),
+            ("positions", ("from_oldest", "from_newest")),
+            ("init", ("normal", "xavier")),
+        ):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(
+                    f"model.{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}"
+                )
 
 
 @dataclass(frozen=True)

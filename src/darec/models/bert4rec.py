@@ -24,9 +24,9 @@ from darec.data.batching import TrainBatch
 from darec.models.base import SequentialRecommender
 from darec.models.layers import (
     TransformerEncoder,
-    init_weights,
     mask_padding_scores,
     next_item_loss,
+    weight_init,
 )
 
 __all__ = ["BERT4Rec"]
@@ -40,7 +40,7 @@ class BERT4Rec(SequentialRecommender):
         self.mask_token = num_items + 1
         self.item_embedding = nn.Embedding(num_items + 2, cfg.hidden_size, padding_idx=0)
         self.encoder = TransformerEncoder(cfg, causal=False)
-        self.apply(init_weights)
+        self.apply(weight_init(cfg.init))
         # output bias per item id (row 0, padding, is never scored)
         self.output_bias = nn.Parameter(torch.zeros(num_items + 1))
 

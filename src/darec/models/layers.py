@@ -1,28 +1,44 @@
-"""Building blocks shared by the baselines: a post-LN transformer encoder and next-item losses.
+"""Building blocks shared by the baselines: a transformer encoder and next-item losses.
 
 SASRec (causal) and BERT4Rec (bidirectional) run the same :class:`TransformerEncoder`; only the
-attention mask differs. The encoder follows RecBole's SASRec:
+attention mask differs. The defaults follow RecBole's SASRec (``model.norm = "post"``):
 
     x = dropout(LayerNorm(item_emb + pos_emb))
     per block:  x = LayerNorm(x + dropout(Attention(x)))
                 x = LayerNorm(x + dropout(W2 GELU(W1 x)))
 
-Post-LN (as RecBole and the original SASRec/BERT4Rec) is what the published baseline numbers use;
-with 2 layers it trains stably without warm-up. Item embeddings are not scaled by sqrt(D)
-(RecBole does not either; the input LayerNorm makes the scale irrelevant up to the item/position
-balance).
+Post-LN (as RecBole and the original SASRec/BERT4Rec papers) is what the published RecBole
+numbers use; with 2 layers it trains stably without warm-up. Item embeddings are not scaled by
+sqrt(D) (RecBole does not either; the input LayerNorm makes the scale irrelevant up to the
+item/position balance).
 
-Positions count from the first real item of the (left-padded) row, as in RecBole: the oldest item
-read gets position 0. So states do not depend on how much left padding a row carries, and the
-state at step t of a training window is exactly the state the evaluator computes for that window's
-first t + 1 items; every per-step training target is a real evaluation situation. (Counting from
-the end instead, as the original SASRec code does, puts an item at different positions in training
-and at evaluation, which a tiny model cannot bridge: it fails to rank most training prefixes.)
+``model.norm = "pre"`` is the block of the original SASRec code (Kang & McAuley; also the CE
+SASRec of Xu et al. 2024), where only the attention query is normalised:
+
+    x = dropout(item_emb + pos_emb), zero at padding
+    per block:  x = x + Attention(query=LayerNorm(x), keys=values=x)
+                x = LayerNorm(x);  x = x + dropout(W2 dropout(act(W1 x))), zero at padding
+    x = LayerNorm(x)
+
+The other switches of :class:`~darec.config.ModelConfig` (``activation``, ``embedding_scale``,
+``init``, ``positions``) pick that code's choices one by one. Padding keys are masked in
+attention under every setting.
+
+Positions (``model.positions = "from_oldest"``, the default) count from the first real item of
+the (left-padded) row, as in RecBole: the oldest item read gets position 0. So states do not
+depend on how much left padding a row carries, and the state at step t of a training window is
+exactly the state the evaluator computes for that window's first t + 1 items; every per-step
+training target is a real evaluation situation. ``"from_newest"`` (the original SASRec code)
+counts from the end of the ``max_seq_len`` window instead: the newest item is always at position
+``max_seq_len - 1``, so an item sits at different positions in training and at evaluation (a
+tiny model then fails to rank most training prefixes; only each window's last step is seen as
+the evaluator sees it).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +48,9 @@ from darec.config import ModelConfig
 
 __all__ = [
     "init_weights",
+    "weight_init",
     "attention_mask",
+    "position_ids",
     "SelfAttention",
     "Block",
     "TransformerEncoder",
@@ -42,14 +60,22 @@ __all__ = [
 ]
 
 
-def init_weights(module: nn.Module) -> None:
-    """RecBole's initialisation: normal(0, 0.02) weights, zero biases, LayerNorm 1/0.
+def init_weights(module: nn.Module, scheme: str = "normal") -> None:
+    """Initialise one module: Linear and Embedding weights by ``scheme``, zero biases,
+    LayerNorm 1/0.
 
-    Use with ``model.apply(init_weights)``. The padding row (``padding_idx``) of an embedding is
-    reset to zero, so padding contributes nothing before it is masked out.
+    ``scheme`` is ``"normal"`` (RecBole's normal(0, 0.02)) or ``"xavier"`` (Xavier normal, std
+    sqrt(2 / (fan_in + fan_out))). Use with ``model.apply(weight_init(scheme))``. The padding
+    row (``padding_idx``) of an embedding is reset to zero, so padding contributes nothing
+    before it is masked out.
     """
     if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if scheme == "normal":
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        elif scheme == "xavier":
+            nn.init.xavier_normal_(module.weight)
+        else:
+            raise ValueError(f"unknown init scheme {scheme!r}; expected 'normal' or 'xavier'")
         if isinstance(module, nn.Embedding) and module.padding_idx is not None:
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()
@@ -58,6 +84,15 @@ def init_weights(module: nn.Module) -> None:
     if isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+def weight_init(scheme: str) -> Callable[[nn.Module], None]:
+    """:func:`init_weights` with ``scheme`` bound, for ``model.apply``."""
+
+    def apply(module: nn.Module) -> None:
+        init_weights(module, scheme)
+
+    return apply
 
 
 def attention_mask(inputs: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -76,8 +111,27 @@ def attention_mask(inputs: torch.Tensor, causal: bool) -> torch.Tensor:
     return keep | eye  # (B, 1, L, L)
 
 
+def position_ids(inputs: torch.Tensor, scheme: str, max_seq_len: int) -> torch.Tensor:
+    """(B, L) position ids of the left-padded ids ``inputs`` (B, L), L <= max_seq_len.
+
+    ``"from_oldest"``: the first real item of a row is at 0 (padding columns get 0, masked);
+    ``"from_newest"``: the last column is at ``max_seq_len - 1`` whatever L is.
+    """
+    if scheme == "from_oldest":
+        return ((inputs != 0).long().cumsum(dim=1) - 1).clamp(min=0)  # (B, L)
+    if scheme == "from_newest":
+        B, L = inputs.shape
+        pos = torch.arange(max_seq_len - L, max_seq_len, device=inputs.device)  # (L,)
+        return pos.expand(B, L)
+    raise ValueError(f"unknown positions {scheme!r}; expected 'from_oldest' or 'from_newest'")
+
+
 class SelfAttention(nn.Module):
-    """Multi-head self-attention: ``F.scaled_dot_product_attention`` with an explicit mask."""
+    """Multi-head self-attention: ``F.scaled_dot_product_attention`` with an explicit mask.
+
+    Queries may come from other states than keys and values (``query``), as in the original
+    SASRec's pre-LN blocks; the query, key and value projections stay one fused Linear.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -86,9 +140,17 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
         self.proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, query: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Attend from ``query`` (default ``x``) (B, L, D) over keys/values of ``x`` (B, L, D)."""
         B, L, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=-1)  # 3 x (B, L, D)
+        if query is None:
+            q, k, v = self.qkv(x).split(D, dim=-1)  # 3 x (B, L, D)
+        else:
+            w, b = self.qkv.weight, self.qkv.bias  # (3D, D), (3D,)
+            q = F.linear(query, w[:D], b[:D])  # (B, L, D)
+            k, v = F.linear(x, w[D:], b[D:]).split(D, dim=-1)  # 2 x (B, L, D)
         H = self.num_heads
         q, k, v = (t.view(B, L, H, D // H).transpose(1, 2) for t in (q, k, v))  # (B, H, L, D/H)
         y = F.scaled_dot_product_attention(  # (B, H, L, D/H)
@@ -98,29 +160,46 @@ class SelfAttention(nn.Module):
         return self.proj(y)
 
 
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
+
+
 class Block(nn.Module):
-    """Post-LN transformer block: attention, then a GELU feed-forward, each residual + LayerNorm."""
+    """Transformer block: attention, then a feed-forward; post-LN or the original pre-LN.
+
+    post (``cfg.norm``): ``x = LN(x + drop(Attn(x)))``, ``x = LN(x + drop(W2 act(W1 x)))``.
+    pre: ``x = x + Attn(query=LN(x), kv=x)``, ``x = LN(x)``, ``x = x + drop(W2 drop(act(W1 x)))``,
+    then padding states (``keep`` False) are zeroed.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        self.pre_norm = cfg.norm == "pre"
         self.attn = SelfAttention(cfg)
-        self.ln_1 = nn.LayerNorm(cfg.hidden_size, eps=1e-12)
+        self.ln_1 = nn.LayerNorm(cfg.hidden_size, eps=1e-8 if self.pre_norm else 1e-12)
         self.ffn = nn.Sequential(
             nn.Linear(cfg.hidden_size, cfg.inner_size),
-            nn.GELU(),
+            ACTIVATIONS[cfg.activation](),
+            *([nn.Dropout(cfg.dropout)] if self.pre_norm else []),
             nn.Linear(cfg.inner_size, cfg.hidden_size),
         )
-        self.ln_2 = nn.LayerNorm(cfg.hidden_size, eps=1e-12)
+        self.ln_2 = nn.LayerNorm(cfg.hidden_size, eps=1e-8 if self.pre_norm else 1e-12)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) states, (B, 1, L, L) attention mask, (B, L, 1) real positions -> (B, L, D)."""
+        if self.pre_norm:
+            x = x + self.attn(x, mask, query=self.ln_1(x))  # (B, L, D)
+            x = self.ln_2(x)
+            x = x + self.dropout(self.ffn(x))  # (B, L, D)
+            return x * keep
         x = self.ln_1(x + self.dropout(self.attn(x, mask)))  # (B, L, D)
         x = self.ln_2(x + self.dropout(self.ffn(x)))  # (B, L, D)
         return x
 
 
 class TransformerEncoder(nn.Module):
-    """Learned positions + input LayerNorm/dropout + ``cfg.num_layers`` post-LN blocks.
+    """Learned positions + ``cfg.num_layers`` blocks, post-LN (input LayerNorm/dropout first) or
+    pre-LN (input dropout, a final LayerNorm); see the module docstring.
 
     The item embedding lives in the model that owns this encoder (its vocabulary differs between
     SASRec and BERT4Rec); :meth:`forward` takes the embedded items and the raw ids (for the mask).
@@ -130,8 +209,12 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         self.causal = causal
         self.max_seq_len = cfg.max_seq_len
+        self.positions = cfg.positions
+        self.pre_norm = cfg.norm == "pre"
+        self.item_scale = math.sqrt(cfg.hidden_size) if cfg.embedding_scale else 1.0
         self.position_embedding = nn.Embedding(cfg.max_seq_len, cfg.hidden_size)
-        self.ln = nn.LayerNorm(cfg.hidden_size, eps=1e-12)
+        # post: LayerNorm of the input; pre: LayerNorm of the output
+        self.ln = nn.LayerNorm(cfg.hidden_size, eps=1e-8 if self.pre_norm else 1e-12)
         self.dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
 
@@ -146,13 +229,19 @@ class TransformerEncoder(nn.Module):
                 f"sequence length {L} exceeds model.max_seq_len={self.max_seq_len}; "
                 "pass the most recent max_seq_len items"
             )
-        # positions count from the first real item; padding columns get position 0 (masked)
-        pos = ((inputs != 0).long().cumsum(dim=1) - 1).clamp(min=0)  # (B, L)
-        x = self.dropout(self.ln(item_emb + self.position_embedding(pos)))  # (B, L, D)
+        keep = (inputs != 0).unsqueeze(-1).to(item_emb.dtype)  # (B, L, 1)
+        pos = position_ids(inputs, self.positions, self.max_seq_len)  # (B, L)
+        x = item_emb * self.item_scale + self.position_embedding(pos)  # (B, L, D)
         mask = attention_mask(inputs, self.causal)  # (B, 1, L, L)
+        if self.pre_norm:
+            x = self.dropout(x) * keep  # (B, L, D)
+            for block in self.blocks:
+                x = block(x, mask, keep)  # (B, L, D)
+            return self.ln(x) * keep  # (B, L, D)
+        x = self.dropout(self.ln(x))  # (B, L, D)
         for block in self.blocks:
-            x = block(x, mask)  # (B, L, D)
-        return x * (inputs != 0).unsqueeze(-1).to(x.dtype)  # (B, L, D)
+            x = block(x, mask, keep)  # (B, L, D)
+        return x * keep  # (B, L, D)
 
 
 def sample_negatives(positives: torch.Tensor, num_items: int) -> torch.Tensor:

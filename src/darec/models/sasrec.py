@@ -6,8 +6,9 @@ Also DARec's collaborative model: its public surface for that use is
 - ``forward(inputs) -> (B, L, D)``: the user state after each step of a left-padded history.
 
 Scores are dot products with the same (tied) item embedding table. See :mod:`darec.models.layers`
-for the encoder's design choices (post-LN, unscaled embeddings,
-positions counted from the oldest item read).
+for the encoder's design choices: by default RecBole's (post-LN, unscaled embeddings, positions
+counted from the oldest item read, normal(0.02) init); ``model.norm``, ``activation``,
+``positions``, ``embedding_scale`` and ``init`` switch to the original SASRec code's one by one.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from darec.data.batching import TrainBatch
 from darec.models.base import SequentialRecommender
 from darec.models.layers import (
     TransformerEncoder,
-    init_weights,
     mask_padding_scores,
     next_item_loss,
+    weight_init,
 )
 
 __all__ = ["SASRec"]
@@ -35,7 +36,7 @@ class SASRec(SequentialRecommender):
         super().__init__(cfg, num_items)
         self.item_embedding = nn.Embedding(num_items + 1, cfg.hidden_size, padding_idx=0)
         self.encoder = TransformerEncoder(cfg, causal=True)
-        self.apply(init_weights)
+        self.apply(weight_init(cfg.init))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Per-step user states (B, L, D) of left-padded item ids ``inputs`` (B, L).
