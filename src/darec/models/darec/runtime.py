@@ -1,7 +1,7 @@
 """DARec at run time: what surrounds :class:`~darec.models.darec.model.DARecModel` when it
 trains and serves, none of which changes a score.
 
-- loading: the backbone (``darec.backbone``), the item sentences of the catalog, the CF start
+- loading: the backbone (``text.encoder``), the item sentences of the catalog, the CF start
   (``darec.cf_checkpoint``, read through the run loader the context gives);
 - the frozen-prefix cache: item word states below the entry layer, computed once per run;
 - hard negatives (cached with the dataset) and the first catalog pass for the text bank;
