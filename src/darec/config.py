@@ -77,8 +77,9 @@ class ModelConfig:
     """Which model and its size. Fields a model does not use are ignored by it."""
 
     name: str = "sasrec"
-    """Model name from the registry: pop, gru4rec, sasrec, sasrec-text (SASRec + frozen-LLM item
-    text features, read as set in [text]), bert4rec, darec."""
+    """Model name from the registry: pop, content (text similarity to the recent history, nothing
+    to train), gru4rec, sasrec, sasrec-text (SASRec + frozen-LLM item text features, read as set
+    in [text]), bert4rec, darec."""
     max_seq_len: int = 50
     """Longest history the model reads (the most recent items)."""
     hidden_size: int = 64
@@ -100,6 +101,9 @@ class ModelConfig:
     text_only: bool = False
     """sasrec-text: item vectors are the projected text features alone, without ID embeddings
     (an ablation: what the text predicts by itself)."""
+    content_decay: float = 0.8
+    """content: weight of a history item is content_decay ** (steps before the newest), over the
+    last max_seq_len items; 1 is the plain mean."""
 
     def __post_init__(self) -> None:
         if self.max_seq_len < 1 or self.hidden_size < 1 or self.num_layers < 1:
@@ -113,6 +117,8 @@ class ModelConfig:
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"model.{key} must be in [0, 1), got {value}")
+        if not 0.0 < self.content_decay <= 1.0:
+            raise ConfigError(f"model.content_decay must be in (0, 1], got {self.content_decay}")
 
 
 @dataclass(frozen=True)

@@ -20,26 +20,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from darec.config import Config, ModelConfig
-from darec.errors import ConfigError
+from darec.errors import CheckpointError, ConfigError
 from darec.models.base import ModelContext
 from darec.models.item_text import mean_word_states, tokenize_catalog
 from darec.models.sasrec import SASRec
 
-__all__ = ["TextItemTable", "TextSASRec", "fit_text_table", "item_text_features"]
+__all__ = [
+    "TextItemTable",
+    "TextSASRec",
+    "fit_text_table",
+    "item_text_features",
+    "new_item_text_features",
+]
 
 
-def item_text_features(cfg: Config, ctx: ModelContext, batch_size: int = 256) -> torch.Tensor:
-    """(N + 1, D) standardised, L2-normalised mean word states of every item; row 0 (padding)
-    and items without text are zero."""
+def _raw_text_means(
+    cfg: Config, catalog: list[dict[str, str]], batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, D) mean final word states of every row of ``catalog`` (row 0 and rows without text
+    are zero) and the (R,) bool mask of the rows with text (row 0 never has any)."""
     from darec.models.backbone import load_backbone, resolve_dtype
     from darec.paths import cache_dir
 
-    if ctx.catalog is None:
-        raise ConfigError("model sasrec-text needs the item catalog (item texts) of the data")
     t = cfg.text
     dtype = resolve_dtype(t.dtype, torch.device("cpu"))
     backbone = load_backbone(t.encoder, t.encoder_layers, dtype, cache_dir(cfg.cache_dir))
-    tokens, lengths = tokenize_catalog(ctx.catalog, backbone.tokenizer, t.fields, t.max_tokens)
+    tokens, lengths = tokenize_catalog(catalog, backbone.tokenizer, t.fields, t.max_tokens)
     means = torch.zeros(len(tokens), backbone.hidden_size)
     with torch.no_grad():
         for lo in range(0, len(tokens), batch_size):
@@ -51,12 +57,51 @@ def item_text_features(cfg: Config, ctx: ModelContext, batch_size: int = 256) ->
             means[lo : lo + batch_size] = mean_word_states(h, n)
     has_text = lengths > 0
     has_text[0] = False
-    if has_text.any():
-        rows = means[has_text]
-        rows = (rows - rows.mean(0)) / rows.std(0, unbiased=False).clamp(min=1e-6)
-        means[has_text] = F.normalize(rows, dim=-1)
+    return means, has_text
+
+
+def _standardise(means: torch.Tensor, has_text: torch.Tensor, reference: torch.Tensor) -> None:
+    """In place: rows of ``means`` with text standardised with the mean and std of the rows
+    ``reference`` marks, then L2-normalised; rows without text set to zero."""
+    if reference.any():
+        ref = means[reference]
+        mean, std = ref.mean(0), ref.std(0, unbiased=False).clamp(min=1e-6)
+        means[has_text] = F.normalize((means[has_text] - mean) / std, dim=-1)
     means[~has_text] = 0.0
+
+
+def item_text_features(cfg: Config, ctx: ModelContext, batch_size: int = 256) -> torch.Tensor:
+    """(N + 1, D) standardised, L2-normalised mean word states of every item; row 0 (padding)
+    and items without text are zero."""
+    if ctx.catalog is None:
+        raise ConfigError(f"model {cfg.model.name} needs the item catalog (item texts) of the data")
+    means, has_text = _raw_text_means(cfg, ctx.catalog, batch_size)
+    _standardise(means, has_text, has_text)
     return means
+
+
+def new_item_text_features(
+    cfg: Config,
+    catalog: list[dict[str, str]],
+    new: list[dict[str, str]],
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """(M, D) features of items ``new`` (attributes) that a model trained on ``catalog`` never
+    saw, on the same scale as :func:`item_text_features` of ``catalog``: standardised with the
+    training catalog's statistics, so an old item and a new one with the same text get the
+    same vector. Raise :class:`ConfigError` naming a new item without text."""
+    means, has_text = _raw_text_means(cfg, [*catalog, *new], batch_size)
+    missing = [i for i in range(len(new)) if not has_text[len(catalog) + i]]
+    if missing:
+        fields = ", ".join(cfg.text.fields) or "any attribute"
+        raise ConfigError(
+            f"new item {missing[0] + 1} of {len(new)} ({new[missing[0]]!r}) has no text in "
+            f"text.fields ({fields}); a model can add an item from its text only"
+        )
+    reference = has_text.clone()
+    reference[len(catalog) :] = False  # statistics of the training catalog alone
+    _standardise(means, has_text, reference)
+    return means[len(catalog) :]
 
 
 class TextItemTable(nn.Module):
@@ -83,6 +128,24 @@ class TextItemTable(nn.Module):
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         text = self.proj(self.feats[items])
         return text if self.ids is None else self.ids(items) + text
+
+    def extend(self, feats: torch.Tensor) -> None:
+        """Append M items with text features ``feats`` (M, D) and zero ID rows."""
+        if feats.ndim != 2 or feats.shape[1] != self.feats.shape[1]:
+            raise CheckpointError(
+                f"new item features have shape {tuple(feats.shape)}; expected (M, "
+                f"{self.feats.shape[1]}) like the model's"
+            )
+        feats = feats.to(self.feats)
+        self.feats = torch.cat([self.feats, feats])
+        if self.ids is not None:
+            old = self.ids.weight
+            grown = nn.Embedding(old.shape[0] + feats.shape[0], old.shape[1], padding_idx=0)
+            grown.to(old.device, old.dtype).requires_grad_(old.requires_grad)
+            with torch.no_grad():
+                grown.weight.zero_()
+                grown.weight[: old.shape[0]] = old
+            self.ids = grown
 
 
 def fit_text_table(model: SASRec, state: dict[str, torch.Tensor], prefix: str = "") -> None:
@@ -124,3 +187,19 @@ class TextSASRec(SASRec):
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
         fit_text_table(self, state)  # a restored model's placeholder features have the wrong width
         super().load_trained_state(state)
+
+    adds_items_from_text = True
+
+    def item_rows_from_text(
+        self, cfg: Config, catalog: list[dict[str, str]], new: list[dict[str, str]]
+    ) -> dict[str, torch.Tensor]:
+        """``feats`` (M, D): the new items' text features (see :func:`new_item_text_features`)."""
+        return {"feats": new_item_text_features(cfg, catalog, new)}
+
+    def extend_catalog(self, rows: dict[str, torch.Tensor]) -> None:
+        """Append items with the text features ``rows["feats"]`` (M, D) and zero ID rows, so the
+        text branch alone scores and represents them."""
+        table = self.item_embedding
+        assert isinstance(table, TextItemTable)  # set in __init__ (or by fit_text_table)
+        table.extend(rows["feats"])
+        self.num_items += rows["feats"].shape[0]
