@@ -61,6 +61,10 @@ class DataConfig:
     """k-core: keep items with at least this many interactions."""
     drop_duplicates: bool = True
     """Drop repeated (user, item) pairs, keeping the first occurrence in time."""
+    keep_text_only_items: bool = False
+    """Keep the items of the item file that have text but no interaction left after k-core
+    filtering (numbered after the others): models that read item text can recommend them. All
+    of them: an Amazon meta file lists far more items than its reviews."""
     cache: bool = True
     """Cache the processed dataset in the cache folder, keyed by source content and options."""
 
