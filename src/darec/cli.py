@@ -34,6 +34,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+catalog_app = typer.Typer(help="Add items to a trained run.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
 config_app = typer.Typer(help="Show the configuration and its reference.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 search_app = typer.Typer(
@@ -307,6 +309,30 @@ def _stream(
             print(f"error: {exc}", file=sys.stderr)
             continue
         show(item)
+
+
+@catalog_app.command("add")
+def catalog_add(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `darec train`.")],
+    items_file: Annotated[
+        Path,
+        typer.Argument(help="New items: a RecBole .item file, a CSV/TSV or Amazon metadata."),
+    ],
+    id_column: Annotated[
+        str | None, typer.Option(help="Item id column (default: the run's data.item_column).")
+    ] = None,
+    data: DataOpt = None,
+) -> None:
+    """Add new items to a trained run from their text alone (content, sasrec-text): afterwards
+    `recommend` and `evaluate` rank them with the rest, without retraining."""
+    from darec.serving.catalog import add_items
+
+    try:
+        added = add_items(run, items_file, id_column, data)
+    except DarecError as exc:
+        _fail(exc)
+    shown = ", ".join(added[:5]) + (", ..." if len(added) > 5 else "")
+    console.print(f"added {len(added)} item(s) to {run}: {shown}")
 
 
 @data_app.command("info")

@@ -18,7 +18,15 @@ from darec.errors import CheckpointError, ConfigError
 if TYPE_CHECKING:
     from darec.config import Config
 
-__all__ = ["ModelContext", "SequentialRecommender", "StreamState", "RunLoader"]
+__all__ = ["ModelContext", "SequentialRecommender", "StreamState", "RunLoader", "cannot_add_items"]
+
+
+def cannot_add_items(model: str) -> ConfigError:
+    """The error of a model that cannot take new items from their text."""
+    return ConfigError(
+        f"model {model!r} cannot add items from text: it knows items by their trained ID "
+        "embeddings only (models that can: content, sasrec-text)"
+    )
 
 
 RunLoader = Callable[[str], "tuple[Config, SequentialRecommender, dict[str, Any]]"]
@@ -138,25 +146,19 @@ class SequentialRecommender(nn.Module):
     adds_items_from_text: ClassVar[bool] = False
     """Whether :meth:`item_rows_from_text` and :meth:`extend_catalog` are implemented."""
 
-    def _cannot_add_items(self) -> ConfigError:
-        return ConfigError(
-            f"model {self.cfg.name!r} cannot add items from text: it knows items by their "
-            "trained ID embeddings only (models that can: content, sasrec-text)"
-        )
-
     def item_rows_from_text(
         self, cfg: Config, catalog: list[dict[str, str]], new: list[dict[str, str]]
     ) -> dict[str, torch.Tensor]:
         """Tensors with one row per item of ``new`` (text attributes), computed from the text
         alone, for :meth:`extend_catalog`. ``catalog`` is the training catalog (``catalog[0] ==
         {}``), e.g. for feature statistics. The default raises :class:`ConfigError`."""
-        raise self._cannot_add_items()
+        raise cannot_add_items(self.cfg.name)
 
     def extend_catalog(self, rows: dict[str, torch.Tensor]) -> None:
         """Append items ``num_items + 1 ..`` described by ``rows`` (what
         :meth:`item_rows_from_text` returned, possibly for several calls concatenated), so that
         they are scored with the rest. The default raises :class:`ConfigError`."""
-        raise self._cannot_add_items()
+        raise cannot_add_items(self.cfg.name)
 
     @property
     def trainable(self) -> bool:

@@ -44,8 +44,13 @@ def load_for_inference(
     run_dir: str | Path, device: torch.device | str
 ) -> tuple[Config, SequentialRecommender, dict[str, Any]]:
     """Config, best weights on ``device`` (already resolved) with their inference cache, and id
-    maps of a run folder: what ``evaluate`` and ``recommend`` start from."""
+    maps of a run folder: what ``evaluate`` and ``recommend`` start from. Items added after
+    training are in the model's catalog, and their ids under ``added_item_ids``."""
     run = RunFolder.open(run_dir)
     model = run.load_model("best", device)
     attach_inference_cache(model, run_dir)
-    return run.config, model, run.ids
+    ids = dict(run.ids)
+    added = run.added_items
+    if added is not None:
+        ids["added_item_ids"] = added.item_ids
+    return run.config, model, ids
