@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from darec.cli import app
-from darec.config import Config
+from darec.config import Config, apply_overrides
 from darec.errors import ConfigError, DataError
 from darec.experiment import run_experiment
 from darec.models.content import ContentModel
@@ -68,6 +69,11 @@ def test_sasrec_text_run_ranks_added_items_without_retraining(
     assert (run / "checkpoints" / "pointers.json").read_text() == pointers
     assert folder.load_model(with_added_items=False).num_items == trained
 
+    # model.new_item_ids = "from_text": ID rows predicted from the text instead of zero
+    mapped = apply_overrides(folder.config, ["model.new_item_ids=from_text"])
+    rows = model.item_rows_from_text(mapped, folder.load_data().catalog, [{"title": "New"}])
+    assert rows["ids"].shape == (1, mapped.model.hidden_size) and rows["ids"].abs().sum() > 0
+
     rec = Recommender(run, device="cpu")
     ranked = [r.item for r in rec.for_history(["i1", "i2"], k=trained + 2)]
     assert {"n3", "nx"} <= set(ranked)  # ranked with the rest
@@ -122,3 +128,24 @@ def test_id_models_refuse_and_the_cli_adds_recommends_and_evaluates(
     old, new = json.loads(before.output), json.loads(after.output)
     assert new["users"] == old["users"]  # same test cases, ranked over a larger catalog
     assert new["NDCG@10"] <= old["NDCG@10"] + 1e-9
+
+
+def test_id_rows_from_text_fit_the_trained_rows_and_extend_with_them() -> None:
+    from torch import nn
+
+    from darec.models.text_sasrec import TextItemTable
+
+    gen = torch.Generator().manual_seed(0)
+    feats = F.normalize(torch.randn(201, 8, generator=gen), dim=-1)
+    feats[0] = 0.0  # padding has no text
+    truth = torch.randn(8, 4, generator=gen)
+    ids = nn.Embedding(201, 4, padding_idx=0)
+    with torch.no_grad():
+        ids.weight.copy_(feats @ truth)  # ID rows exactly linear in the text here
+    table = TextItemTable(ids, feats)
+    new = F.normalize(torch.randn(3, 8, generator=gen), dim=-1)
+    assert torch.allclose(table.ids_from_text(new, ridge=1e-6), new @ truth, atol=1e-4)
+    table.extend(new, table.ids_from_text(new, ridge=1e-6))
+    assert table.ids is not None and table.ids.weight.shape == (204, 4)
+    assert torch.allclose(table.ids.weight[201:], new @ truth, atol=1e-4)
+    assert torch.equal(table.ids.weight[:201], feats @ truth)  # the trained rows unchanged

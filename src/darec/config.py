@@ -105,6 +105,10 @@ class ModelConfig:
     text_only: bool = False
     """sasrec-text: item vectors are the projected text features alone, without ID embeddings
     (an ablation: what the text predicts by itself)."""
+    new_item_ids: Literal["zero", "from_text"] = "zero"
+    """sasrec-text, items added after training (``darec catalog add``): zero: their ID rows are
+    zero, the text branch alone represents them; from_text: their ID rows are predicted from
+    their text features by a ridge regression fitted on the trained items' rows."""
     content_decay: float = 0.8
     """content: weight of a history item is content_decay ** (steps before the newest), over the
     last max_seq_len items; 1 is the plain mean."""

@@ -129,12 +129,33 @@ class TextItemTable(nn.Module):
         text = self.proj(self.feats[items])
         return text if self.ids is None else self.ids(items) + text
 
-    def extend(self, feats: torch.Tensor) -> None:
-        """Append M items with text features ``feats`` (M, D) and zero ID rows."""
+    def ids_from_text(self, feats: torch.Tensor, ridge: float = 1.0) -> torch.Tensor:
+        """(M, H) ID rows predicted for text features ``feats`` (M, D): the ridge regression
+        (penalty ``ridge``) from text features to ID rows, fitted on the items with text."""
+        assert self.ids is not None
+        rows = self.feats.norm(dim=-1) > 0  # (N + 1,) items with text (never padding)
+        x = self.feats[rows].double()  # (n, D)
+        y = self.ids.weight.detach()[rows].double()  # (n, H)
+        gram = x.T @ x + ridge * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+        weights = torch.linalg.solve(gram, x.T @ y)  # (D, H)
+        return (feats.to(x) @ weights).to(self.ids.weight.dtype)
+
+    def extend(self, feats: torch.Tensor, ids: torch.Tensor | None = None) -> None:
+        """Append M items with text features ``feats`` (M, D) and ID rows ``ids`` (M, H), zero
+        when None."""
         if feats.ndim != 2 or feats.shape[1] != self.feats.shape[1]:
             raise CheckpointError(
                 f"new item features have shape {tuple(feats.shape)}; expected (M, "
                 f"{self.feats.shape[1]}) like the model's"
+            )
+        if (
+            ids is not None
+            and self.ids is not None
+            and ids.shape != (len(feats), self.ids.weight.shape[1])
+        ):
+            raise CheckpointError(
+                f"new item ID rows have shape {tuple(ids.shape)}; expected "
+                f"({len(feats)}, {self.ids.weight.shape[1]})"
             )
         feats = feats.to(self.feats)
         self.feats = torch.cat([self.feats, feats])
@@ -145,6 +166,8 @@ class TextItemTable(nn.Module):
             with torch.no_grad():
                 grown.weight.zero_()
                 grown.weight[: old.shape[0]] = old
+                if ids is not None:
+                    grown.weight[old.shape[0] :] = ids.to(old)
             self.ids = grown
 
 
@@ -193,13 +216,21 @@ class TextSASRec(SASRec):
     def item_rows_from_text(
         self, cfg: Config, catalog: list[dict[str, str]], new: list[dict[str, str]]
     ) -> dict[str, torch.Tensor]:
-        """``feats`` (M, D): the new items' text features (see :func:`new_item_text_features`)."""
-        return {"feats": new_item_text_features(cfg, catalog, new)}
-
-    def extend_catalog(self, rows: dict[str, torch.Tensor]) -> None:
-        """Append items with the text features ``rows["feats"]`` (M, D) and zero ID rows, so the
-        text branch alone scores and represents them."""
+        """``feats`` (M, D): the new items' text features (see :func:`new_item_text_features`);
+        with ``model.new_item_ids = "from_text"`` also ``ids`` (M, H): their ID rows predicted
+        from those features (:meth:`TextItemTable.ids_from_text`)."""
+        feats = new_item_text_features(cfg, catalog, new)
         table = self.item_embedding
         assert isinstance(table, TextItemTable)  # set in __init__ (or by fit_text_table)
-        table.extend(rows["feats"])
+        if cfg.model.new_item_ids == "zero" or table.ids is None:
+            return {"feats": feats}
+        return {"feats": feats, "ids": table.ids_from_text(feats)}
+
+    def extend_catalog(self, rows: dict[str, torch.Tensor]) -> None:
+        """Append items with the text features ``rows["feats"]`` (M, D) and the ID rows
+        ``rows["ids"]`` (M, H) if given, else zero ones (the text branch alone represents
+        them)."""
+        table = self.item_embedding
+        assert isinstance(table, TextItemTable)  # set in __init__ (or by fit_text_table)
+        table.extend(rows["feats"], rows.get("ids"))
         self.num_items += rows["feats"].shape[0]
