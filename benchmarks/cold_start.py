@@ -29,11 +29,11 @@ recent history; its ``model.content_decay`` chosen on warm validation NDCG@10 am
 ``CONTENT_DECAYS``), ``pop``, ``sasrec``, ``sasrec-text`` (the text-signal settings), the last
 tested twice on the same trained model: cold items with zero ID rows (``sasrec-text``), and with
 ID rows predicted from their text by a ridge regression fitted on the warm items
-(``sasrec-text ids-from-text``, ``model.new_item_ids = "from_text"``). DARec is not run: it
-cannot add items from text yet. Settings are the baselines' (benchmarks/baselines.py,
-text_signal.py). The summary keys ``cold_best_model`` / ``cold_best_ndcg10`` (best cold NDCG@10
-among the models other than ``content``), ``cold_content_ndcg10`` and ``cold_ratio`` (best /
-content) sit at the top level of the JSON.
+(``sasrec-text ids-from-text``, ``model.new_item_ids = "from_text"``). DARec is not run (it
+can add items, but training it on Beauty takes hours on 2 cores). Settings are the baselines'
+(benchmarks/baselines.py, text_signal.py). The summary keys ``cold_best_model`` /
+``cold_best_ndcg10`` (best cold NDCG@10 among the models other than ``content``),
+``cold_content_ndcg10`` and ``cold_ratio`` (best / content) sit at the top level of the JSON.
 """
 
 from __future__ import annotations

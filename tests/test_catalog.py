@@ -149,3 +149,32 @@ def test_id_rows_from_text_fit_the_trained_rows_and_extend_with_them() -> None:
     assert table.ids is not None and table.ids.weight.shape == (204, 4)
     assert torch.allclose(table.ids.weight[201:], new @ truth, atol=1e-4)
     assert torch.equal(table.ids.weight[:201], feats @ truth)  # the trained rows unchanged
+
+
+def test_darec_adds_items_through_its_item_encoder_and_catalog_cache(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+) -> None:
+    from darec.models.darec import DARec
+    from darec.serving.inference_cache import attach_inference_cache
+    from tests.conftest import darec_sets
+
+    cfg = tiny_config(tiny_data, tmp_path / "cache", *darec_sets(tiny_llm_dir), "train.epochs=1")
+    run = tmp_path / "darec"
+    run_experiment(cfg, run)
+    folder = RunFolder.open(run)
+    trained = folder.num_items
+    Recommender(run, device="cpu")  # writes the catalog cache of the trained items
+    add_items(run, new_items_file(tmp_path))
+
+    rec = Recommender(run, device="cpu")  # the cache no longer fits: built again, and saved
+    model = rec.model
+    assert isinstance(model, DARec) and model.num_items == trained + 2
+    i3, n3 = folder.ids["item_ids"].index("i3"), trained + 1
+    assert torch.equal(model.item_tokens[n3], model.item_tokens[i3])  # same text, same tokens
+    assert torch.all(model.cf.item_embedding.weight[trained + 1 :] == 0)  # no CF rows
+    with torch.no_grad():
+        fresh = model.item_vectors(torch.tensor([n3, n3 + 1]))
+    assert torch.allclose(model.catalog_vectors()[n3:], fresh, atol=1e-4)
+    ranked = [r.item for r in rec.for_history(["i1", "i2"], k=trained + 2)]
+    assert {"n3", "nx"} <= set(ranked)
+    assert attach_inference_cache(folder.load_model(), run) == "loaded"  # the saved cache fits

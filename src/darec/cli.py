@@ -323,7 +323,7 @@ def catalog_add(
     ] = None,
     data: DataOpt = None,
 ) -> None:
-    """Add new items to a trained run from their text alone (content, sasrec-text): afterwards
+    """Add new items to a trained run from their text alone (content, sasrec-text, darec): then
     `recommend` and `evaluate` rank them with the rest, without retraining."""
     from darec.serving.catalog import add_items
 

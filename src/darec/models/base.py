@@ -25,7 +25,7 @@ def cannot_add_items(model: str) -> ConfigError:
     """The error of a model that cannot take new items from their text."""
     return ConfigError(
         f"model {model!r} cannot add items from text: it knows items by their trained ID "
-        "embeddings only (models that can: content, sasrec-text)"
+        "embeddings only (models that can: content, sasrec-text, darec)"
     )
 
 

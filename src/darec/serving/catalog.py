@@ -1,7 +1,8 @@
 """Adding items to a trained run from their text alone (``darec catalog add``), no retraining.
 
-A model that reads item text (``content``, ``sasrec-text``) computes what it needs for each new
-item from its attributes (:meth:`~darec.models.base.SequentialRecommender.item_rows_from_text`);
+A model that reads item text (``content``, ``sasrec-text``, ``darec``) computes what it needs for
+each new item from its attributes
+(:meth:`~darec.models.base.SequentialRecommender.item_rows_from_text`);
 the rows are saved beside the run (:mod:`darec.run.added`) and appended to the catalog whenever
 the run is loaded, so ``recommend`` and ``evaluate`` rank the new items with the trained ones.
 ID-only models refuse with an error naming the model.
