@@ -3,7 +3,8 @@
     python benchmarks/cold_start.py --quick     # MovieLens-100K, tiny budget (< 1 min), temp file
     python benchmarks/cold_start.py             # Amazon Beauty: results/cold_start.json + docs
 
-Protocol (one seeded draw, ``--seed``):
+Protocol (one seeded draw, ``--seed``; the code is :mod:`darec.data.cold` and
+:mod:`darec.evaluation.cold`, shared with ``darec demo --cold``):
 
 1. the dataset as the baselines read it (5-core) and its leave-one-out split;
 2. a random ``--cold-fraction`` (10%) of the items is held out: the *cold* items. They are
@@ -40,25 +41,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from baselines import COMMON, DATASETS, SETTINGS, replace_block
 from text_signal import TEXT
 
 from darec.config import Config, apply_overrides
-from darec.data.split import EvalSet, Split, leave_one_out
-from darec.data.types import SequenceDataset
+from darec.data.cold import ColdSplit, hold_out_items
+from darec.evaluation.cold import cold_warm_metrics
 from darec.evaluation.evaluator import evaluate
-from darec.evaluation.metrics import metrics_from_ranks
-from darec.models.base import ModelContext, SequentialRecommender
+from darec.models.base import ModelContext
 from darec.models.content import ContentModel
 from darec.models.registry import MODELS as REGISTRY
 from darec.models.registry import build_model
@@ -98,102 +95,6 @@ QUICK = [  # --quick: a smoke run of the whole protocol, not a measurement
 ]
 
 
-@dataclass
-class ColdSplit:
-    """The data of one held-out draw, in the ids the models use: warm items 1..W, then the cold
-    items W+1..N in the order they are added."""
-
-    warm: SequenceDataset
-    """The warm items only (what the models are built on), sequences without cold items."""
-    train: Split
-    """Training sequences and validation cases without cold items (``test`` unused)."""
-    cold_ids: list[str]
-    cold_catalog: list[dict[str, str]]
-    test: EvalSet
-    """Every test case, histories as they are (text models)."""
-    test_known: EvalSet
-    """The warm-target test cases, cold items left out of the histories (ID models)."""
-    cold_target: np.ndarray
-    """(n,) bool: the target of test case i is cold."""
-
-
-def hold_out(ds: SequenceDataset, fraction: float, seed: int) -> ColdSplit:
-    """Draw the cold items and build the warm dataset, split and test sets (module docstring)."""
-    n = ds.num_items
-    cold = np.zeros(n + 1, dtype=bool)
-    cold[1 + np.random.default_rng(seed).permutation(n)[: round(fraction * n)]] = True
-    warm_old = np.flatnonzero(~cold)[1:]  # old ids of the warm items, ascending
-    cold_old = np.flatnonzero(cold)
-    new_id = np.zeros(n + 1, dtype=np.int64)
-    new_id[warm_old] = np.arange(1, warm_old.size + 1)
-    new_id[cold_old] = np.arange(warm_old.size + 1, n + 1)
-
-    def known(seq: np.ndarray) -> np.ndarray:
-        return new_id[seq[~cold[seq]]]
-
-    split = leave_one_out(ds)
-    keep = ~cold[ds.items]  # (M,) interactions with warm items
-    owner = np.repeat(np.arange(ds.num_users + 1), np.diff(ds.offsets))
-    offsets = np.zeros_like(ds.offsets)
-    np.cumsum(np.bincount(owner[keep], minlength=ds.num_users + 1), out=offsets[1:])
-    key = hashlib.sha256(f"{ds.key} cold {fraction} {seed}".encode()).hexdigest()
-    warm = SequenceDataset(
-        name=ds.name,
-        user_ids=ds.user_ids,
-        item_ids=[ds.item_ids[0], *(ds.item_ids[i] for i in warm_old)],
-        offsets=offsets,
-        items=new_id[ds.items[keep]],
-        times=ds.times[keep],
-        catalog=[{}, *(ds.catalog[i] for i in warm_old)],
-        key=key,
-    )
-    v = split.valid
-    valid_rows = np.flatnonzero(~cold[v.targets])
-    valid = EvalSet(
-        v.users[valid_rows],
-        [known(v.histories[i]) for i in valid_rows],
-        new_id[v.targets[valid_rows]],
-    )
-    t = split.test
-    test = EvalSet(t.users, [new_id[h] for h in t.histories], new_id[t.targets])
-    warm_rows = np.flatnonzero(~cold[t.targets])
-    test_known = EvalSet(
-        t.users[warm_rows],
-        [known(t.histories[i]) for i in warm_rows],
-        new_id[t.targets[warm_rows]],
-    )
-    return ColdSplit(
-        warm=warm,
-        train=Split([known(s) for s in split.train], valid, valid),
-        cold_ids=[ds.item_ids[i] for i in cold_old],
-        cold_catalog=[ds.catalog[i] for i in cold_old],
-        test=test,
-        test_known=test_known,
-        cold_target=cold[t.targets],
-    )
-
-
-def _add_cold(model: SequentialRecommender, cfg: Config, data: ColdSplit) -> None:
-    with torch.no_grad():
-        rows = model.item_rows_from_text(cfg, data.warm.catalog, data.cold_catalog)
-    model.extend_catalog(rows)
-
-
-def _test(model: SequentialRecommender, cfg: Config, data: ColdSplit) -> dict[str, dict]:
-    """Cold and warm test metrics (module docstring, step 4)."""
-    ks = cfg.eval.ks
-    if not model.adds_items_from_text:
-        ranks = evaluate(model, data.test_known, cfg.eval, cfg.model.max_seq_len).ranks
-        zero = {name: 0.0 for name in metrics_from_ranks(np.ones(1), ks)}
-        return {"cold": zero, "warm": metrics_from_ranks(ranks, ks)}
-    _add_cold(model, cfg, data)
-    ranks = evaluate(model, data.test, cfg.eval, cfg.model.max_seq_len).ranks
-    return {
-        "cold": metrics_from_ranks(ranks[data.cold_target], ks),
-        "warm": metrics_from_ranks(ranks[~data.cold_target], ks),
-    }
-
-
 def run_content(cfg: Config, data: ColdSplit) -> dict:
     """The content baseline: nothing to train; ``content_decay`` chosen on warm validation."""
     start = time.monotonic()
@@ -214,7 +115,7 @@ def run_content(cfg: Config, data: ColdSplit) -> dict:
         "valid": valid[best],
         "content_decay": best,
         "valid_by_decay": {str(d): valid[d]["NDCG@10"] for d in CONTENT_DECAYS},
-        **_test(model, chosen, data),
+        **cold_warm_metrics(model, chosen, data),
         "seconds": round(time.monotonic() - start, 1),
     }
 
@@ -232,7 +133,7 @@ def run_trained(cfg: Config, data: ColdSplit, variants: dict[str, list[str]]) ->
                 "best_epoch": fit.best_epoch,
                 "epochs": fit.epochs,
                 "stopped": fit.stopped,
-                **_test(model, apply_overrides(cfg, settings), data),
+                **cold_warm_metrics(model, apply_overrides(cfg, settings), data),
                 "seconds": round(fit.train_seconds, 1),
             }
     return rows
@@ -286,7 +187,7 @@ def main() -> None:
 
     base = apply_overrides(Config(), DATASETS[dataset] + COMMON + [f"train.seed={args.seed}"])
     ds = load_data(base)
-    data = hold_out(ds, args.cold_fraction, args.seed)
+    data = hold_out_items(ds, args.cold_fraction, args.seed)
     results: dict[str, dict] = {}
     for name in args.models.split(","):
         cfg = apply_overrides(base, MODELS[dataset][name] + extra)

@@ -10,14 +10,17 @@ from typing import Any
 import torch
 
 from darec.config import Config, apply_overrides
+from darec.data.cold import ColdSplit
 from darec.data.split import leave_one_out
+from darec.evaluation.cold import cold_warm_metrics
 from darec.models.registry import check_model_name
-from darec.run import load_data, provenance
+from darec.run import RunFolder, load_data, provenance
 from darec.training.trainer import FitResult, TrainCallback, Trainer
 
 __all__ = [
     "RunRecord",
     "run_experiment",
+    "run_cold_experiment",
     "DEMO_MODELS",
     "demo_config",
 ]
@@ -85,6 +88,25 @@ def run_experiment(
     if trainer.device.type == "cuda":
         record.peak_gpu_mb = round(torch.cuda.max_memory_allocated(trainer.device) / 2**20, 1)
     return result, record
+
+
+def run_cold_experiment(
+    cfg: Config,
+    data: ColdSplit,
+    run_dir: str | Path,
+    callback: TrainCallback | None = None,
+    resume: bool = False,
+) -> tuple[FitResult, dict[str, dict[str, float]]]:
+    """Train on ``data``'s warm items (selection on its warm validation cases), then test the
+    best checkpoint on cold and warm targets (:func:`darec.evaluation.cold.cold_warm_metrics`).
+    The run folder holds the warm model; the cold items are added in memory only."""
+    check_model_name(cfg.model.name)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    trainer = Trainer(cfg, data.warm, data.train, run_dir, callback)
+    result = trainer.fit(resume=resume, test=False)
+    model = RunFolder.open(run_dir).load_model("best", trainer.device, with_added_items=False)
+    return result, cold_warm_metrics(model, cfg, data, trainer.device)
 
 
 # Settings chosen on ML-100K *validation* NDCG@10 (benchmarks/tune.py, records in
