@@ -51,3 +51,38 @@ def test_pop_scores_zero_on_cold_targets(tiny_data: Path, tmp_path: Path) -> Non
     assert result.stopped == "untrainable" and result.test == {}
     assert set(metrics["cold"].values()) == {0.0}
     assert metrics["warm"]["HR@20"] > 0
+
+
+def test_demo_shows_a_column_for_held_out_items(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from darec.cli import app
+
+    tiny = [
+        f"data.path={tiny_data}",
+        "data.format=atomic",
+        "data.user_min=3",
+        "data.item_min=1",
+        "model.max_seq_len=8",
+        "model.hidden_size=16",
+        "model.inner_size=32",
+        "train.epochs=1",
+        f"text.encoder={tiny_llm_dir}",
+        "text.dtype=fp32",
+        "text.encoder_layers=0",
+        "text.fields=title",
+        "text.max_tokens=6",
+    ]
+    sets = [arg for s in tiny for arg in ("--set", s)]
+    out = CliRunner().invoke(
+        app,
+        ["demo", "-o", str(tmp_path / "demo"), "--models", "pop,content", "--cold", "0.2", *sets],
+        env={"DAREC_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"},
+    )
+    assert out.exit_code == 0, out.output
+    assert "items held out of training" in out.output and "cold NDCG@10" in out.output
+    pop_row = next(line for line in out.output.splitlines() if line.startswith("│ pop"))
+    assert "cannot" in pop_row
+    assert (tmp_path / "demo" / "content-cold" / "checkpoints").is_dir()

@@ -115,6 +115,22 @@ DEMO_MODELS: dict[str, list[str]] = {
     "pop": ["model.name=pop"],
     "gru4rec": ["model.name=gru4rec", "model.num_layers=1", "model.dropout=0.5"],
     "sasrec": ["model.name=sasrec", "model.dropout=0.2", "model.attn_dropout=0.2"],
+    # the models that read item text, with DARec's text below (titles and genres, 8 layers);
+    # not tuned: SASRec's settings, and the content baseline's default decay
+    "content": [
+        "model.name=content",
+        "text.encoder_layers=8",
+        "text.fields=title,genres",
+        "text.max_tokens=24",
+    ],
+    "sasrec-text": [
+        "model.name=sasrec-text",
+        "model.dropout=0.2",
+        "model.attn_dropout=0.2",
+        "text.encoder_layers=8",
+        "text.fields=title,genres",
+        "text.max_tokens=24",
+    ],
     # BERT4Rec learns from the masked 40% of positions only: it needs longer patience
     "bert4rec": [
         "model.name=bert4rec",
