@@ -178,3 +178,31 @@ def test_darec_adds_items_through_its_item_encoder_and_catalog_cache(
     ranked = [r.item for r in rec.for_history(["i1", "i2"], k=trained + 2)]
     assert {"n3", "nx"} <= set(ranked)
     assert attach_inference_cache(folder.load_model(), run) == "loaded"  # the saved cache fits
+
+
+def test_id_dropout_drops_the_same_id_rows_in_inputs_and_softmax_for_one_step() -> None:
+    from darec.config import ModelConfig
+    from darec.data.batching import TrainBatch
+
+    cfg = ModelConfig(
+        max_seq_len=4, hidden_size=16, num_heads=2, inner_size=32, num_layers=1, id_dropout=0.5
+    )
+    torch.manual_seed(0)
+    model = TextSASRec(cfg, 20, F.normalize(torch.randn(21, 8), dim=-1))
+    batch = TrainBatch(
+        torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]]),
+        torch.tensor([[2, 3, 4, 5], [6, 7, 8, 9]]),
+        torch.arange(2),
+    )
+    model.train()
+    torch.manual_seed(1)
+    model.loss(batch).backward()
+    table = model.item_embedding
+    assert table.keep is None  # only for that step
+    torch.manual_seed(1)
+    kept = (torch.rand(21, 1) >= 0.5).flatten()  # the draw the step made
+    grad = table.ids.weight.grad.abs().sum(-1)
+    assert torch.all(grad[~kept] == 0) and torch.all(grad[1:][kept[1:]] > 0)
+    model.eval()  # never at evaluation: every ID row counts
+    state = model.encode_users(batch.inputs)
+    assert torch.allclose(model.score_items(state, torch.arange(1, 21)), state @ table.weight[1:].T)

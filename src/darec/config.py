@@ -105,6 +105,10 @@ class ModelConfig:
     text_only: bool = False
     """sasrec-text: item vectors are the projected text features alone, without ID embeddings
     (an ablation: what the text predicts by itself)."""
+    id_dropout: float = 0.0
+    """sasrec-text: share of the items whose ID rows are dropped at each training step (the same
+    items in the inputs and in the softmax), so that the text branch learns to carry an item on
+    its own, as it must for items added after training (cold start); 0: off."""
     new_item_ids: Literal["zero", "from_text"] = "zero"
     """sasrec-text, items added after training (``darec catalog add``): zero: their ID rows are
     zero, the text branch alone represents them; from_text: their ID rows are predicted from
@@ -121,7 +125,7 @@ class ModelConfig:
                 f"model.hidden_size ({self.hidden_size}) must be divisible by "
                 f"model.num_heads ({self.num_heads})"
             )
-        for key in ("dropout", "attn_dropout", "mask_prob"):
+        for key in ("dropout", "attn_dropout", "mask_prob", "id_dropout"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"model.{key} must be in [0, 1), got {value}")

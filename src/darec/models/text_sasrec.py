@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from darec.config import Config, ModelConfig
+from darec.data.batching import TrainBatch
 from darec.errors import CheckpointError, ConfigError
 from darec.models.base import ModelContext
 from darec.models.item_text import mean_word_states, tokenize_catalog
@@ -118,16 +119,25 @@ class TextItemTable(nn.Module):
         self.proj = nn.Linear(feats.shape[1], ids.embedding_dim, bias=False)
         if with_ids:
             nn.init.zeros_(self.proj.weight)  # start as plain SASRec
+        self.keep: torch.Tensor | None = None
+        """(N + 1, 1) 0/1 factor on each item's ID row for one training step (ID dropout);
+        None: every ID row counts."""
 
     @property
     def weight(self) -> torch.Tensor:
         """(N + 1, D) every item's vector."""
         text = self.proj(self.feats)
-        return text if self.ids is None else self.ids.weight + text
+        if self.ids is None:
+            return text
+        ids = self.ids.weight if self.keep is None else self.ids.weight * self.keep
+        return ids + text
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         text = self.proj(self.feats[items])
-        return text if self.ids is None else self.ids(items) + text
+        if self.ids is None:
+            return text
+        ids = self.ids(items) if self.keep is None else self.ids(items) * self.keep[items]
+        return ids + text
 
     def ids_from_text(self, feats: torch.Tensor, ridge: float = 1.0) -> torch.Tensor:
         """(M, H) ID rows predicted for text features ``feats`` (M, D): the ridge regression
@@ -210,6 +220,20 @@ class TextSASRec(SASRec):
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
         fit_text_table(self, state)  # a restored model's placeholder features have the wrong width
         super().load_trained_state(state)
+
+    def loss(self, batch: TrainBatch) -> torch.Tensor:
+        """SASRec's loss; with ``model.id_dropout`` a random share of the items has no ID row in
+        this step (inputs and softmax alike), so their text alone must represent them."""
+        table = self.item_embedding
+        p = self.cfg.id_dropout
+        if not (p and self.training and isinstance(table, TextItemTable) and table.ids is not None):
+            return super().loss(batch)
+        rows = table.feats.shape[0]
+        table.keep = (torch.rand(rows, 1, device=table.feats.device) >= p).to(table.feats.dtype)
+        try:
+            return super().loss(batch)
+        finally:
+            table.keep = None
 
     adds_items_from_text = True
 
