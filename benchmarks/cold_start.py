@@ -30,7 +30,10 @@ recent history; its ``model.content_decay`` chosen on warm validation NDCG@10 am
 ``CONTENT_DECAYS``), ``pop``, ``sasrec``, ``sasrec-text`` (the text-signal settings), the last
 tested twice on the same trained model: cold items with zero ID rows (``sasrec-text``), and with
 ID rows predicted from their text by a ridge regression fitted on the warm items
-(``sasrec-text ids-from-text``, ``model.new_item_ids = "from_text"``). DARec is not run (it
+(``sasrec-text ids-from-text``, ``model.new_item_ids = "from_text"``); and ``sasrec-text
+id-dropout``, the same model trained with ``model.id_dropout = 0.5`` (half the items lose their ID
+rows at each step, so the text branch learns to carry an item alone), tested both ways too.
+DARec is not run (it
 can add items, but training it on Beauty takes hours on 2 cores). Settings are the baselines'
 (benchmarks/baselines.py, text_signal.py). The summary keys ``cold_best_model`` /
 ``cold_best_ndcg10`` (best cold NDCG@10 among the models other than ``content``),
@@ -75,6 +78,13 @@ MODELS: dict[str, dict[str, list[str]]] = {  # dataset -> model -> settings
         "pop": ["model.name=pop"],
         "sasrec": SETTINGS[dataset]["sasrec"],
         "sasrec-text": [*SETTINGS[dataset]["sasrec"], *TEXT[dataset], "model.name=sasrec-text"],
+        # trained to score items by their text alone too, as added items must be
+        "sasrec-text id-dropout": [
+            *SETTINGS[dataset]["sasrec"],
+            *TEXT[dataset],
+            "model.name=sasrec-text",
+            "model.id_dropout=0.5",
+        ],
     }
     for dataset in ("ml-100k", "amazon-beauty")
 }
@@ -82,6 +92,10 @@ TEST_VARIANTS: dict[str, dict[str, list[str]]] = {  # one trained model, tested 
     "sasrec-text": {
         "sasrec-text": [],  # cold items' ID rows zero: the text branch alone
         "sasrec-text ids-from-text": ["model.new_item_ids=from_text"],
+    },
+    "sasrec-text id-dropout": {
+        "sasrec-text id-dropout": [],
+        "sasrec-text id-dropout ids-from-text": ["model.new_item_ids=from_text"],
     },
 }
 QUICK = [  # --quick: a smoke run of the whole protocol, not a measurement
