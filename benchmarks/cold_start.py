@@ -30,9 +30,10 @@ recent history; its ``model.content_decay`` chosen on warm validation NDCG@10 am
 ``CONTENT_DECAYS``), ``pop``, ``sasrec``, ``sasrec-text`` (the text-signal settings), the last
 tested twice on the same trained model: cold items with zero ID rows (``sasrec-text``), and with
 ID rows predicted from their text by a ridge regression fitted on the warm items
-(``sasrec-text ids-from-text``, ``model.new_item_ids = "from_text"``); and ``sasrec-text
-id-dropout``, the same model trained with ``model.id_dropout = 0.5`` (half the items lose their ID
-rows at each step, so the text branch learns to carry an item alone), tested both ways too.
+(``sasrec-text ids-from-text``, ``model.new_item_ids = "from_text"``). Optional
+(``--models ...,"sasrec-text id-dropout"``, not in the default list: on ML-100K it did not help
+cold targets): the same model trained with ``model.id_dropout = 0.5`` (half the items lose their
+ID rows at each step, so the text branch learns to carry an item alone), tested both ways too.
 DARec is not run (it
 can add items, but training it on Beauty takes hours on 2 cores). Settings are the baselines'
 (benchmarks/baselines.py, text_signal.py). The summary keys ``cold_best_model`` /
