@@ -147,6 +147,14 @@ CASES: dict[str, tuple[list[str], str, Callable[[Any], bool]]] = {
         "--results",
         lambda r: {"gain", "fast_ratio", "base", "searched", "best_layouts", "trials"} <= r.keys(),
     ),
+    "cold_start": (
+        ["--models", "content,sasrec"],
+        "--out",
+        lambda r: (
+            {"cold_best_model", "cold_best_ndcg10", "cold_content_ndcg10", "cold_ratio"} <= r.keys()
+            and r["quick"]
+        ),
+    ),
     "serving": (
         [],
         "--results",

@@ -128,3 +128,18 @@ def test_names_and_stats(data_dir: Path) -> None:
     assert stats["density"] == pytest.approx(12 / 16)
     assert stats["seq_len_min"] == stats["seq_len_max"] == 3 and stats["seq_len_p90"] == 3.0
     assert stats["item_pop_min"] == stats["item_pop_max"] == 3
+
+
+def test_text_only_items_have_their_own_key_and_survive_the_cache(
+    data_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    (data_dir / "tiny.item").write_text(
+        "item_id:token\ttitle:token_seq\ni0\tZero\nnew\tBrand new\n", encoding="utf-8"
+    )
+    cache = tmp_path / "cache"
+    plain = load_dataset(cfg_for(data_dir), cache)
+    first = load_dataset(cfg_for(data_dir, keep_text_only_items=True), cache)
+    assert first.key != plain.key
+    assert first.item_ids == [*plain.item_ids, "new"]
+    forbid_reading(monkeypatch)
+    assert_same(first, load_dataset(cfg_for(data_dir, keep_text_only_items=True), cache))

@@ -158,3 +158,23 @@ def test_kcore_on_skewed_data_meets_both_thresholds() -> None:
     assert 0 < mask.sum() < mask.size
     assert np.unique(users[mask], return_counts=True)[1].min() >= 5
     assert np.unique(items[mask], return_counts=True)[1].min() >= 5
+
+
+def test_text_only_items_are_kept_after_the_others_when_asked() -> None:
+    rows = [("u1", "a", 1.0), ("u1", "b", 2.0), ("u2", "a", 3.0), ("u2", "rare", 4.0)]
+    catalog = {
+        "a": {"title": "A"},
+        "new": {"title": "New thing"},
+        "rare": {"title": "Rare"},
+        "blank": {"title": ""},
+        "b": {"title": "B"},
+    }
+    plain = preprocess(raw_of(rows, catalog), DataConfig(user_min=1, item_min=2), "t")
+    assert plain.item_ids == [PAD, "a"]
+    cfg = DataConfig(user_min=1, item_min=2, keep_text_only_items=True)
+    ds = preprocess(raw_of(rows, catalog), cfg, "t")
+    # interacted items first; then catalog items with text, in catalog order ("blank" has none)
+    assert ds.item_ids == [PAD, "a", "new", "rare", "b"]
+    assert ds.catalog[2] == {"title": "New thing"} and len(ds.catalog) == 5
+    assert np.array_equal(ds.items, plain.items)  # the sequences are the same
+    assert ds.num_interactions == plain.num_interactions == 2

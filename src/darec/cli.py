@@ -26,6 +26,7 @@ from darec.config import Config, apply_overrides, load_config
 from darec.errors import DarecError
 
 if TYPE_CHECKING:
+    from darec.data.cold import ColdSplit
     from darec.serving.recommend import Recommender
 
 app = typer.Typer(
@@ -35,6 +36,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+catalog_app = typer.Typer(help="Add items to a trained run.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
 config_app = typer.Typer(help="Show the configuration and its reference.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 search_app = typer.Typer(
@@ -462,7 +465,12 @@ def serve(
                     f"--host {host} accepts connections from other machines: give an API key "
                     "with --api-key-env NAME, or --insecure to serve without one"
                 )
-            err.print(f"[bold yellow]warning:[/] serving on {host} without an API key (--insecure)")
+            err.print(
+                Text.assemble(
+                    ("warning:", "bold yellow"),
+                    f" serving on {host} without an API key (--insecure)",
+                )
+            )
         if threads < 0:
             raise DarecError(f"--threads must be >= 0, got {threads}")
         if threads:
@@ -477,6 +485,30 @@ def serve(
 
     err.print(f"serving {run} ({rec.cfg.model.name}) on http://{host}:{port} (API docs at /docs)")
     uvicorn.run(server_app, host=host, port=port, log_level="warning")
+
+
+@catalog_app.command("add")
+def catalog_add(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `darec train`.")],
+    items_file: Annotated[
+        Path,
+        typer.Argument(help="New items: a RecBole .item file, a CSV/TSV or Amazon metadata."),
+    ],
+    id_column: Annotated[
+        str | None, typer.Option(help="Item id column (default: the run's data.item_column).")
+    ] = None,
+    data: DataOpt = None,
+) -> None:
+    """Add new items to a trained run from their text alone (content, sasrec-text, darec): then
+    `recommend` and `evaluate` rank them with the rest, without retraining."""
+    from darec.serving.catalog import add_items
+
+    try:
+        added = add_items(run, items_file, id_column, data)
+    except DarecError as exc:
+        _fail(exc)
+    shown = ", ".join(added[:5]) + (", ..." if len(added) > 5 else "")
+    console.print(f"added {len(added)} item(s) to {run}: {shown}")
 
 
 @data_app.command("info")
@@ -694,12 +726,26 @@ def demo(
     models: Annotated[str, typer.Option(help="Comma-separated models to compare.")] = (
         "pop,sasrec,darec"
     ),
+    cold: Annotated[
+        float,
+        typer.Option(
+            help="Hold this share of the items (e.g. 0.1) out of training and show how each "
+            "model ranks them: content, sasrec-text and darec add them from their titles and "
+            "genres, ID models cannot."
+        ),
+    ] = 0.0,
     sets: SetOpt = None,
 ) -> None:
     """Train and compare models on MovieLens-100K (shipped in the recbole wheel), print a table."""
-    from darec.experiment import DEMO_MODELS, demo_config, run_experiment
+    from darec.data.cold import hold_out_items
+    from darec.experiment import DEMO_MODELS, demo_config, run_cold_experiment, run_experiment
+    from darec.models.registry import MODELS
+    from darec.run import load_data
 
     rows: list[tuple[str, dict[str, float]]] = []
+    cold_rows: list[tuple[str, dict[str, dict[str, float]], bool]] = []
+    held_out: ColdSplit | None = None
+    suffix = "-cold" if cold else ""
     try:
         names = [m for m in models.split(",") if m]
         for name in names:
@@ -708,10 +754,28 @@ def demo(
         for i, name in enumerate(names):
             extra = []
             if name == "darec" and "sasrec" in names[:i]:  # reuse the SASRec just trained
-                extra = [f"darec.cf_checkpoint={output / 'sasrec'}", "darec.cf_frozen=true"]
+                cf = output / f"sasrec{suffix}"
+                extra = [f"darec.cf_checkpoint={cf}", "darec.cf_frozen=true"]
             cfg = apply_overrides(demo_config(name, extra=extra), list(sets or []))
-            run_dir = output / name
+            run_dir = output / f"{name}{suffix}"
             resume = (run_dir / "checkpoints" / "pointers.json").exists()
+            if cold:
+                if held_out is None:  # one draw for every model
+                    held_out = hold_out_items(load_data(cfg), cold, cfg.train.seed)
+                with _progress() as progress:
+                    result, metrics = run_cold_experiment(
+                        cfg, held_out, run_dir, _Progress(progress, name), resume
+                    )
+                adds = MODELS[cfg.model.name].adds_items_from_text
+                cold_rows.append((f"{name} ({result.train_seconds:.0f}s)", metrics, adds))
+                console.print(
+                    Text.assemble(
+                        (name, "bold"),
+                        f": best epoch {result.best_epoch}/{result.epochs}, test NDCG@10 cold "
+                        f"{metrics['cold']['NDCG@10']:.4f}, warm {metrics['warm']['NDCG@10']:.4f}",
+                    )
+                )
+                continue
             with _progress() as progress:
                 result, record = run_experiment(cfg, run_dir, _Progress(progress, name), resume)
             console.print(
@@ -727,11 +791,34 @@ def demo(
     except KeyboardInterrupt:
         err.print(f"interrupted; run the same command again to resume from {output}")
         raise typer.Exit(130) from None
+    if held_out is not None:
+        console.print(_cold_table(held_out, cold_rows))
+        return
     console.print(
         _metrics_table(
             "MovieLens-100K, leave-one-out, test split, full ranking (history excluded)", rows
         )
     )
+
+
+def _cold_table(
+    data: ColdSplit, rows: list[tuple[str, dict[str, dict[str, float]], bool]]
+) -> Table:
+    """``demo --cold``: test metrics on held-out (cold) and trained (warm) targets."""
+    cold_cases = int(data.cold_target.sum())
+    table = Table(
+        title=f"MovieLens-100K, {len(data.cold_ids)} items held out of training: test cases "
+        f"with a held-out target ({cold_cases}) and the others ({len(data.test) - cold_cases})"
+    )
+    table.add_column("model")
+    for part in ("cold", "warm"):
+        for metric in ("HR@10", "NDCG@10"):
+            table.add_column(f"{part} {metric}", justify="right")
+    for label, metrics, adds in rows:
+        cold = [f"{metrics['cold'][m]:.4f}" if adds else "cannot" for m in ("HR@10", "NDCG@10")]
+        warm = [f"{metrics['warm'][m]:.4f}" for m in ("HR@10", "NDCG@10")]
+        table.add_row(label, *cold, *warm)
+    return table
 
 
 def main() -> None:  # pragma: no cover - entry point for `python -m darec`

@@ -62,6 +62,10 @@ class DataConfig:
     """k-core: keep items with at least this many interactions."""
     drop_duplicates: bool = True
     """Drop repeated (user, item) pairs, keeping the first occurrence in time."""
+    keep_text_only_items: bool = False
+    """Keep the items of the item file that have text but no interaction left after k-core
+    filtering (numbered after the others): models that read item text can recommend them. All
+    of them: an Amazon meta file lists far more items than its reviews."""
     cache: bool = True
     """Cache the processed dataset in the cache folder, keyed by source content and options."""
 
@@ -78,8 +82,9 @@ class ModelConfig:
     """Which model and its size. Fields a model does not use are ignored by it."""
 
     name: str = "sasrec"
-    """Model name from the registry: pop, gru4rec, sasrec, sasrec-text (SASRec + frozen-LLM item
-    text features, read as set in [text]), bert4rec, darec."""
+    """Model name from the registry: pop, content (text similarity to the recent history, nothing
+    to train), gru4rec, sasrec, sasrec-text (SASRec + frozen-LLM item text features, read as set
+    in [text]), bert4rec, darec."""
     max_seq_len: int = 50
     """Longest history the model reads (the most recent items)."""
     hidden_size: int = 64
@@ -119,6 +124,17 @@ class ModelConfig:
     text_only: bool = False
     """sasrec-text: item vectors are the projected text features alone, without ID embeddings
     (an ablation: what the text predicts by itself)."""
+    id_dropout: float = 0.0
+    """sasrec-text: share of the items whose ID rows are dropped at each training step (the same
+    items in the inputs and in the softmax), so that the text branch learns to carry an item on
+    its own, as it must for items added after training (cold start); 0: off."""
+    new_item_ids: Literal["zero", "from_text"] = "zero"
+    """sasrec-text, items added after training (``darec catalog add``): zero: their ID rows are
+    zero, the text branch alone represents them; from_text: their ID rows are predicted from
+    their text features by a ridge regression fitted on the trained items' rows."""
+    content_decay: float = 0.8
+    """content: weight of a history item is content_decay ** (steps before the newest), over the
+    last max_seq_len items; 1 is the plain mean."""
 
     def __post_init__(self) -> None:
         if self.max_seq_len < 1 or self.hidden_size < 1 or self.num_layers < 1:
@@ -128,7 +144,7 @@ class ModelConfig:
                 f"model.hidden_size ({self.hidden_size}) must be divisible by "
                 f"model.num_heads ({self.num_heads})"
             )
-        for key in ("dropout", "attn_dropout", "mask_prob"):
+        for key in ("dropout", "attn_dropout", "mask_prob", "id_dropout"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"model.{key} must be in [0, 1), got {value}")
@@ -142,6 +158,8 @@ class ModelConfig:
                 raise ConfigError(
                     f"model.{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}"
                 )
+        if not 0.0 < self.content_decay <= 1.0:
+            raise ConfigError(f"model.content_decay must be in (0, 1], got {self.content_decay}")
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,17 @@ from typing import Any
 import torch
 
 from darec.config import Config, apply_overrides
+from darec.data.cold import ColdSplit
 from darec.data.split import leave_one_out
+from darec.evaluation.cold import cold_warm_metrics
 from darec.models.registry import check_model_name
-from darec.run import load_data, provenance, with_absolute_paths
+from darec.run import RunFolder, load_data, provenance, with_absolute_paths
 from darec.training.trainer import FitResult, TrainCallback, Trainer
 
 __all__ = [
     "RunRecord",
     "run_experiment",
+    "run_cold_experiment",
     "DEMO_MODELS",
     "demo_config",
 ]
@@ -92,12 +95,47 @@ def run_experiment(
     return result, record
 
 
+def run_cold_experiment(
+    cfg: Config,
+    data: ColdSplit,
+    run_dir: str | Path,
+    callback: TrainCallback | None = None,
+    resume: bool = False,
+) -> tuple[FitResult, dict[str, dict[str, float]]]:
+    """Train on ``data``'s warm items (selection on its warm validation cases), then test the
+    best checkpoint on cold and warm targets (:func:`darec.evaluation.cold.cold_warm_metrics`).
+    The run folder holds the warm model; the cold items are added in memory only."""
+    check_model_name(cfg.model.name)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    trainer = Trainer(cfg, data.warm, data.train, run_dir, callback)
+    result = trainer.fit(resume=resume, test=False)
+    model = RunFolder.open(run_dir).load_model("best", trainer.device, with_added_items=False)
+    return result, cold_warm_metrics(model, cfg, data, trainer.device)
+
+
 # Settings chosen on ML-100K *validation* NDCG@10 (benchmarks/tune.py, records in
 # benchmarks/results/tuning.json); the test split played no part in choosing them.
 DEMO_MODELS: dict[str, list[str]] = {
     "pop": ["model.name=pop"],
     "gru4rec": ["model.name=gru4rec", "model.num_layers=1", "model.dropout=0.5"],
     "sasrec": ["model.name=sasrec", "model.dropout=0.2", "model.attn_dropout=0.2"],
+    # the models that read item text, with DARec's text below (titles and genres, 8 layers);
+    # not tuned: SASRec's settings, and the content baseline's default decay
+    "content": [
+        "model.name=content",
+        "text.encoder_layers=8",
+        "text.fields=title,genres",
+        "text.max_tokens=24",
+    ],
+    "sasrec-text": [
+        "model.name=sasrec-text",
+        "model.dropout=0.2",
+        "model.attn_dropout=0.2",
+        "text.encoder_layers=8",
+        "text.fields=title,genres",
+        "text.max_tokens=24",
+    ],
     # BERT4Rec learns from the masked 40% of positions only: it needs longer patience
     "bert4rec": [
         "model.name=bert4rec",

@@ -66,6 +66,8 @@ def dataset_key(cfg: DataConfig) -> str:
         "item_min": cfg.item_min,
         "drop_duplicates": cfg.drop_duplicates,
     }
+    if cfg.keep_text_only_items:  # only when set, so the keys of earlier entries stay valid
+        options["keep_text_only_items"] = True
     digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     for path in source_files(cfg):
         size = path.stat().st_size

@@ -7,7 +7,10 @@ Steps, in order:
    remaining user and item meets its threshold;
 3. number users and items 1..U and 1..N in order of first appearance in the file among the kept
    rows (0 is padding; ``PAD`` is the external id at index 0);
-4. sort each user's interactions by time, stably: equal times keep their file order.
+4. sort each user's interactions by time, stably: equal times keep their file order;
+5. with ``data.keep_text_only_items``, append the catalog items that have text but no kept
+   interaction (ids N+1.., in catalog order): they occur in no sequence, and only models that
+   read item text can rank them.
 """
 
 from __future__ import annotations
@@ -94,6 +97,10 @@ def preprocess(raw: RawData, cfg: DataConfig, name: str) -> SequenceDataset:
     counts = np.bincount(users, minlength=len(user_ids))  # (U + 1,), counts[0] == 0
     offsets = np.zeros(len(user_ids) + 1, dtype=np.int64)  # (U + 2,)
     np.cumsum(counts, out=offsets[1:])
+    if cfg.keep_text_only_items:
+        known = set(item_ids)
+        texts = raw.catalog.items()
+        item_ids += [i for i, attrs in texts if i not in known and any(attrs.values())]
     catalog: list[dict[str, str]] = [{}, *(dict(raw.catalog.get(i, {})) for i in item_ids[1:])]
     return SequenceDataset(
         name=name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from torch import nn
 
 from darec.config import ModelConfig
 from darec.data.batching import TrainBatch
-from darec.errors import CheckpointError
+from darec.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     from darec.config import Config
@@ -23,8 +23,17 @@ __all__ = [
     "SequentialRecommender",
     "StreamState",
     "RunLoader",
+    "cannot_add_items",
     "load_state_checked",
 ]
+
+
+def cannot_add_items(model: str) -> ConfigError:
+    """The error of a model that cannot take new items from their text."""
+    return ConfigError(
+        f"model {model!r} cannot add items from text: it knows items by their trained ID "
+        "embeddings only (models that can: content, sasrec-text, darec)"
+    )
 
 
 RunLoader = Callable[[str], "tuple[Config, SequentialRecommender, dict[str, Any]]"]
@@ -148,6 +157,29 @@ class SequentialRecommender(nn.Module):
         history (the default does exactly that)."""
         history = torch.cat([state.history, state.history.new_tensor([[item]])], dim=1)
         return self.stream_start(history[0])
+
+    # ------------------------------------------------------------------ new items from text
+    # A model that reads item text can take items it never trained on (``darec catalog add``):
+    # ``item_rows_from_text`` computes what it needs per new item (expensive: the text encoder),
+    # ``extend_catalog`` appends those rows (cheap: done at every load of the run). ID-only
+    # models keep the defaults, which refuse.
+
+    adds_items_from_text: ClassVar[bool] = False
+    """Whether :meth:`item_rows_from_text` and :meth:`extend_catalog` are implemented."""
+
+    def item_rows_from_text(
+        self, cfg: Config, catalog: list[dict[str, str]], new: list[dict[str, str]]
+    ) -> dict[str, torch.Tensor]:
+        """Tensors with one row per item of ``new`` (text attributes), computed from the text
+        alone, for :meth:`extend_catalog`. ``catalog`` is the training catalog (``catalog[0] ==
+        {}``), e.g. for feature statistics. The default raises :class:`ConfigError`."""
+        raise cannot_add_items(self.cfg.name)
+
+    def extend_catalog(self, rows: dict[str, torch.Tensor]) -> None:
+        """Append items ``num_items + 1 ..`` described by ``rows`` (what
+        :meth:`item_rows_from_text` returned, possibly for several calls concatenated), so that
+        they are scored with the rest. The default raises :class:`ConfigError`."""
+        raise cannot_add_items(self.cfg.name)
 
     @property
     def trainable(self) -> bool:

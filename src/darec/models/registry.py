@@ -6,6 +6,7 @@ from darec.config import Config
 from darec.errors import ConfigError
 from darec.models.base import ModelContext, SequentialRecommender
 from darec.models.bert4rec import BERT4Rec
+from darec.models.content import ContentModel
 from darec.models.darec import DARec
 from darec.models.gru4rec import GRU4Rec
 from darec.models.pop import Pop
@@ -16,6 +17,7 @@ __all__ = ["MODELS", "build_model", "check_model_name"]
 
 MODELS: dict[str, type[SequentialRecommender]] = {
     "pop": Pop,
+    "content": ContentModel,
     "gru4rec": GRU4Rec,
     "sasrec": SASRec,
     "sasrec-text": TextSASRec,

@@ -20,26 +20,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from darec.config import Config, ModelConfig
-from darec.errors import ConfigError
+from darec.data.batching import TrainBatch
+from darec.errors import CheckpointError, ConfigError
 from darec.models.base import ModelContext
 from darec.models.item_text import mean_word_states, tokenize_catalog
 from darec.models.sasrec import SASRec
 
-__all__ = ["TextItemTable", "TextSASRec", "fit_text_table", "item_text_features"]
+__all__ = [
+    "TextItemTable",
+    "TextSASRec",
+    "fit_text_table",
+    "item_text_features",
+    "new_item_text_features",
+]
 
 
-def item_text_features(cfg: Config, ctx: ModelContext, batch_size: int = 256) -> torch.Tensor:
-    """(N + 1, D) standardised, L2-normalised mean word states of every item; row 0 (padding)
-    and items without text are zero."""
+def _raw_text_means(
+    cfg: Config, catalog: list[dict[str, str]], batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, D) mean final word states of every row of ``catalog`` (row 0 and rows without text
+    are zero) and the (R,) bool mask of the rows with text (row 0 never has any)."""
     from darec.models.backbone import load_backbone, resolve_dtype
     from darec.paths import cache_dir
 
-    if ctx.catalog is None:
-        raise ConfigError("model sasrec-text needs the item catalog (item texts) of the data")
     t = cfg.text
     dtype = resolve_dtype(t.dtype, torch.device("cpu"))
     backbone = load_backbone(t.encoder, t.encoder_layers, dtype, cache_dir(cfg.cache_dir))
-    tokens, lengths = tokenize_catalog(ctx.catalog, backbone.tokenizer, t.fields, t.max_tokens)
+    tokens, lengths = tokenize_catalog(catalog, backbone.tokenizer, t.fields, t.max_tokens)
     means = torch.zeros(len(tokens), backbone.hidden_size)
     with torch.no_grad():
         for lo in range(0, len(tokens), batch_size):
@@ -51,12 +58,51 @@ def item_text_features(cfg: Config, ctx: ModelContext, batch_size: int = 256) ->
             means[lo : lo + batch_size] = mean_word_states(h, n)
     has_text = lengths > 0
     has_text[0] = False
-    if has_text.any():
-        rows = means[has_text]
-        rows = (rows - rows.mean(0)) / rows.std(0, unbiased=False).clamp(min=1e-6)
-        means[has_text] = F.normalize(rows, dim=-1)
+    return means, has_text
+
+
+def _standardise(means: torch.Tensor, has_text: torch.Tensor, reference: torch.Tensor) -> None:
+    """In place: rows of ``means`` with text standardised with the mean and std of the rows
+    ``reference`` marks, then L2-normalised; rows without text set to zero."""
+    if reference.any():
+        ref = means[reference]
+        mean, std = ref.mean(0), ref.std(0, unbiased=False).clamp(min=1e-6)
+        means[has_text] = F.normalize((means[has_text] - mean) / std, dim=-1)
     means[~has_text] = 0.0
+
+
+def item_text_features(cfg: Config, ctx: ModelContext, batch_size: int = 256) -> torch.Tensor:
+    """(N + 1, D) standardised, L2-normalised mean word states of every item; row 0 (padding)
+    and items without text are zero."""
+    if ctx.catalog is None:
+        raise ConfigError(f"model {cfg.model.name} needs the item catalog (item texts) of the data")
+    means, has_text = _raw_text_means(cfg, ctx.catalog, batch_size)
+    _standardise(means, has_text, has_text)
     return means
+
+
+def new_item_text_features(
+    cfg: Config,
+    catalog: list[dict[str, str]],
+    new: list[dict[str, str]],
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """(M, D) features of items ``new`` (attributes) that a model trained on ``catalog`` never
+    saw, on the same scale as :func:`item_text_features` of ``catalog``: standardised with the
+    training catalog's statistics, so an old item and a new one with the same text get the
+    same vector. Raise :class:`ConfigError` naming a new item without text."""
+    means, has_text = _raw_text_means(cfg, [*catalog, *new], batch_size)
+    missing = [i for i in range(len(new)) if not has_text[len(catalog) + i]]
+    if missing:
+        fields = ", ".join(cfg.text.fields) or "any attribute"
+        raise ConfigError(
+            f"new item {missing[0] + 1} of {len(new)} ({new[missing[0]]!r}) has no text in "
+            f"text.fields ({fields}); a model can add an item from its text only"
+        )
+    reference = has_text.clone()
+    reference[len(catalog) :] = False  # statistics of the training catalog alone
+    _standardise(means, has_text, reference)
+    return means[len(catalog) :]
 
 
 class TextItemTable(nn.Module):
@@ -73,16 +119,66 @@ class TextItemTable(nn.Module):
         self.proj = nn.Linear(feats.shape[1], ids.embedding_dim, bias=False)
         if with_ids:
             nn.init.zeros_(self.proj.weight)  # start as plain SASRec
+        self.keep: torch.Tensor | None = None
+        """(N + 1, 1) 0/1 factor on each item's ID row for one training step (ID dropout);
+        None: every ID row counts."""
 
     @property
     def weight(self) -> torch.Tensor:
         """(N + 1, D) every item's vector."""
         text = self.proj(self.feats)
-        return text if self.ids is None else self.ids.weight + text
+        if self.ids is None:
+            return text
+        ids = self.ids.weight if self.keep is None else self.ids.weight * self.keep
+        return ids + text
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         text = self.proj(self.feats[items])
-        return text if self.ids is None else self.ids(items) + text
+        if self.ids is None:
+            return text
+        ids = self.ids(items) if self.keep is None else self.ids(items) * self.keep[items]
+        return ids + text
+
+    def ids_from_text(self, feats: torch.Tensor, ridge: float = 1.0) -> torch.Tensor:
+        """(M, H) ID rows predicted for text features ``feats`` (M, D): the ridge regression
+        (penalty ``ridge``) from text features to ID rows, fitted on the items with text."""
+        assert self.ids is not None
+        rows = self.feats.norm(dim=-1) > 0  # (N + 1,) items with text (never padding)
+        x = self.feats[rows].double()  # (n, D)
+        y = self.ids.weight.detach()[rows].double()  # (n, H)
+        gram = x.T @ x + ridge * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+        weights = torch.linalg.solve(gram, x.T @ y)  # (D, H)
+        return (feats.to(x) @ weights).to(self.ids.weight.dtype)
+
+    def extend(self, feats: torch.Tensor, ids: torch.Tensor | None = None) -> None:
+        """Append M items with text features ``feats`` (M, D) and ID rows ``ids`` (M, H), zero
+        when None."""
+        if feats.ndim != 2 or feats.shape[1] != self.feats.shape[1]:
+            raise CheckpointError(
+                f"new item features have shape {tuple(feats.shape)}; expected (M, "
+                f"{self.feats.shape[1]}) like the model's"
+            )
+        if (
+            ids is not None
+            and self.ids is not None
+            and ids.shape != (len(feats), self.ids.weight.shape[1])
+        ):
+            raise CheckpointError(
+                f"new item ID rows have shape {tuple(ids.shape)}; expected "
+                f"({len(feats)}, {self.ids.weight.shape[1]})"
+            )
+        feats = feats.to(self.feats)
+        self.feats = torch.cat([self.feats, feats])
+        if self.ids is not None:
+            old = self.ids.weight
+            grown = nn.Embedding(old.shape[0] + feats.shape[0], old.shape[1], padding_idx=0)
+            grown.to(old.device, old.dtype).requires_grad_(old.requires_grad)
+            with torch.no_grad():
+                grown.weight.zero_()
+                grown.weight[: old.shape[0]] = old
+                if ids is not None:
+                    grown.weight[old.shape[0] :] = ids.to(old)
+            self.ids = grown
 
 
 def fit_text_table(model: SASRec, state: dict[str, torch.Tensor], prefix: str = "") -> None:
@@ -124,3 +220,41 @@ class TextSASRec(SASRec):
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
         fit_text_table(self, state)  # a restored model's placeholder features have the wrong width
         super().load_trained_state(state)
+
+    def loss(self, batch: TrainBatch) -> torch.Tensor:
+        """SASRec's loss; with ``model.id_dropout`` a random share of the items has no ID row in
+        this step (inputs and softmax alike), so their text alone must represent them."""
+        table = self.item_embedding
+        p = self.cfg.id_dropout
+        if not (p and self.training and isinstance(table, TextItemTable) and table.ids is not None):
+            return super().loss(batch)
+        rows = table.feats.shape[0]
+        table.keep = (torch.rand(rows, 1, device=table.feats.device) >= p).to(table.feats.dtype)
+        try:
+            return super().loss(batch)
+        finally:
+            table.keep = None
+
+    adds_items_from_text = True
+
+    def item_rows_from_text(
+        self, cfg: Config, catalog: list[dict[str, str]], new: list[dict[str, str]]
+    ) -> dict[str, torch.Tensor]:
+        """``feats`` (M, D): the new items' text features (see :func:`new_item_text_features`);
+        with ``model.new_item_ids = "from_text"`` also ``ids`` (M, H): their ID rows predicted
+        from those features (:meth:`TextItemTable.ids_from_text`)."""
+        feats = new_item_text_features(cfg, catalog, new)
+        table = self.item_embedding
+        assert isinstance(table, TextItemTable)  # set in __init__ (or by fit_text_table)
+        if cfg.model.new_item_ids == "zero" or table.ids is None:
+            return {"feats": feats}
+        return {"feats": feats, "ids": table.ids_from_text(feats)}
+
+    def extend_catalog(self, rows: dict[str, torch.Tensor]) -> None:
+        """Append items with the text features ``rows["feats"]`` (M, D) and the ID rows
+        ``rows["ids"]`` (M, H) if given, else zero ones (the text branch alone represents
+        them)."""
+        table = self.item_embedding
+        assert isinstance(table, TextItemTable)  # set in __init__ (or by fit_text_table)
+        table.extend(rows["feats"], rows.get("ids"))
+        self.num_items += rows["feats"].shape[0]

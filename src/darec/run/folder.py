@@ -22,6 +22,7 @@ from darec.errors import CheckpointError
 from darec.models.base import ModelContext, SequentialRecommender
 from darec.models.registry import build_model
 from darec.paths import cache_dir
+from darec.run.added import AddedItems, read_added_items
 from darec.run.checkpoint import checkpoint_path, load_checkpoint, read_json
 
 __all__ = [
@@ -101,16 +102,35 @@ class RunFolder:
 
     @property
     def num_items(self) -> int:
+        """Items the run was trained on (added items not counted)."""
         return len(self.ids["item_ids"]) - 1
+
+    @property
+    def added_items(self) -> AddedItems | None:
+        """Items added after training from their text (``darec catalog add``), or None."""
+        return read_added_items(self.path)
+
+    @property
+    def item_ids(self) -> list[str]:
+        """External id per internal id of the model :meth:`load_model` gives: the trained items,
+        then the added ones."""
+        added = self.added_items
+        trained: list[str] = self.ids["item_ids"]
+        return trained if added is None else trained + added.item_ids
 
     def checkpoint(self, which: str = "best") -> Path:
         """Folder of the ``best`` or ``last`` checkpoint."""
         return checkpoint_path(self.path, which)
 
     def load_model(
-        self, which: str = "best", device: torch.device | str | None = None
+        self,
+        which: str = "best",
+        device: torch.device | str | None = None,
+        with_added_items: bool = True,
     ) -> SequentialRecommender:
-        """The model with the ``which`` checkpoint's weights, in eval mode, on ``device``."""
+        """The model with the ``which`` checkpoint's weights, in eval mode, on ``device``; with
+        the items added after training appended to its catalog unless ``with_added_items`` is
+        False (then it has exactly the trained items)."""
         ctx = ModelContext(num_items=self.num_items, load_run=load_trained_model)
         model = build_model(self.config, ctx)
         ckpt = load_checkpoint(self.checkpoint(which), with_training_state=False)
@@ -118,6 +138,9 @@ class RunFolder:
             model.load_trained_state(ckpt.model)
         except CheckpointError as exc:
             raise CheckpointError(f"{self.path}: {exc}") from None
+        added = self.added_items if with_added_items else None
+        if added is not None:
+            model.extend_catalog(added.rows)
         if device is not None:
             model.to(device)
         return model.eval()
@@ -132,6 +155,7 @@ class RunFolder:
 def load_trained_model(
     run_dir: str | Path, which: str = "best"
 ) -> tuple[Config, SequentialRecommender, dict[str, Any]]:
-    """Config, model with the ``best`` (or ``last``) weights, and the id maps of a run folder."""
+    """Config, model with the ``best`` (or ``last``) weights, and the id maps of a run folder:
+    the items it was trained on (not those added since, see :meth:`RunFolder.load_model`)."""
     run = RunFolder.open(run_dir)
-    return run.config, run.load_model(which), run.ids
+    return run.config, run.load_model(which, with_added_items=False), run.ids

@@ -11,6 +11,7 @@ rest. Models without such a cache need nothing.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,12 @@ __all__ = ["attach_inference_cache", "load_for_inference", "CACHE_FILE"]
 CACHE_FILE = "catalog.safetensors"
 
 
-def _fingerprint(folder: Path) -> str:
-    return f"{folder.name}:{(folder / 'model.safetensors').stat().st_size}"
+def _fingerprint(folder: Path, added: list[str]) -> str:
+    """The checkpoint (folder name, weight-file size) and the items added since training."""
+    base = f"{folder.name}:{(folder / 'model.safetensors').stat().st_size}"
+    if not added:
+        return base
+    return f"{base}+{len(added)}:{hashlib.sha256(chr(10).join(added).encode()).hexdigest()[:16]}"
 
 
 def attach_inference_cache(
@@ -35,17 +40,26 @@ def attach_inference_cache(
     """Give ``model`` (loaded from ``run_dir``'s ``which`` checkpoint) its inference cache:
     read it from the checkpoint folder, or compute it and (with ``save``) write it there.
     Returns ``loaded``, ``built`` or ``none`` (the model has nothing to cache)."""
-    folder = RunFolder.open(run_dir).checkpoint(which)
+    run = RunFolder.open(run_dir)
+    folder = run.checkpoint(which)
+    added = run.added_items
+    # the model was loaded with the run's added items (RunFolder.load_model): so is its cache
+    fingerprint = _fingerprint(folder, [] if added is None else added.item_ids)
     with torch.no_grad():
-        return model.prepare_inference(folder / CACHE_FILE if save else None, _fingerprint(folder))
+        return model.prepare_inference(folder / CACHE_FILE if save else None, fingerprint)
 
 
 def load_for_inference(
     run_dir: str | Path, device: torch.device | str
 ) -> tuple[Config, SequentialRecommender, dict[str, Any]]:
     """Config, best weights on ``device`` (already resolved) with their inference cache, and id
-    maps of a run folder: what ``evaluate`` and ``recommend`` start from."""
+    maps of a run folder: what ``evaluate`` and ``recommend`` start from. Items added after
+    training are in the model's catalog, and their ids under ``added_item_ids``."""
     run = RunFolder.open(run_dir)
     model = run.load_model("best", device)
     attach_inference_cache(model, run_dir)
-    return run.config, model, run.ids
+    ids = dict(run.ids)
+    added = run.added_items
+    if added is not None:
+        ids["added_item_ids"] = added.item_ids
+    return run.config, model, ids

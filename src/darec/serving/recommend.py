@@ -92,7 +92,8 @@ class Recommender:
         self.run_dir = Path(run_dir)
         self.device = torch.device(pick_device(device, "device"))
         self.cfg, self.model, self.ids = load_for_inference(self.run_dir, self.device)
-        self.item_ids: list[str] = self.ids["item_ids"]
+        # the trained items, then those added from their text (darec catalog add)
+        self.item_ids: list[str] = self.ids["item_ids"] + self.ids.get("added_item_ids", [])
         self._item_index = {it: i for i, it in enumerate(self.item_ids) if i > 0}
         self._data_path = data_path
         self._dataset: SequenceDataset | None = None

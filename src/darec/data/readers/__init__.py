@@ -15,7 +15,15 @@ from darec.data.readers import amazon, atomic, csv_reader, movielens
 from darec.data.types import RawData
 from darec.errors import ConfigError, DataError
 
-__all__ = ["READERS", "SOURCE_FILES", "detect_format", "resolve_format", "read_raw", "source_files"]
+__all__ = [
+    "READERS",
+    "SOURCE_FILES",
+    "detect_format",
+    "resolve_format",
+    "read_raw",
+    "read_item_file",
+    "source_files",
+]
 
 READERS: dict[str, Callable[[DataConfig], RawData]] = {
     "atomic": atomic.read,
@@ -82,3 +90,27 @@ def source_files(cfg: DataConfig) -> list[Path]:
 def read_raw(cfg: DataConfig) -> RawData:
     """Read the interactions and item attributes ``cfg`` describes, with the registered reader."""
     return READERS[resolve_format(cfg)](cfg)
+
+
+def read_item_file(
+    path: str | Path, id_column: str, delimiter: str = ","
+) -> dict[str, dict[str, str]]:
+    """Item id -> text attributes from an item file alone, in the formats the readers take: a
+    RecBole ``.item`` file (id column ``id_column``), an Amazon metadata file (``*.json(.gz)``,
+    ``*.jsonl(.gz)``; ids are the asins) or a CSV/TSV file (``.csv``, ``.tsv``, optionally
+    ``.gz``; id column ``id_column``, every other column an attribute)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError("item file does not exist", path=p)
+    name = p.name.lower().removesuffix(".gz")
+    if name.endswith(".item"):
+        return atomic.read_item_attributes(p, id_column)
+    if name.endswith((".json", ".jsonl")):
+        return amazon.read_meta(p)
+    if name.endswith((".csv", ".tsv")):
+        return csv_reader.read_items(p, delimiter, id_column)
+    raise DataError(
+        "cannot tell the item file format from its name: expected .item (RecBole atomic), "
+        ".csv/.tsv, or .json/.jsonl (Amazon metadata), optionally .gz",
+        path=p,
+    )

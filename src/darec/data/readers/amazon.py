@@ -32,7 +32,7 @@ from darec.data.readers._common import (
 from darec.data.types import RawData
 from darec.errors import DataError
 
-__all__ = ["is_reviews_file", "read", "source_files", "category_path"]
+__all__ = ["is_reviews_file", "read", "read_meta", "source_files", "category_path"]
 
 _SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz")
 
@@ -103,7 +103,8 @@ def category_path(value: Any) -> str:
     return " > ".join(str(name).strip() for name in best if str(name).strip())
 
 
-def _read_meta(path: Path) -> dict[str, dict[str, str]]:
+def read_meta(path: Path) -> dict[str, dict[str, str]]:
+    """asin -> {title, brand, category} from a metadata file (empty values are left out)."""
     catalog: dict[str, dict[str, str]] = {}
     for number, record in _records(path):
         item = record.get("asin")
@@ -154,5 +155,5 @@ def read(cfg: DataConfig) -> RawData:
     """Read an Amazon reviews file and its metadata (if any)."""
     reviews, meta = _files(cfg)
     users, items, times = _read_reviews(reviews)
-    catalog = _read_meta(meta) if meta is not None else {}
+    catalog = read_meta(meta) if meta is not None else {}
     return RawData(interactions_frame(users, items, times), catalog, source=str(reviews))

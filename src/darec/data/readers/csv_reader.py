@@ -26,7 +26,7 @@ from darec.data.readers._common import (
 from darec.data.types import RawData
 from darec.errors import DataError
 
-__all__ = ["CsvTable", "read_csv_table", "read", "source_files"]
+__all__ = ["CsvTable", "read_csv_table", "read", "read_items", "source_files"]
 
 _DEFAULT_DELIMITER = DataConfig.delimiter
 _DEFAULT_TIME_COLUMN = DataConfig.time_column
@@ -108,7 +108,7 @@ def read_csv_table(path: Path, delimiter: str) -> CsvTable:
     return CsvTable(path, header, dict(zip(header, values, strict=True)), numbers)
 
 
-def _read_items(path: Path, delimiter: str, id_column: str) -> dict[str, dict[str, str]]:
+def read_items(path: Path, delimiter: str, id_column: str) -> dict[str, dict[str, str]]:
     """Item id -> attributes: every column except the id (empty values are left out)."""
     table = read_csv_table(path, delimiter_for(path, delimiter))
     ids = table.require(id_column, "item")
@@ -151,5 +151,5 @@ def read(cfg: DataConfig) -> RawData:
         if cfg.time_column in table.columns or cfg.time_column != _DEFAULT_TIME_COLUMN:
             time_values = table.require(cfg.time_column, "time")
     times = parse_times(time_values, table.lines, path, cfg.time_column)
-    catalog = _read_items(item_path, cfg.delimiter, cfg.item_column) if item_path else {}
+    catalog = read_items(item_path, cfg.delimiter, cfg.item_column) if item_path else {}
     return RawData(interactions_frame(users, items, times), catalog, source=str(path))

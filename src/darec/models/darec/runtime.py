@@ -34,7 +34,7 @@ from darec.models.darec.layout import stream_positions
 from darec.models.darec.model import DARecModel
 from darec.models.item_text import mean_word_states, tokenize_catalog
 from darec.models.layers import mask_padding_scores
-from darec.models.text_sasrec import fit_text_table
+from darec.models.text_sasrec import TextItemTable, fit_text_table
 from darec.paths import cache_dir
 
 __all__ = ["DARec", "activation_budget", "CPU_ACTIVATION_BUDGET_MB", "GPU_ACTIVATION_SHARE"]
@@ -340,6 +340,66 @@ class DARec(DARecModel):
             x = layer(x, attention_mask=mask, position_embeddings=rope, cache=kv)
         seq = self.llm.norm(x[:, -1:]).float()  # (1, 1, D)
         return StreamState(history, self._user_vectors(seq, cf_states)[0, -1], kv.advanced())
+
+    # ------------------------------------------------------------------ new items from text
+
+    adds_items_from_text = True
+
+    def item_rows_from_text(
+        self, cfg: Config, catalog: list[dict[str, str]], new: list[dict[str, str]]
+    ) -> dict[str, torch.Tensor]:
+        """``tokens`` (M, T) and ``lengths`` (M,): the new items' sentences, cut to the width T
+        of the trained item table (its longest sentence, at most ``text.max_tokens``)."""
+        t = cfg.text
+        tokens, lengths = tokenize_catalog([{}, *new], self.tokenizer, t.fields, t.max_tokens)
+        tokens, lengths = tokens[1:], lengths[1:]  # row 0 was padding
+        if not lengths.all():
+            first = int(torch.nonzero(lengths == 0)[0])
+            raise ConfigError(
+                f"new item {first + 1} of {len(new)} ({new[first]!r}) has no text in "
+                f"text.fields ({', '.join(t.fields) or 'any attribute'}); DARec can add an item "
+                "from its text only"
+            )
+        width = self.item_tokens.shape[1]
+        fitted = torch.zeros(len(new), width, dtype=torch.long)
+        fitted[:, : min(width, tokens.shape[1])] = tokens[:, :width]
+        return {"tokens": fitted, "lengths": lengths.clamp(max=width)}
+
+    def extend_catalog(self, rows: dict[str, torch.Tensor]) -> None:
+        """Append items with the sentences ``rows["tokens"]`` / ``rows["lengths"]`` and zero CF
+        rows (ID embedding, and text features when the CF model is sasrec-text): the LLM's ALIGN
+        state alone represents them. The catalog cache is rebuilt on next use."""
+        tokens, lengths = rows["tokens"], rows["lengths"]
+        m, width = tokens.shape
+        if width != self.item_tokens.shape[1] or lengths.shape != (m,):
+            raise CheckpointError(
+                f"new item tokens have shape {tuple(tokens.shape)} and lengths "
+                f"{tuple(lengths.shape)}; expected (M, {self.item_tokens.shape[1]}) and (M,)"
+            )
+        device = self.item_tokens.device
+        self.item_tokens = torch.cat([self.item_tokens, tokens.to(device)])
+        self.item_lengths = torch.cat([self.item_lengths, lengths.to(device)])
+        self.hard_negatives = torch.cat(
+            [self.hard_negatives, self.hard_negatives.new_zeros(m, self.hard_negatives.shape[1])]
+        )
+        self.text_bank = torch.cat(
+            [self.text_bank, self.text_bank.new_zeros(m, self.text_bank.shape[1])]
+        )
+        table = self.cf.item_embedding
+        if isinstance(table, TextItemTable):
+            table.extend(table.feats.new_zeros(m, table.feats.shape[1]))
+        else:
+            grown = nn.Embedding(table.num_embeddings + m, table.embedding_dim, padding_idx=0)
+            grown.to(table.weight.device, table.weight.dtype)
+            grown.requires_grad_(table.weight.requires_grad)
+            with torch.no_grad():
+                grown.weight.zero_()
+                grown.weight[: table.num_embeddings] = table.weight
+            self.cf.item_embedding = grown
+        self.cf.num_items += m
+        self.num_items += m
+        self._catalog = None
+        self._entry_words = None
 
     # ------------------------------------------------------------------ checkpoints
 
