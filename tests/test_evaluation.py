@@ -155,3 +155,15 @@ def test_list_metrics_coverage_and_average_popularity():
     assert result.lists["Coverage@4"] == 4 / 50
     assert result.lists["AvgPop@4"] == np.mean([1, 2, 3, 4])
     assert evaluate(model, data, EvalConfig(), 10).lists == {}
+
+
+@pytest.mark.parametrize("exclude", [True, False])
+def test_other_protocol_from_the_same_pass_equals_its_own_evaluation(exclude):
+    model = TableScorer([0.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    data = _evalset([[1, 2], [3], [1, 4, 5]], [6, 7, 2])
+    cfg = EvalConfig(exclude_history=exclude, max_scores=4)  # chunked catalog too
+    both = evaluate(model, data, cfg, 10, other_protocol=True)
+    assert both.metrics == evaluate(model, data, cfg, 10).metrics
+    flipped = EvalConfig(exclude_history=not exclude, max_scores=4)
+    assert both.other_protocol == evaluate(model, data, flipped, 10).metrics
+    assert both.other_protocol != both.metrics

@@ -30,6 +30,9 @@ class EvalResult:
     """1-based rank of each user's target, aligned with the EvalSet's users."""
     num_users: int
     exclude_history: bool
+    other_protocol: dict[str, float] = field(default_factory=dict)
+    """With ``other_protocol``: the same metrics under the other ``exclude_history`` (from the
+    very same scores, so one pass over the users gives both)."""
     lists: dict[str, float] = field(default_factory=dict)
     """Properties of the top-k lists themselves (with ``item_counts``): ``Coverage@k``, the
     share of the catalog recommended to anyone, and ``AvgPop@k``, the mean training count of
@@ -83,15 +86,21 @@ def evaluate(
     device: torch.device | str = "cpu",
     item_counts: np.ndarray | None = None,
     list_k: int = 10,
+    other_protocol: bool = False,
 ) -> EvalResult:
     """Rank each target against all items and average HR/NDCG/MRR at ``cfg.ks``; with
     ``item_counts`` (N + 1,) training counts, also describe each user's top-``list_k`` list
-    (coverage of the catalog, mean popularity: see :attr:`EvalResult.lists`)."""
+    (coverage of the catalog, mean popularity: see :attr:`EvalResult.lists`); with
+    ``other_protocol``, also rank under the other ``exclude_history``."""
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(cfg.seed)
     num_candidates = model.num_items + 1
+    # the other protocol's ties are broken by a generator of its own, so the first protocol's
+    # ranks are the same whether or not the other is asked for
+    other_generator = torch.Generator().manual_seed(cfg.seed + 1)
     all_ranks: list[torch.Tensor] = []
+    other_ranks: list[torch.Tensor] = []
     recommended: list[torch.Tensor] = []
     try:
         for start in range(0, len(data.targets), cfg.batch_size):
@@ -104,8 +113,16 @@ def evaluate(
             targets = torch.as_tensor(data.targets[start:stop], dtype=torch.long, device=device)
             state = model.encode_users(history)
             chunk = chunk_size_for(len(targets), num_candidates, cfg.max_scores)
-            ranks = _rank_batch(model, state, full_history, targets, cfg.exclude_history, chunk)
-            all_ranks.append(tie_aware_rank(ranks[0].cpu(), ranks[1].cpu(), generator))
+            protocols = [
+                cfg.exclude_history,
+                *([not cfg.exclude_history] if other_protocol else []),
+            ]
+            counts = _rank_batch(model, state, full_history, targets, protocols, chunk)
+            greater, ties = counts[0]
+            all_ranks.append(tie_aware_rank(greater.cpu(), ties.cpu(), generator))
+            if other_protocol:
+                greater, ties = counts[1]
+                other_ranks.append(tie_aware_rank(greater.cpu(), ties.cpu(), other_generator))
             if item_counts is not None:
                 top, _ = best_k(model, state, full_history, cfg.exclude_history, chunk, list_k)
                 recommended.append(top.cpu())
@@ -119,11 +136,14 @@ def evaluate(
         shown = items[items > 0]
         lists[f"Coverage@{list_k}"] = float(len(np.unique(shown)) / model.num_items)
         lists[f"AvgPop@{list_k}"] = float(item_counts[shown].mean()) if len(shown) else 0.0
+    ks = tuple(sorted({*cfg.ks, select_k}))
+    other = metrics_from_ranks(torch.cat(other_ranks).numpy(), ks) if other_ranks else {}
     return EvalResult(
-        metrics=metrics_from_ranks(ranks_np, tuple(sorted({*cfg.ks, select_k}))),
+        metrics=metrics_from_ranks(ranks_np, ks),
         ranks=ranks_np,
         num_users=len(ranks_np),
         exclude_history=cfg.exclude_history,
+        other_protocol=other,
         lists=lists,
     )
 
@@ -157,30 +177,40 @@ def _rank_batch(
     state: torch.Tensor,
     history: torch.Tensor,
     targets: torch.Tensor,
-    exclude_history: bool,
+    protocols: list[bool],
     chunk: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Counts of strictly better and of equally scored allowed items, per user."""
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Counts of strictly better and of equally scored allowed items, per user, for each
+    protocol of ``protocols`` (True: the user's history excluded; False: kept as candidates),
+    all from one scoring of the catalog."""
     batch = targets.shape[0]
     rows = torch.arange(batch, device=targets.device)
     target_score = torch.full((batch,), float("nan"), device=targets.device)
     single = chunk >= model.num_items + 1
+    exclude = any(protocols)  # the chunks' ``allowed`` excludes history; "kept" is item != 0
     cached: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for items, scores, allowed in iter_catalog_chunks(
-        model, state, history, exclude_history, chunk, keep=targets
+        model, state, history, exclude, chunk, keep=targets
     ):
         lo = int(items[0])
         inside = (targets >= lo) & (targets < lo + items.shape[0])
         target_score[inside] = scores[rows[inside], targets[inside] - lo]
         if single:
             cached.append((items, scores, allowed))
-    greater = torch.zeros(batch, dtype=torch.long, device=targets.device)
-    ties = torch.zeros(batch, dtype=torch.long, device=targets.device)
-    chunks = cached or iter_catalog_chunks(
-        model, state, history, exclude_history, chunk, keep=targets
-    )
+    counts = [
+        (
+            torch.zeros(batch, dtype=torch.long, device=targets.device),
+            torch.zeros(batch, dtype=torch.long, device=targets.device),
+        )
+        for _ in protocols
+    ]
+    chunks = cached or iter_catalog_chunks(model, state, history, exclude, chunk, keep=targets)
     for items, scores, allowed in chunks:
-        others = allowed & (items[None, :] != targets[:, None])  # the target never ties itself
-        greater += ((scores > target_score[:, None]) & others).sum(dim=1)
-        ties += ((scores == target_score[:, None]) & others).sum(dim=1)
-    return greater, ties
+        not_target = items[None, :] != targets[:, None]  # the target never ties itself
+        better = scores > target_score[:, None]
+        equal = scores == target_score[:, None]
+        for (greater, ties), excluded in zip(counts, protocols, strict=True):
+            others = not_target & (allowed if excluded else (items != 0)[None, :])
+            greater += (better & others).sum(dim=1)
+            ties += (equal & others).sum(dim=1)
+    return counts

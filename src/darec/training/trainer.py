@@ -3,7 +3,6 @@ on full ranking, early stopping, resumable checkpoints, and a single read of the
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -513,21 +512,26 @@ class Trainer:
     ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
         """Test metrics under ``eval.exclude_history`` (with the top-10 lists' catalog coverage
         and mean popularity), under the other protocol, and by the popularity third
-        (head/torso/tail by training count) of each user's target."""
-        data = self.split.test
-        counts = item_counts(self.split.train, self.dataset.num_items)
-        result = evaluate(
-            self.model, data, self.cfg.eval, self.cfg.model.max_seq_len, self.device, counts
-        )
-        other_cfg = dataclasses.replace(
-            self.cfg.eval, exclude_history=not self.cfg.eval.exclude_history
-        )
-        other = evaluate(self.model, data, other_cfg, self.cfg.model.max_seq_len, self.device)
-        groups = popularity_groups(counts)
+        (head/torso/tail by training count) of each user's target: one read of the test split."""
+        result = self.evaluate_split("test")
+        groups = popularity_groups(item_counts(self.split.train, self.dataset.num_items))
         ks = tuple(sorted({*self.cfg.eval.ks, 10}))
-        by_group = metrics_by_group(result.ranks, data.targets, groups, ks)
-        return result.metrics | result.lists, other.metrics, by_group
+        by_group = metrics_by_group(result.ranks, self.split.test.targets, groups, ks)
+        return result.metrics | result.lists, result.other_protocol, by_group
 
     def evaluate_split(self, which: str) -> EvalResult:
-        data = self.split.valid if which == "valid" else self.split.test
-        return evaluate(self.model, data, self.cfg.eval, self.cfg.model.max_seq_len, self.device)
+        """Full-ranking metrics on ``valid`` or ``test``; the test read (once, at the end) also
+        ranks under the other protocol and describes the top-10 lists (catalog coverage and
+        mean popularity of the recommended items)."""
+        data, counts = self.split.valid, None
+        if which == "test":
+            data, counts = self.split.test, item_counts(self.split.train, self.dataset.num_items)
+        return evaluate(
+            self.model,
+            data,
+            self.cfg.eval,
+            self.cfg.model.max_seq_len,
+            self.device,
+            counts,
+            other_protocol=which == "test",
+        )
