@@ -20,7 +20,7 @@ from darec.data.batching import TrainBatch
 from darec.errors import CheckpointError
 from darec.models.base import ModelContext, SequentialRecommender
 from darec.models.layers import mask_padding_scores
-from darec.models.text_sasrec import item_text_features, new_item_text_features
+from darec.models.text_sasrec import features_for, new_item_text_features
 
 __all__ = ["ContentModel"]
 
@@ -38,9 +38,7 @@ class ContentModel(SequentialRecommender):
 
     @classmethod
     def from_config(cls, cfg: Config, ctx: ModelContext) -> ContentModel:
-        if ctx.catalog is None:  # restored from a checkpoint: the features come with it
-            return cls(cfg.model, ctx.num_items, torch.zeros(ctx.num_items + 1, 1))
-        return cls(cfg.model, ctx.num_items, item_text_features(cfg, ctx))
+        return cls(cfg.model, ctx.num_items, features_for(cfg, ctx))
 
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
         feats = state.get("feats")

@@ -27,6 +27,7 @@ from darec.models.item_text import mean_word_states, tokenize_catalog
 from darec.models.sasrec import SASRec
 
 __all__ = [
+    "features_for",
     "TextItemTable",
     "TextSASRec",
     "fit_text_table",
@@ -103,6 +104,14 @@ def new_item_text_features(
     reference[len(catalog) :] = False  # statistics of the training catalog alone
     _standardise(means, has_text, reference)
     return means[len(catalog) :]
+
+
+def features_for(cfg: Config, ctx: ModelContext) -> torch.Tensor:
+    """The item text features a model is built with: encoded from the catalog, or a (N + 1, 1)
+    placeholder when the model is restored from a checkpoint, which carries its features."""
+    if ctx.catalog is None:
+        return torch.zeros(ctx.num_items + 1, 1)
+    return item_text_features(cfg, ctx)
 
 
 class TextItemTable(nn.Module):
@@ -213,9 +222,7 @@ class TextSASRec(SASRec):
 
     @classmethod
     def from_config(cls, cfg: Config, ctx: ModelContext) -> TextSASRec:
-        if ctx.catalog is None:  # restored from a checkpoint: the features come with it
-            return cls(cfg.model, ctx.num_items, torch.zeros(ctx.num_items + 1, 1))
-        return cls(cfg.model, ctx.num_items, item_text_features(cfg, ctx))
+        return cls(cfg.model, ctx.num_items, features_for(cfg, ctx))
 
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
         fit_text_table(self, state)  # a restored model's placeholder features have the wrong width
