@@ -2,11 +2,12 @@
 
 Each item's sentence (``text.fields``, ``text.max_tokens``) is encoded once, before training,
 by the frozen encoder (``text.encoder``, ``text.encoder_layers``, ``text.dtype``): the mean of
-its final word states (``text.pooling``),
-standardised over the catalog and L2-normalised. The item vectors SASRec reads and scores
-against are then ``ID_i + W t_i``, with ``W`` learned and zero at the start, so the model starts
-as plain SASRec and training adds what the text explains. The LLM never runs during training or
-scoring, so this costs what SASRec costs plus one pass over the catalog.
+its final word states (``text.pooling``), standardised (or whitened, ``text.whiten``) over the
+catalog and L2-normalised, and cached by content (src/darec/models/text_features.py). The item
+vectors SASRec reads and scores against are then ``ID_i + W t_i``, with ``W`` learned and zero
+at the start, so the model starts as plain SASRec and training adds what the text explains. The
+encoder never runs during training or scoring, so this costs what SASRec costs plus one pass
+over the catalog (none when the features are cached).
 
 Measured with ``benchmarks/text_signal.py`` (docs/results.md): +4-7% test NDCG@10 over SASRec on
 Amazon Beauty, no change on MovieLens-100K, where the IDs already hold what titles and genres
@@ -16,47 +17,14 @@ say. The features are part of the checkpoint, so a run reloads without the backb
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from darec.config import Config, ModelConfig
-from darec.errors import ConfigError
 from darec.models.base import ModelContext
-from darec.models.item_text import mean_word_states, tokenize_catalog
 from darec.models.sasrec import SASRec
+from darec.models.text_features import item_text_features
 
 __all__ = ["TextItemTable", "TextSASRec", "fit_text_table", "item_text_features"]
-
-
-def item_text_features(cfg: Config, ctx: ModelContext, batch_size: int = 256) -> torch.Tensor:
-    """(N + 1, D) standardised, L2-normalised mean word states of every item; row 0 (padding)
-    and items without text are zero."""
-    from darec.models.backbone import load_backbone, resolve_dtype
-    from darec.paths import cache_dir
-
-    if ctx.catalog is None:
-        raise ConfigError("model sasrec-text needs the item catalog (item texts) of the data")
-    t = cfg.text
-    dtype = resolve_dtype(t.dtype, torch.device("cpu"))
-    backbone = load_backbone(t.encoder, t.encoder_layers, dtype, cache_dir(cfg.cache_dir))
-    tokens, lengths = tokenize_catalog(ctx.catalog, backbone.tokenizer, t.fields, t.max_tokens)
-    means = torch.zeros(len(tokens), backbone.hidden_size)
-    with torch.no_grad():
-        for lo in range(0, len(tokens), batch_size):
-            ids, n = tokens[lo : lo + batch_size], lengths[lo : lo + batch_size]
-            if not n.any():
-                continue
-            valid = torch.arange(ids.shape[1])[None] < n[:, None]  # (B, T), right-padded
-            h = backbone.model(input_ids=ids, attention_mask=valid.long()).last_hidden_state
-            means[lo : lo + batch_size] = mean_word_states(h, n)
-    has_text = lengths > 0
-    has_text[0] = False
-    if has_text.any():
-        rows = means[has_text]
-        rows = (rows - rows.mean(0)) / rows.std(0, unbiased=False).clamp(min=1e-6)
-        means[has_text] = F.normalize(rows, dim=-1)
-    means[~has_text] = 0.0
-    return means
 
 
 class TextItemTable(nn.Module):
