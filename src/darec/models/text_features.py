@@ -6,7 +6,8 @@ standardised per dimension, or whitened (``text.whiten``: PCA, unit variance per
 optionally the top ``text.whiten_dims`` components), and L2-normalised. Items without text get a
 zero row.
 
-The result is cached under ``<cache_dir>/text-features/<key>.safetensors``, where the key hashes
+The result is cached under ``<cache_dir>/text-features/<key>.safetensors`` (when the data cache is
+on, ``data.cache``), where the key hashes
 everything it depends on (encoder and its version, layers, dtype, fields, max_tokens, pooling,
 whitening and the item sentences themselves), so a second run skips the encoder.
 """
@@ -43,7 +44,7 @@ def whiten(rows: torch.Tensor, dims: int = 0) -> torch.Tensor:
     """(M, K) PCA-whitened ``rows`` (M, D): zero mean, identity covariance over the rows.
 
     Keeps the top ``dims`` principal components (0: all D). Components with (near) zero variance
-    are scaled by at most 1e3 instead of blowing up, so they stay small rather than white.
+    (below 1e-9 of the largest) are scaled as if at that floor instead of blowing up.
     """
     if dims < 0 or dims > rows.shape[1]:
         raise ConfigError(
@@ -54,7 +55,7 @@ def whiten(rows: torch.Tensor, dims: int = 0) -> torch.Tensor:
     values, vectors = torch.linalg.eigh(cov)  # ascending
     order = values.argsort(descending=True)[: dims or len(values)]
     values, vectors = values[order], vectors[:, order]  # (K,), (D, K)
-    floor = max(float(values[0]) * 1e-6, 1e-12) if len(values) else 1e-12
+    floor = max(float(values[0]) * 1e-9, 1e-12) if len(values) else 1e-12
     return (x @ (vectors / values.clamp(min=floor).sqrt())).float()  # (M, K)
 
 
@@ -96,7 +97,8 @@ def item_text_features(
     cfg: Config, ctx: ModelContext, batch_size: int = 256, cache: bool = True
 ) -> torch.Tensor:
     """(N + 1, D) normalised text features of every item; row 0 (padding) and items without text
-    are zero. ``cache=False`` always runs the encoder (and writes nothing)."""
+    are zero. Cached under ``ctx.cache_dir`` (None: no cache); ``cache=False`` always runs the
+    encoder and writes nothing."""
     from darec.models.backbone import resolve_dtype
     from darec.paths import cache_dir
 
@@ -111,17 +113,18 @@ def item_text_features(
     sentences = [item_sentence(attributes, t.fields) for attributes in ctx.catalog]
     sentences[0] = ""  # padding never has text
     has_text = torch.tensor([bool(s) for s in sentences])
-    root = cache_dir(cfg.cache_dir)
-    key = _cache_key(t, encoder_version(t.encoder), sentences)
-    path = root / "text-features" / f"{key}.safetensors"
-    if cache and path.is_file():
-        from safetensors.torch import load_file
+    path = None
+    if cache and ctx.cache_dir is not None:
+        key = _cache_key(t, encoder_version(t.encoder), sentences)
+        path = Path(ctx.cache_dir) / "text-features" / f"{key}.safetensors"
+        if path.is_file():
+            from safetensors.torch import load_file
 
-        return load_file(str(path))["feats"]
+            return load_file(str(path))["feats"]
     dtype = resolve_dtype(t.dtype, torch.device("cpu"))
-    encoder = load_text_encoder(t.encoder, t.encoder_layers, dtype, root)
+    encoder = load_text_encoder(t.encoder, t.encoder_layers, dtype, cache_dir(cfg.cache_dir))
     feats = _compute(encoder, sentences, has_text, t, batch_size)
-    if cache:
+    if path is not None:
         _save(path, feats)
     return feats
 
