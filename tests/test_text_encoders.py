@@ -153,14 +153,18 @@ def test_second_call_reads_the_cache_without_encoding(
     assert len(list((tmp_path / "cache" / "text-features").glob("*.safetensors"))) == 1
     assert torch.equal(item_text_features(cfg, ctx), first)
     assert len(calls) == 1  # read back, not encoded again
-    # anything the features depend on makes a new entry
-    item_text_features(apply_overrides(cfg, ["text.whiten=true"]), ctx)
+    # whitening is applied to the cached encoder outputs: no new encoding
+    white = apply_overrides(cfg, ["text.whiten=true"])
+    assert torch.equal(item_text_features(white, ctx), item_text_features(white, ctx, cache=False))
+    assert len(calls) == 2  # only the uncached call encoded
+    # anything the encoder outputs depend on makes a new entry
     item_text_features(apply_overrides(cfg, ["text.max_tokens=4"]), ctx)
-    assert len(calls) == 3
+    item_text_features(apply_overrides(cfg, ["text.pooling=sentence"]), ctx)
+    assert len(calls) == 4
     other = [dict(row) for row in ctx.catalog or []]
     other[1] = {key: value + " red" for key, value in other[1].items()}
     item_text_features(cfg, ModelContext(ctx.num_items, other, ctx.data_key, ctx.cache_dir))
-    assert len(calls) == 4
+    assert len(calls) == 5
     assert len(list((tmp_path / "cache" / "text-features").glob("*.safetensors"))) == 4
 
 

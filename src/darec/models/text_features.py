@@ -6,10 +6,11 @@ standardised per dimension, or whitened (``text.whiten``: PCA, unit variance per
 optionally the top ``text.whiten_dims`` components), and L2-normalised. Items without text get a
 zero row.
 
-The result is cached under ``<cache_dir>/text-features/<key>.safetensors`` (when the data cache is
-on, ``data.cache``), where the key hashes
-everything it depends on (encoder and its version, layers, dtype, fields, max_tokens, pooling,
-whitening and the item sentences themselves), so a second run skips the encoder.
+The pooled encoder outputs (the expensive part) are cached under
+``<cache_dir>/text-features/<key>.safetensors`` when the data cache is on (``data.cache``), where
+the key hashes everything they depend on (encoder and its version, layers, dtype, fields,
+max_tokens, pooling and the item sentences themselves), so a second run skips the encoder;
+standardising or whitening them again takes milliseconds.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from darec.config import Config, TextConfig
 from darec.errors import ConfigError
 from darec.models.base import ModelContext
 from darec.models.item_text import check_fields, item_sentence
-from darec.models.text_encoders import TextEncoder, encoder_version, load_text_encoder, pool
+from darec.models.text_encoders import encoder_version, load_text_encoder, pool
 
 __all__ = ["item_text_features", "standardise", "whiten"]
 
-_FORMAT = 1
+_FORMAT = 2
 """Bumped when the way features are computed changes, so older cached files are not reused."""
 
 
@@ -59,19 +60,17 @@ def whiten(rows: torch.Tensor, dims: int = 0) -> torch.Tensor:
     return (x @ (vectors / values.clamp(min=floor).sqrt())).float()  # (M, K)
 
 
-def _cache_key(cfg: TextConfig, version: str, sentences: list[str]) -> str:
+def _cache_key(cfg: TextConfig, version: str, dtype: torch.dtype, sentences: list[str]) -> str:
     texts = hashlib.sha256("\x00".join(sentences).encode()).hexdigest()
     parts = {
         "format": _FORMAT,
         "encoder": cfg.encoder,
         "version": version,
         "encoder_layers": cfg.encoder_layers,
-        "dtype": cfg.dtype,
+        "dtype": str(dtype),
         "fields": list(cfg.fields),
         "max_tokens": cfg.max_tokens,
         "pooling": cfg.pooling,
-        "whiten": cfg.whiten,
-        "whiten_dims": cfg.whiten_dims if cfg.whiten else 0,
         "texts": texts,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
@@ -85,7 +84,7 @@ def _save(path: Path, feats: torch.Tensor) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=".safetensors", dir=path.parent)
     os.close(fd)
     try:
-        save_file({"feats": feats.contiguous()}, tmp)
+        save_file({"pooled": feats.contiguous()}, tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
@@ -97,11 +96,8 @@ def item_text_features(
     cfg: Config, ctx: ModelContext, batch_size: int = 256, cache: bool = True
 ) -> torch.Tensor:
     """(N + 1, D) normalised text features of every item; row 0 (padding) and items without text
-    are zero. Cached under ``ctx.cache_dir`` (None: no cache); ``cache=False`` always runs the
-    encoder and writes nothing."""
-    from darec.models.backbone import resolve_dtype
-    from darec.paths import cache_dir
-
+    are zero. The pooled encoder outputs are cached under ``ctx.cache_dir`` (None: no cache);
+    ``cache=False`` always runs the encoder and writes nothing."""
     if ctx.catalog is None:
         raise ConfigError("model sasrec-text needs the item catalog (item texts) of the data")
     if not ctx.catalog:
@@ -112,38 +108,40 @@ def item_text_features(
     check_fields(ctx.catalog, t.fields)
     sentences = [item_sentence(attributes, t.fields) for attributes in ctx.catalog]
     sentences[0] = ""  # padding never has text
-    has_text = torch.tensor([bool(s) for s in sentences])
+    index = [i for i, sentence in enumerate(sentences) if sentence]
+    pooled = _pooled(cfg, sentences, index, ctx.cache_dir if cache else None, batch_size)
+    width = t.whiten_dims if t.whiten and t.whiten_dims else pooled.shape[1]
+    feats = torch.zeros(len(sentences), width)
+    if index:
+        rows = pooled[index]  # (M, D)
+        rows = whiten(rows, t.whiten_dims) if t.whiten else standardise(rows)
+        feats[index] = F.normalize(rows, dim=-1)
+    return feats
+
+
+def _pooled(
+    cfg: Config, sentences: list[str], index: list[int], cache: Path | None, batch_size: int
+) -> torch.Tensor:
+    """(N + 1, D) pooled encoder output of every sentence (zero rows without text), read from
+    ``cache / "text-features"`` when an earlier run wrote it."""
+    from darec.models.backbone import resolve_dtype
+    from darec.paths import cache_dir
+
+    t = cfg.text
+    dtype = resolve_dtype(t.dtype, torch.device("cpu"))
     path = None
-    if cache and ctx.cache_dir is not None:
-        key = _cache_key(t, encoder_version(t.encoder), sentences)
-        path = Path(ctx.cache_dir) / "text-features" / f"{key}.safetensors"
+    if cache is not None:
+        key = _cache_key(t, encoder_version(t.encoder), dtype, sentences)
+        path = Path(cache) / "text-features" / f"{key}.safetensors"
         if path.is_file():
             from safetensors.torch import load_file
 
-            return load_file(str(path))["feats"]
-    dtype = resolve_dtype(t.dtype, torch.device("cpu"))
+            return load_file(str(path))["pooled"]
     encoder = load_text_encoder(t.encoder, t.encoder_layers, dtype, cache_dir(cfg.cache_dir))
-    feats = _compute(encoder, sentences, has_text, t, batch_size)
+    pooled = torch.zeros(len(sentences), encoder.hidden_size)
+    if index:
+        means = encoder.encode([sentences[i] for i in index], t.max_tokens, batch_size)
+        pooled[index] = pool(means, t.pooling)
     if path is not None:
-        _save(path, feats)
-    return feats
-
-
-def _compute(
-    encoder: TextEncoder,
-    sentences: list[str],
-    has_text: torch.Tensor,
-    t: TextConfig,
-    batch_size: int,
-) -> torch.Tensor:
-    """Encode, pool, standardise or whiten, and L2-normalise the sentences that have text."""
-    index = has_text.nonzero().flatten().tolist()
-    width = t.whiten_dims if t.whiten and t.whiten_dims else encoder.hidden_size
-    feats = torch.zeros(len(sentences), width)
-    if not index:
-        return feats
-    means = encoder.encode([sentences[i] for i in index], t.max_tokens, batch_size)  # (M, D)
-    rows = pool(means, t.pooling)
-    rows = whiten(rows, t.whiten_dims) if t.whiten else standardise(rows)
-    feats[index] = F.normalize(rows, dim=-1)
-    return feats
+        _save(path, pooled)
+    return pooled
