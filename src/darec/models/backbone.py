@@ -293,6 +293,14 @@ def load_backbone(name: str, num_layers: int, dtype: torch.dtype, cache_dir: Pat
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from darec.models.text_encoders import SENTENCE_ENCODERS
+
+    if name in SENTENCE_ENCODERS:  # not a hub id: never ask the network for it
+        raise ConfigError(
+            f"text.encoder {name!r} is a sentence encoder, which only sasrec-text reads; a "
+            f"backbone must be a causal LM: one of {sorted(BUILTIN_BACKBONES)}, a local folder "
+            "or a hub id"
+        )
     path = resolve_backbone_path(name, cache_dir)
     local = Path(path).expanduser()
     is_local = name in BUILTIN_BACKBONES or local.exists()

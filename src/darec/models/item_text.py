@@ -18,7 +18,7 @@ from darec.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["item_sentence", "mean_word_states", "tokenize_catalog"]
+__all__ = ["check_fields", "item_sentence", "mean_word_states", "tokenize_catalog"]
 
 _BATCH = 1024
 """Sentences per tokenizer call: large enough for the fast tokenizer's batching to pay off."""
@@ -47,7 +47,8 @@ def mean_word_states(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
     return total / lengths.clamp(min=1)[:, None].to(total.dtype)
 
 
-def _check_fields(catalog: list[dict[str, str]], fields: Sequence[str]) -> None:
+def check_fields(catalog: list[dict[str, str]], fields: Sequence[str]) -> None:
+    """Raise ConfigError naming the first of ``fields`` that no item of ``catalog`` has."""
     available: set[str] = set()
     for attributes in catalog:
         available.update(attributes)
@@ -76,7 +77,7 @@ def tokenize_catalog(
         raise DataError("the item catalog is empty; expected catalog[0] = {} (padding) and items")
     if max_tokens < 1:
         raise ConfigError(f"text.max_tokens = {max_tokens}; expected a positive number of tokens")
-    _check_fields(catalog, fields)
+    check_fields(catalog, fields)
     sentences = [item_sentence(attributes, fields) for attributes in catalog]
     sentences[0] = ""  # padding never has text, whatever the caller put there
     with_text = [i for i, s in enumerate(sentences) if s]

@@ -2,11 +2,12 @@
 
 Each item's sentence (``text.fields``, ``text.max_tokens``) is encoded once, before training,
 by the frozen encoder (``text.encoder``, ``text.encoder_layers``, ``text.dtype``): the mean of
-its final word states (``text.pooling``),
-standardised over the catalog and L2-normalised. The item vectors SASRec reads and scores
-against are then ``ID_i + W t_i``, with ``W`` learned and zero at the start, so the model starts
-as plain SASRec and training adds what the text explains. The LLM never runs during training or
-scoring, so this costs what SASRec costs plus one pass over the catalog.
+its final word states (``text.pooling``), standardised (or whitened, ``text.whiten``) over the
+catalog and L2-normalised, and cached by content (src/darec/models/text_features.py). The item
+vectors SASRec reads and scores against are then ``ID_i + W t_i``, with ``W`` learned and zero
+at the start, so the model starts as plain SASRec and training adds what the text explains. The
+encoder never runs during training or scoring, so this costs what SASRec costs plus one pass
+over the catalog (none when the features are cached).
 
 Measured with ``benchmarks/text_signal.py`` (docs/results.md): +4-7% test NDCG@10 over SASRec on
 Amazon Beauty, no change on MovieLens-100K, where the IDs already hold what titles and genres
@@ -16,15 +17,18 @@ say. The features are part of the checkpoint, so a run reloads without the backb
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from darec.config import Config, ModelConfig
 from darec.data.batching import TrainBatch
-from darec.errors import CheckpointError, ConfigError
+from darec.errors import CheckpointError
 from darec.models.base import ModelContext
-from darec.models.item_text import mean_word_states, tokenize_catalog
 from darec.models.sasrec import SASRec
+from darec.models.text_features import (
+    features_for,
+    item_text_features,
+    new_item_text_features,
+)
 
 __all__ = [
     "features_for",
@@ -34,84 +38,6 @@ __all__ = [
     "item_text_features",
     "new_item_text_features",
 ]
-
-
-def _raw_text_means(
-    cfg: Config, catalog: list[dict[str, str]], batch_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(R, D) mean final word states of every row of ``catalog`` (row 0 and rows without text
-    are zero) and the (R,) bool mask of the rows with text (row 0 never has any)."""
-    from darec.models.backbone import load_backbone, resolve_dtype
-    from darec.paths import cache_dir
-
-    t = cfg.text
-    dtype = resolve_dtype(t.dtype, torch.device("cpu"))
-    backbone = load_backbone(t.encoder, t.encoder_layers, dtype, cache_dir(cfg.cache_dir))
-    tokens, lengths = tokenize_catalog(catalog, backbone.tokenizer, t.fields, t.max_tokens)
-    means = torch.zeros(len(tokens), backbone.hidden_size)
-    with torch.no_grad():
-        for lo in range(0, len(tokens), batch_size):
-            ids, n = tokens[lo : lo + batch_size], lengths[lo : lo + batch_size]
-            if not n.any():
-                continue
-            valid = torch.arange(ids.shape[1])[None] < n[:, None]  # (B, T), right-padded
-            h = backbone.model(input_ids=ids, attention_mask=valid.long()).last_hidden_state
-            means[lo : lo + batch_size] = mean_word_states(h, n)
-    has_text = lengths > 0
-    has_text[0] = False
-    return means, has_text
-
-
-def _standardise(means: torch.Tensor, has_text: torch.Tensor, reference: torch.Tensor) -> None:
-    """In place: rows of ``means`` with text standardised with the mean and std of the rows
-    ``reference`` marks, then L2-normalised; rows without text set to zero."""
-    if reference.any():
-        ref = means[reference]
-        mean, std = ref.mean(0), ref.std(0, unbiased=False).clamp(min=1e-6)
-        means[has_text] = F.normalize((means[has_text] - mean) / std, dim=-1)
-    means[~has_text] = 0.0
-
-
-def item_text_features(cfg: Config, ctx: ModelContext, batch_size: int = 256) -> torch.Tensor:
-    """(N + 1, D) standardised, L2-normalised mean word states of every item; row 0 (padding)
-    and items without text are zero."""
-    if ctx.catalog is None:
-        raise ConfigError(f"model {cfg.model.name} needs the item catalog (item texts) of the data")
-    means, has_text = _raw_text_means(cfg, ctx.catalog, batch_size)
-    _standardise(means, has_text, has_text)
-    return means
-
-
-def new_item_text_features(
-    cfg: Config,
-    catalog: list[dict[str, str]],
-    new: list[dict[str, str]],
-    batch_size: int = 256,
-) -> torch.Tensor:
-    """(M, D) features of items ``new`` (attributes) that a model trained on ``catalog`` never
-    saw, on the same scale as :func:`item_text_features` of ``catalog``: standardised with the
-    training catalog's statistics, so an old item and a new one with the same text get the
-    same vector. Raise :class:`ConfigError` naming a new item without text."""
-    means, has_text = _raw_text_means(cfg, [*catalog, *new], batch_size)
-    missing = [i for i in range(len(new)) if not has_text[len(catalog) + i]]
-    if missing:
-        fields = ", ".join(cfg.text.fields) or "any attribute"
-        raise ConfigError(
-            f"new item {missing[0] + 1} of {len(new)} ({new[missing[0]]!r}) has no text in "
-            f"text.fields ({fields}); a model can add an item from its text only"
-        )
-    reference = has_text.clone()
-    reference[len(catalog) :] = False  # statistics of the training catalog alone
-    _standardise(means, has_text, reference)
-    return means[len(catalog) :]
-
-
-def features_for(cfg: Config, ctx: ModelContext) -> torch.Tensor:
-    """The item text features a model is built with: encoded from the catalog, or a (N + 1, 1)
-    placeholder when the model is restored from a checkpoint, which carries its features."""
-    if ctx.catalog is None:
-        return torch.zeros(ctx.num_items + 1, 1)
-    return item_text_features(cfg, ctx)
 
 
 class TextItemTable(nn.Module):
