@@ -94,6 +94,15 @@ def darec_sets(llm: Path) -> list[str]:
     ]
 
 
+def train_tiny_darec(data: Path, folder: Path, llm: Path, name: str = "run") -> Path:
+    """A tiny DARec (``darec_sets``) trained one epoch on ``data`` into ``folder/name``."""
+    from darec.experiment import run_experiment
+
+    cfg = tiny_config(data, folder / "cache", *darec_sets(llm), "train.epochs=1")
+    run_experiment(cfg, folder / name)
+    return folder / name
+
+
 @pytest.fixture
 def tiny_cfg(tiny_data: Path, tmp_path: Path) -> Config:
     return tiny_config(tiny_data, tmp_path / "cache")

@@ -156,11 +156,9 @@ def test_darec_adds_items_through_its_item_encoder_and_catalog_cache(
 ) -> None:
     from darec.models.darec import DARec
     from darec.serving.inference_cache import attach_inference_cache
-    from tests.conftest import darec_sets
+    from tests.conftest import train_tiny_darec
 
-    cfg = tiny_config(tiny_data, tmp_path / "cache", *darec_sets(tiny_llm_dir), "train.epochs=1")
-    run = tmp_path / "darec"
-    run_experiment(cfg, run)
+    run = train_tiny_darec(tiny_data, tmp_path, tiny_llm_dir, "darec")
     folder = RunFolder.open(run)
     trained = folder.num_items
     Recommender(run, device="cpu")  # writes the catalog cache of the trained items

@@ -18,7 +18,7 @@ from darec.data.split import leave_one_out
 from darec.evaluation.evaluator import evaluate
 from darec.experiment import run_experiment
 from darec.run import load_data, load_trained_model
-from tests.conftest import darec_sets, tiny_config
+from tests.conftest import darec_sets, tiny_config, train_tiny_darec
 from tests.test_training import CrashAt
 
 CUDA = torch.device(os.environ.get("DAREC_TEST_DEVICE", "cuda"))
@@ -135,9 +135,7 @@ def test_recommends_on_the_gpu_as_on_the_cpu(
     """A run trained on the CPU serves on the GPU: the same top-k, streamed users included."""
     from darec.serving.recommend import Recommender
 
-    cfg = tiny_config(tiny_data, tmp_path / "cache", *darec_sets(tiny_llm_dir), "train.epochs=1")
-    run = tmp_path / "run"
-    run_experiment(cfg, run)
+    run = train_tiny_darec(tiny_data, tmp_path, tiny_llm_dir)
     tops = {}
     for device in (CUDA, CPU):
         rec = Recommender(run, device=str(device))

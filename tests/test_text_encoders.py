@@ -30,14 +30,9 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
         single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)]
     )
+    sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4}
     config = BertConfig(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        pad_token_id=0,
+        vocab_size=VOCAB_SIZE, intermediate_size=64, max_position_embeddings=64, **sizes
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -91,11 +86,8 @@ def test_sentence_pooling_features_from_a_bert_folder(
 ) -> None:
     cfg = text_cfg(tiny_data, tmp_path / "cache", tiny_bert_dir, "text.pooling=sentence")
     ctx = context(cfg)
-    feats = item_text_features(cfg, ctx, cache=False)
+    feats = unit_rows_but_padding(item_text_features(cfg, ctx, cache=False))
     assert feats.shape == (ctx.num_items + 1, 32)
-    assert torch.all(feats[0] == 0)
-    norms = feats[1:].norm(dim=-1)
-    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
     mean = item_text_features(apply_overrides(cfg, ["text.pooling=mean"]), ctx, cache=False)
     assert not torch.allclose(feats, mean, atol=1e-4)
 
@@ -122,10 +114,7 @@ def test_whiten_option_in_item_features(
 ) -> None:
     cfg = text_cfg(tiny_data, tmp_path / "cache", tiny_llm_dir, "text.whiten=true")
     ctx = context(cfg)
-    feats = item_text_features(cfg, ctx, cache=False)
-    assert torch.all(feats[0] == 0)
-    norms = feats[1:].norm(dim=-1)
-    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    unit_rows_but_padding(item_text_features(cfg, ctx, cache=False))
     few = apply_overrides(cfg, ["text.whiten_dims=3"])
     assert item_text_features(few, ctx, cache=False).shape == (ctx.num_items + 1, 3)
     with pytest.raises(ConfigError, match="text.whiten_dims must be >= 0"):
@@ -197,3 +186,11 @@ def test_a_sentence_encoder_is_not_a_backbone(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="'all-minilm-l6-v2' is a sentence encoder"):
         load_backbone("all-minilm-l6-v2", 0, torch.float32, tmp_path)
+
+
+def unit_rows_but_padding(feats: torch.Tensor) -> torch.Tensor:
+    """``feats`` after checking that row 0 (padding) is zero and every other row has norm 1."""
+    assert torch.all(feats[0] == 0)
+    norms = feats[1:].norm(dim=-1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    return feats
