@@ -183,3 +183,4 @@ def test_version():
 
     out = runner.invoke(app, ["--version"])
     assert out.exit_code == 0 and out.output.strip() == f"darec {darec.__version__}"
+

@@ -148,6 +148,8 @@ class _Progress:
 
 
 def _progress() -> Progress:
+    """The training progress bar; off when standard output is not a terminal (a log file gets
+    the plain validation lines only, no redrawn bars)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -157,6 +159,7 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,
     )
 
 

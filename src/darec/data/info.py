@@ -13,6 +13,7 @@ def dataset_stats(ds: SequenceDataset) -> dict[str, float | int | str]:
     """Sizes, density, sequence-length and item-popularity statistics, as plain numbers.
 
     Keys: name, users, items, interactions, density (interactions / (users * items)),
+    items_with_text (items with any text attribute),
     seq_len_min/mean/median/p90/max over users, item_pop_min/mean/max (interactions per item).
     """
     lengths = np.diff(ds.offsets)[1:]  # (U,) interactions per user, skipping the padding user
@@ -24,6 +25,7 @@ def dataset_stats(ds: SequenceDataset) -> dict[str, float | int | str]:
         "items": ds.num_items,
         "interactions": ds.num_interactions,
         "density": ds.num_interactions / cells if cells else 0.0,
+        "items_with_text": sum(1 for attributes in ds.catalog[1:] if attributes),
     }
     if lengths.size:
         stats |= {
