@@ -105,6 +105,7 @@ def test_data_info(tiny_data, tmp_path):
 
     assert re.search(r"users\s*│\s*40\s*│", out.output), out.output
     assert re.search(r"items\s*│\s*30\s*│", out.output) and "density" in out.output
+    assert re.search(r"items_with_text\s*│\s*30\s*│", out.output)
 
 
 def test_clear_errors(tiny_data, tmp_path):
