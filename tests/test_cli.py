@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -185,3 +186,23 @@ def test_version():
     out = runner.invoke(app, ["--version"])
     assert out.exit_code == 0 and out.output.strip() == f"darec {darec.__version__}"
 
+
+def test_a_user_removed_by_kcore_filtering_is_explained(tmp_path):
+    data = tmp_path / "d.csv"
+    rows = ["user_id,item_id,timestamp"]
+    rows += [f"u{u},i{(u + t) % 6},{t}" for u in range(10) for t in range(5)]
+    rows += ["shy,i1,0", "shy,i2,1"]  # two interactions: under data.user_min=5
+    data.write_text("\n".join(rows) + "\n")
+    env = _env(tmp_path)
+    out = runner.invoke(app, ["data", "info", str(data), "--set", "data.item_min=1"], env=env)
+    assert out.exit_code == 0, out.output
+    assert re.search(r"input_users\s*│\s*11\s*│", out.output)
+    assert re.search(r"users\s*│\s*10\s*│", out.output)
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "-m", "pop", "-o", str(run), "--set", "data.item_min=1"]
+    assert runner.invoke(app, args, env=env).exit_code == 0
+    out = runner.invoke(app, ["recommend", str(run), "--user", "shy"], env=env)
+    assert out.exit_code == 2
+    text = " ".join(out.output.split())
+    assert "user 'shy' is in the input" in text and "removed by k-core filtering" in text
+    assert "data.user_min=5" in text

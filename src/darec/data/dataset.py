@@ -91,6 +91,8 @@ def _save(ds: SequenceDataset, folder: Path) -> None:
         "user_ids": ds.user_ids,
         "item_ids": ds.item_ids,
         "catalog": ds.catalog,
+        "filtering": ds.filtering,
+        "removed_users": ds.removed_users,
     }
     (folder / _META).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
@@ -127,6 +129,8 @@ def _load(folder: Path, key: str) -> SequenceDataset:
         times=times,
         catalog=catalog,
         key=key,
+        filtering=dict(meta.get("filtering", {})),  # entries written before it: unknown
+        removed_users=list(meta.get("removed_users", [])),
     )
 
 

@@ -13,7 +13,8 @@ def dataset_stats(ds: SequenceDataset) -> dict[str, float | int | str]:
     """Sizes, density, sequence-length and item-popularity statistics, as plain numbers.
 
     Keys: name, users, items, interactions, density (interactions / (users * items)),
-    items_with_text (items with any text attribute),
+    items_with_text (items with any text attribute), input_users/items/interactions and
+    duplicates_dropped (before deduplication and k-core filtering, when recorded),
     seq_len_min/mean/median/p90/max over users, item_pop_min/mean/max (interactions per item).
     """
     lengths = np.diff(ds.offsets)[1:]  # (U,) interactions per user, skipping the padding user
@@ -27,6 +28,14 @@ def dataset_stats(ds: SequenceDataset) -> dict[str, float | int | str]:
         "density": ds.num_interactions / cells if cells else 0.0,
         "items_with_text": sum(1 for attributes in ds.catalog[1:] if attributes),
     }
+    f = ds.filtering
+    if f:  # what preprocessing started from (datasets cached before it was recorded: unknown)
+        stats |= {
+            "input_users": f["users"],
+            "input_items": f["items"],
+            "input_interactions": f["interactions"],
+            "duplicates_dropped": f["duplicates"],
+        }
     if lengths.size:
         stats |= {
             "seq_len_min": int(lengths.min()),

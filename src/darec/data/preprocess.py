@@ -102,6 +102,16 @@ def preprocess(raw: RawData, cfg: DataConfig, name: str) -> SequenceDataset:
         texts = raw.catalog.items()
         item_ids += [i for i, attrs in texts if i not in known and any(attrs.values())]
     catalog: list[dict[str, str]] = [{}, *(dict(raw.catalog.get(i, {})) for i in item_ids[1:])]
+    kept_users = np.zeros(len(user_names), dtype=bool)
+    kept_users[user_old] = True
+    filtering = {
+        "users": len(user_names),
+        "items": len(item_names),
+        "interactions": int(times.size),
+        "duplicates": int(times.size - keep.sum()),
+        "user_min": cfg.user_min,
+        "item_min": cfg.item_min,
+    }
     return SequenceDataset(
         name=name,
         user_ids=user_ids,
@@ -110,4 +120,6 @@ def preprocess(raw: RawData, cfg: DataConfig, name: str) -> SequenceDataset:
         items=items[order],
         times=row_times[order],
         catalog=catalog,
+        filtering=filtering,
+        removed_users=[str(u) for u in user_names[~kept_users]],
     )

@@ -51,6 +51,12 @@ class SequenceDataset:
     """Attributes per internal item id; ``catalog[0] == {}``."""
     key: str = ""
     """Cache key (hash of the source content and the preprocessing options)."""
+    filtering: dict[str, int] = field(default_factory=dict)
+    """What preprocessing started from and removed: ``users``, ``items``, ``interactions`` of
+    the input, ``duplicates`` dropped, and the k-core thresholds ``user_min``/``item_min``
+    (empty for datasets built before it was recorded)."""
+    removed_users: list[str] = field(default_factory=list)
+    """External ids of the input's users that filtering removed (so a lookup can say why)."""
     _user_index: dict[str, int] | None = field(default=None, repr=False, compare=False)
     _item_index: dict[str, int] | None = field(default=None, repr=False, compare=False)
 
@@ -78,6 +84,14 @@ class SequenceDataset:
         if self._user_index is None:
             self._user_index = {u: i for i, u in enumerate(self.user_ids) if i > 0}
         if external not in self._user_index:
+            if external in self.removed_users:
+                f = self.filtering
+                raise UnknownIdError(
+                    f"user {external!r} is in the input of dataset {self.name!r} but was removed "
+                    f"by k-core filtering (data.user_min={f.get('user_min')}, data.item_min="
+                    f"{f.get('item_min')}: too few interactions once rare items were dropped); "
+                    "lower data.user_min or data.item_min to keep such users"
+                )
             raise UnknownIdError(
                 f"unknown user id {external!r}: not in dataset {self.name!r} "
                 f"({self.num_users} users, e.g. {', '.join(map(repr, self.user_ids[1:4]))})"
