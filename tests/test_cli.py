@@ -206,3 +206,15 @@ def test_a_user_removed_by_kcore_filtering_is_explained(tmp_path):
     text = " ".join(out.output.split())
     assert "user 'shy' is in the input" in text and "removed by k-core filtering" in text
     assert "data.user_min=5" in text
+
+
+def test_demo_says_when_a_run_kept_its_start(tmp_path):
+    """With a learning rate too small to move it, no epoch beats the validated start."""
+    sets = ["train.epochs=1", "train.validate_first=true", "train.lr=1e-12"]
+    sets += ["model.hidden_size=8", "model.inner_size=16", "model.max_seq_len=10"]
+    args = ["demo", "--models", "sasrec", "-o", str(tmp_path / "demo")]
+    out = runner.invoke(app, [*args, *(x for s in sets for x in ("--set", s))], env=_env(tmp_path))
+    assert out.exit_code == 0, out.output
+    assert "kept its start" in out.output and "no training epoch beat its validated start" in (
+        " ".join(out.output.split())
+    )

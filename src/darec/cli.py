@@ -788,7 +788,15 @@ def demo(
                     f"{result.train_seconds:.0f}s, test NDCG@10 {result.test['NDCG@10']:.4f}",
                 )
             )
-            rows.append((f"{name} ({record.train_seconds:.0f}s)", result.test))
+            label = f"{name} ({record.train_seconds:.0f}s)"
+            if result.best_epoch == 0 and cfg.train.validate_first and result.epochs:
+                # no epoch beat the validated start: these are its starting model's numbers
+                label += ", kept its start"
+                err.print(
+                    f"{name}: no training epoch beat its validated start (epoch 0), so the "
+                    "selected checkpoint is the model it started from (for DARec: its CF model)"
+                )
+            rows.append((label, result.test))
     except DarecError as exc:
         _fail(exc)
     except KeyboardInterrupt:
