@@ -3,14 +3,18 @@
     python benchmarks/accuracy.py --dataset amazon-beauty --models sasrec,sasrec-text
     python benchmarks/accuracy.py --dataset ml-100k --models sasrec,sasrec-text --seeds 42,43,44
     python benchmarks/accuracy.py --summary             # only rewrite accuracy.json from the runs
+    python benchmarks/accuracy.py --adopt RUN --models sasrec   # record a finished run folder
     python benchmarks/accuracy.py --quick --out /tmp/acc.json   # smoke run: tiny data, seconds
 
 Each (dataset, model, seed) trains in its own child process with the recorded settings of
 ``benchlib.settings`` (the baselines' and the text features'), **without a time limit** (a run
 ends on early stopping or its epochs, never on the clock), selects on validation NDCG@10 and
-reads the test split once. Records go to ``benchmarks/results/accuracy_runs.json`` (one per run,
-resumable: a run already recorded is not trained again) and the summary to
-``benchmarks/results/accuracy.json``:
+reads the test split once. Seeds can train side by side (one script per seed: each re-reads the
+records before it writes). ``--adopt RUN`` records a run folder trained elsewhere (``darec
+train``) as the run of its seed, after checking that its saved settings are the ones this script
+would use (threads, device and time limit aside). Records go to
+``benchmarks/results/accuracy_runs.json`` (one per run, resumable: a run already recorded is
+not trained again) and the summary to ``benchmarks/results/accuracy.json``:
 
 - per dataset and model: the mean and standard deviation over seeds of valid and test
   NDCG@10/HR@10, the per-seed values, the other protocol (seen items kept) and the test NDCG@10
@@ -24,6 +28,7 @@ resumable: a run already recorded is not trained again) and the summary to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -38,12 +43,14 @@ from benchlib.records import (
     read_records,
     results_path,
     run_and_store,
+    store_record,
     write_json,
 )
 from benchlib.settings import DATASETS, SETTINGS, TEXT
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
+from darec.run.folder import RunFolder
 
 RUNS = RESULTS_DIR / "accuracy_runs.json"
 SUMMARY = RESULTS_DIR / "accuracy.json"
@@ -77,6 +84,51 @@ def run_one(dataset: str, model: str, seed: int, out: Path, extra: list[str]) ->
     row.pop("run_dir")
     row["dataset"], row["model"], row["settings"] = dataset, model, settings + extra
     out.write_text(json.dumps(row))
+
+
+RUNTIME_ONLY = {"threads", "device", "max_minutes", "checkpoint_every_steps"}
+"""Train settings that change how long a run takes, not what it learns."""
+
+
+def adopt(run_dir: Path, dataset: str, model: str) -> dict[str, Any]:
+    """The record of a finished run folder, as ``run_one`` would have written it.
+
+    ValueError when its saved settings differ from ``model``'s on ``dataset`` (naming each
+    difference) or when it has not finished (no metrics.json)."""
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.exists():
+        raise ValueError(f"{run_dir} has no metrics.json: the run has not finished")
+    metrics = json.loads(metrics_path.read_text())
+    saved = RunFolder.open(run_dir).config
+    settings = model_settings(dataset, model)
+    expected = apply_overrides(
+        Config(), [*DATASETS[dataset], *NO_LIMIT, *settings, f"train.seed={metrics['seed']}"]
+    )
+    wanted, got = dataclasses.asdict(expected), dataclasses.asdict(saved)
+    for cfg in (wanted, got):
+        for name in RUNTIME_ONLY:
+            cfg["train"].pop(name)
+        # the same files, however their path and format were written
+        cfg["data"]["path"] = str(Path(cfg["data"]["path"]).resolve())
+        cfg["data"].pop("format")
+    diffs = [
+        f"{section}.{name}: {got[section].get(name)!r} (expected {value!r})"
+        for section in ("data", "model", "train", "eval")
+        for name, value in wanted[section].items()
+        if got[section].get(name) != value
+    ]
+    if diffs:
+        wrong = "; ".join(diffs)
+        raise ValueError(f"{run_dir} was not trained with the settings of {model}: {wrong}")
+    keep = ("seed", "valid", "test", "epochs", "best_epoch", "train_seconds", "stopped")
+    row: dict[str, Any] = {k: metrics[k] for k in keep}
+    for optional in ("test_other_protocol", "test_by_popularity"):
+        if optional in metrics:
+            row[optional] = metrics[optional]
+    row["commit"] = metrics.get("provenance", {}).get("commit", "")
+    row["dataset"], row["model"], row["settings"] = dataset, model, settings
+    row["adopted_from"] = str(run_dir)
+    return row
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -134,6 +186,7 @@ def main() -> None:
     parser.add_argument("--models", default="sasrec,sasrec-text", help="comma-separated")
     parser.add_argument("--seeds", default="42,43,44", help="comma-separated")
     parser.add_argument("--summary", action="store_true", help="only rewrite the summary")
+    parser.add_argument("--adopt", type=Path, help="record this finished run folder (one model)")
     add_quick_args(parser, SUMMARY, "tiny data and LLM, sasrec and sasrec-text, 2 seeds")
     add_child_args(parser, nargs=4)
     args = parser.parse_args()
@@ -146,6 +199,9 @@ def main() -> None:
     if args.quick:
         with quick_setup() as quick:
             records = train(args, runs_path, quick.sets(), seeds=[1, 2], models=TEXT_AWARE[:1])
+    elif args.adopt:
+        records = read_records(runs_path)
+        store_record(adopt(args.adopt, args.dataset, args.models), records, runs_path)
     else:
         records = read_records(runs_path) if args.summary else train(args, runs_path, [])
     write_json(summary_path, summarize(records))

@@ -46,13 +46,29 @@ def run_and_store(
 ) -> Record:
     """Run one benchmark child process, ``cmd`` + the path it writes its record to, so that
     each run's peak RSS is its own; put the record into ``existing`` (in place of one with the
-    same ``key``) and save ``existing`` to ``results``. Returns the record."""
+    same ``key``) and save ``existing`` to ``results``. Returns the record.
+
+    The file is read again just before it is written, so that two scripts training different
+    runs side by side (e.g. one seed each) keep each other's records."""
     with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
         subprocess.run([*cmd, tmp.name], check=True)
         record: Record = json.loads(Path(tmp.name).read_text())
-    existing[:] = [r for r in existing if key(r) != key(record)] + [record]
-    write_json(results, existing)
+    store_record(record, existing, results, key)
     return record
+
+
+def store_record(
+    record: Record,
+    existing: list[Record],
+    results: Path,
+    key: Callable[[Record], Hashable] = run_key,
+) -> None:
+    """Put ``record`` into ``existing`` and ``results`` (merged with what the file holds now),
+    in place of any record with the same ``key``."""
+    merged = {key(r): r for r in [*existing, *read_records(results)]}
+    merged[key(record)] = record
+    existing[:] = list(merged.values())
+    write_json(results, existing)
 
 
 def child_json(cmd: list[str], env: dict[str, str] | None = None) -> Any:

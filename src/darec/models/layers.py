@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from darec.config import ModelConfig
+from darec.models.fused_ce import linear_cross_entropy
 
 __all__ = [
     "init_weights",
@@ -276,10 +277,8 @@ def next_item_loss(
         return states.sum() * 0.0  # no target in this batch: a zero that keeps the graph
     num_items = item_weight.shape[0] - 1
     if loss == "ce":
-        logits = h @ item_weight[1:].T  # (P, N)
-        if bias is not None:
-            logits = logits + bias[1:]
-        return F.cross_entropy(logits, pos - 1)
+        # == F.cross_entropy(h @ item_weight[1:].T + bias[1:], pos - 1), without the (P, N) logits
+        return linear_cross_entropy(h, item_weight[1:], pos - 1, None if bias is None else bias[1:])
     if loss == "bpr":
         neg = sample_negatives(pos, num_items)  # (P,)
         pos_score = (h * item_weight[pos]).sum(-1)  # (P,)
