@@ -36,11 +36,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchlib.paths import RESULTS_DIR
+from benchlib.paths import DOC, README, RESULTS_DIR
 from benchlib.quick import add_quick_args, quick_setup
 from benchlib.records import (
     add_child_args,
     read_records,
+    replace_block,
     results_path,
     run_and_store,
     store_record,
@@ -180,6 +181,47 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _cell(entry: dict[str, Any], key: str) -> str:
+    stats = entry.get(key)
+    if not stats:
+        return "-"
+    if len(stats["seeds"]) == 1:
+        return f"{stats['mean']:.4f}"
+    return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The headline table of ``summary``: mean ± standard deviation over seeds, both protocols,
+    test NDCG@10 by target popularity, and the published anchors beside our rows."""
+    lines = [
+        "| dataset | model | seeds | valid NDCG@10 | test NDCG@10 | test HR@10 "
+        "| test NDCG@10, seen items kept | head / torso / tail NDCG@10 | epochs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset, block in summary["datasets"].items():
+        for model, e in block["models"].items():
+            thirds = " / ".join(
+                f"{e[f'test_ndcg10_{n}']['mean']:.4f}" if f"test_ndcg10_{n}" in e else "-"
+                for n in ("head", "torso", "tail")
+            )
+            lines.append(
+                f"| {dataset} | {model} | {len(e['seeds'])} | {_cell(e, 'valid_ndcg10')} "
+                f"| {_cell(e, 'test_ndcg10')} | {_cell(e, 'test_hr10')} "
+                f"| {_cell(e, 'test_ndcg10_seen_items_kept')} | {thirds} "
+                f"| {', '.join(str(n) for n in e['epochs'])} |"
+            )
+        published = block.get("published") or {}
+        if published:
+            lines.append(
+                f"| {dataset} | published SASRec (CE) | - "
+                f"| {published['sasrec_ce_valid_ndcg10']:.4f} "
+                f"| {published['sasrec_ce_test_ndcg10']:.4f} | - | - | - | - |"
+            )
+    anchors = {b["published"]["source"] for b in summary["datasets"].values() if b["published"]}
+    notes = [f"Published: {a}." for a in sorted(anchors)]
+    return "\n".join([*lines, "", *notes]) if notes else "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="amazon-beauty", choices=list(DATASETS))
@@ -204,7 +246,11 @@ def main() -> None:
         store_record(adopt(args.adopt, args.dataset, args.models), records, runs_path)
     else:
         records = read_records(runs_path) if args.summary else train(args, runs_path, [])
-    write_json(summary_path, summarize(records))
+    summary = summarize(records)
+    write_json(summary_path, summary)
+    if not args.quick:
+        for path, block in ((DOC, "accuracy"), (README, "readme-accuracy")):
+            replace_block(path, block, table(summary), "")
     print(f"wrote {summary_path}")
 
 

@@ -79,6 +79,15 @@ CASES: dict[str, tuple[list[str], str, Callable[[Any], bool]]] = {
             {"epoch_seconds", "speedup"} <= r.keys() and len(r["epoch_seconds"]["plain"]) == 2
         ),
     ),
+    "loss_speed": (
+        [],
+        "--out",
+        lambda r: (
+            "cpu_bf16_flags" in r
+            and {t["what"] for t in r["timings"]} == {"loss", "sasrec_step"}
+            and set(r["peak_rss_mb"]["tiny"]) == {"full", "chunked"}
+        ),
+    ),
     "matmul_ceiling": (
         [],
         "--out",
