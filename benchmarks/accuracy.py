@@ -47,7 +47,7 @@ from benchlib.records import (
     store_record,
     write_json,
 )
-from benchlib.settings import DATASETS, SETTINGS, TEXT
+from benchlib.settings import DATASETS, SASREC_TEXT, SETTINGS
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
@@ -71,7 +71,7 @@ SHORT = {"amazon-beauty": "beauty", "ml-100k": "ml100k"}
 def model_settings(dataset: str, model: str) -> list[str]:
     """The recorded settings of ``model`` on ``dataset`` (sasrec-text: SASRec's plus text)."""
     if model == "sasrec-text":
-        return [*SETTINGS[dataset]["sasrec"], "model.name=sasrec-text", *TEXT[dataset]]
+        return [*SETTINGS[dataset]["sasrec"], "model.name=sasrec-text", *SASREC_TEXT[dataset]]
     return list(SETTINGS[dataset][model])
 
 
