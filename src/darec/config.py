@@ -32,6 +32,7 @@ __all__ = [
     "config_from_dict",
     "config_from_run",
     "config_to_dict",
+    "flat_config",
     "former_keys",
 ]
 
@@ -705,6 +706,22 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
         else:
             out[f.name] = value
     return out
+
+
+def flat_config(cfg: Config) -> dict[str, Any]:
+    """Every key of ``cfg`` as ``section.key`` -> plain value (lists for tuples), in the order
+    of the dataclasses: ``{"train.lr": 0.001, ...}``."""
+
+    def flatten(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, dict):
+                out.update(flatten(value, f"{prefix}{key}."))
+            else:
+                out[prefix + key] = value
+        return out
+
+    return flatten(config_to_dict(cfg), "")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
