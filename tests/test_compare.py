@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from darec.cli import app
 from darec.run.compare import compare_runs, summarize_run
 from darec.run.lock import run_lock
-from tests.test_cli import TINY, _env
+from tests.test_cli import train_tiny_runs
 
 runner = CliRunner()
 
@@ -21,19 +21,15 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """Two finished SASRec runs that differ in seed and learning rate, and a Pop run."""
-    from tests.conftest import write_tiny_atomic
-
     root = tmp_path_factory.mktemp("compare")
-    data = write_tiny_atomic(root / "tiny")
-    env = _env(root)
-    for name, extra in (
-        ("a", ["-m", "sasrec", "--set", "train.seed=1"]),
-        ("b", ["-m", "sasrec", "--set", "train.seed=2", "--set", "train.lr=0.005"]),
-        ("pop", ["-m", "pop"]),
-    ):
-        args = ["train", "--data", str(data), "-o", str(root / name), *TINY, *extra]
-        out = runner.invoke(app, args, env=env)
-        assert out.exit_code == 0, out.output
+    env = train_tiny_runs(
+        root,
+        {
+            "a": ["-m", "sasrec", "--set", "train.seed=1"],
+            "b": ["-m", "sasrec", "--set", "train.seed=2", "--set", "train.lr=0.005"],
+            "pop": ["-m", "pop"],
+        },
+    )
     return root, env
 
 

@@ -208,6 +208,10 @@ class TrainConfig:
     """Also save a resumable checkpoint every this many steps inside an epoch; 0: per epoch only."""
     max_minutes: float = 0.0
     """Stop training after this many minutes (then select and test as usual); 0: no limit."""
+    tensorboard: bool = False
+    """Also write what ``log.jsonl`` gets (training loss, learning rate, validation metrics,
+    seconds) as TensorBoard events under ``RUN/tensorboard/`` (needs the ``tensorboard``
+    package: ``pip install 'darec[tensorboard]'``); a resumed run appends to them."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_every < 1 or self.lr <= 0:

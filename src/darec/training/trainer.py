@@ -77,8 +77,9 @@ class FitResult:
     validation was still improving); the CLI prints them."""
 
 
-RESUME_MAY_CHANGE = ("train.epochs", "train.max_minutes", "train.patience")
-"""Config keys a resumed run may change: the budget, never what is trained or how."""
+RESUME_MAY_CHANGE = ("train.epochs", "train.max_minutes", "train.patience", "train.tensorboard")
+"""Config keys a resumed run may change: the budget and the logging, never what is trained or
+how."""
 
 
 def _schedule(cfg: Config, total_steps: int) -> Callable[[int], float]:
@@ -117,7 +118,8 @@ class Trainer:
         self.dataset = dataset
         self.split = split
         self.run_dir = Path(run_dir)
-        self.log = TrainingLog(self.run_dir / "log.jsonl")
+        board = self.run_dir / "tensorboard" if cfg.train.tensorboard else None
+        self.log = TrainingLog(self.run_dir / "log.jsonl", board)
         self.callback = callback
         self._clock = time.monotonic()  # when training time last started counting (fit)
         if len(split.valid.targets) == 0:
@@ -375,7 +377,10 @@ class Trainer:
         ``test=False`` (hyper-parameter tuning) never reads the test split.
         """
         with run_lock(self.run_dir):
-            return self._fit(resume, test)
+            try:
+                return self._fit(resume, test)
+            finally:
+                self.log.close()
 
     def _fit(self, resume: bool, test: bool) -> FitResult:
         cfg = self.cfg.train
