@@ -50,7 +50,7 @@ def test_finished_runs_side_by_side_with_the_settings_that_differ(runs):
     ]
     assert [c.strip() for c in rows["stopped"]] == ["epochs", "epochs"]
     assert "train.lr: 0.001 | 0.005" in out.output
-    assert "train.seed" not in out.output  # it has its own column
+    assert "train.seed" not in out.output  # it has its own row
     assert "model.name" not in out.output
 
 
@@ -71,7 +71,7 @@ def test_json_reads_back_both_protocols(runs):
     assert a["valid"] == metrics["valid"] and a["finished"] and a["seed"] == 1
     assert (a["model"], pop["model"], pop["stopped"]) == ("sasrec", "pop", "untrainable")
     assert a["dataset"] == pop["dataset"] == "tiny"
-    # model.name has its column; the seeds are 1 and 42 (a column too)
+    # model.name and the seeds (1 and 42) have rows of their own
     assert "model.name" not in result["differences"]
     assert "train.seed" not in result["differences"]
 

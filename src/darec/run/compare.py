@@ -18,10 +18,10 @@ from darec.run.folder import RunFolder
 from darec.run.lock import lock_holder
 from darec.run.state import TrainerState
 
-__all__ = ["RunSummary", "Comparison", "summarize_run", "compare_runs", "OWN_COLUMNS"]
+__all__ = ["RunSummary", "Comparison", "summarize_run", "compare_runs", "OWN_ROWS"]
 
-OWN_COLUMNS = ("model.name", "train.seed")
-"""Config keys shown in a column of their own, so never among the differing settings."""
+OWN_ROWS = ("model.name", "train.seed")
+"""Config keys shown in a row of their own, so never among the differing settings."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,12 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class Comparison:
+    """What ``darec compare`` prints: a summary per run, and how their settings differ."""
+
     runs: list[RunSummary]
     differences: dict[str, list[Any]]
     """``section.key`` -> the value of every run, in order, for the keys whose values are not
-    all equal (``OWN_COLUMNS`` left out)."""
+    all equal (``OWN_ROWS`` left out)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"runs": [r.to_json() for r in self.runs], "differences": self.differences}
@@ -92,7 +94,13 @@ def _summary(folder: RunFolder, label: str) -> RunSummary:
         dataset=str(folder.ids.get("dataset", "")),
         seed=cfg.train.seed,
         finished=False,
-        stopped=f"training ({holder})" if holder else "interrupted" if progress else "not started",
+        stopped=(
+            f"training ({holder})"
+            if holder is not None
+            else "not started"
+            if progress is None
+            else "interrupted"
+        ),
         best_epoch=None if progress is None else progress.best_epoch,
         epochs=None if progress is None else progress.epoch,
         train_seconds=None if progress is None else progress.elapsed,
@@ -127,6 +135,6 @@ def compare_runs(paths: Sequence[str | Path]) -> Comparison:
     differences: dict[str, list[Any]] = {}
     for key in dict.fromkeys(k for flat in flats for k in flat):  # every key once, in order
         values = [flat.get(key) for flat in flats]
-        if key not in OWN_COLUMNS and any(v != values[0] for v in values):
+        if key not in OWN_ROWS and any(v != values[0] for v in values):
             differences[key] = values
     return Comparison(runs, differences)
