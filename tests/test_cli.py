@@ -31,6 +31,20 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {"DAREC_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"}
 
 
+def train_tiny_runs(root: Path, runs: dict[str, list[str]]) -> dict[str, str]:
+    """``darec train`` (``TINY``) on a tiny dataset written under ``root``, once per run name
+    with its extra arguments, into ``root/NAME``; returns the environment to use the runs in."""
+    from tests.conftest import write_tiny_atomic
+
+    data = write_tiny_atomic(root / "tiny")
+    env = _env(root)
+    for name, extra in runs.items():
+        args = ["train", "--data", str(data), "-o", str(root / name), *TINY, *extra]
+        out = runner.invoke(app, args, env=env)
+        assert out.exit_code == 0, out.output
+    return env
+
+
 def test_train_evaluate_recommend_end_to_end(tiny_data, tmp_path):
     env = _env(tmp_path)
     run = tmp_path / "run"

@@ -14,21 +14,15 @@ from typer.testing import CliRunner
 
 from darec.cli import app
 from darec.run import RunFolder, checkpoint_path
-from tests.test_cli import TINY, _env
+from tests.test_cli import TINY, _env, train_tiny_runs
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    from tests.conftest import write_tiny_atomic
-
     root = tmp_path_factory.mktemp("runs")
-    data = write_tiny_atomic(root / "tiny")
-    env = _env(root)
-    args = ["train", "--data", str(data), "--model", "sasrec", "-o", str(root / "run"), *TINY]
-    out = runner.invoke(app, args, env=env)
-    assert out.exit_code == 0, out.output
+    env = train_tiny_runs(root, {"run": ["--model", "sasrec"]})
     return root / "run", env
 
 

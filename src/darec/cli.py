@@ -27,6 +27,7 @@ from darec.errors import DarecError
 
 if TYPE_CHECKING:
     from darec.data.cold import ColdSplit
+    from darec.run.compare import Comparison
     from darec.serving.recommend import Recommender
 
 app = typer.Typer(
@@ -80,6 +81,7 @@ def _logging(
 
 
 SHOWN_METRICS = ("HR@10", "NDCG@10", "MRR@10", "HR@20", "NDCG@20")
+SHOWN_COMPARED = ("NDCG@10", "HR@10")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
 SetOpt = Annotated[
@@ -258,6 +260,80 @@ def report(
         )
     console.print(table)
     console.print(f"curves: {target}")
+
+
+@app.command()
+def compare(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Run folders written by `darec train` (finished or not).")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """Runs side by side: model, data, seed, valid and test NDCG@10/HR@10, epochs, why training
+    stopped, train minutes, and the settings that differ between the runs."""
+    from darec.run.compare import compare_runs
+
+    try:
+        result = compare_runs(runs)
+    except DarecError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(result.to_json()))
+        return
+    console.print(_compare_table(result))
+    if len(runs) < 2:
+        return
+    if not result.differences:
+        console.print("the runs have the same settings (apart from model and seed)")
+        return
+    console.print("settings that differ:")
+    for key, values in result.differences.items():
+        console.print(f"  {key}: " + " | ".join(_setting(v) for v in values))
+
+
+def _setting(value: Any) -> str:
+    """A config value as a TOML file or ``--set`` writes it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(_setting(v) for v in value)
+    return str(value)
+
+
+def _compare_table(result: Comparison) -> Table:
+    """One column per run, one row per value (narrow terminals fit several runs)."""
+    runs = result.runs
+    table = Table(title="runs side by side (seen kept: test with seen items as candidates)")
+    table.add_column("", no_wrap=True)
+    for r in runs:
+        table.add_column(Text(r.run), justify="right", overflow="fold")  # no markup in a path
+
+    def metric(part: str, name: str) -> list[str]:
+        return [f"{getattr(r, part)[name]:.4f}" if name in getattr(r, part) else "-" for r in runs]
+
+    rows: list[tuple[str, list[str]]] = [
+        ("model", [r.model for r in runs]),
+        ("dataset", [r.dataset for r in runs]),
+        ("seed", [str(r.seed) for r in runs]),
+    ]
+    parts = [("valid", "valid"), ("test", "test")]
+    if any(r.test_seen_kept for r in runs):  # recorded by runs since both protocols were
+        parts.append(("seen kept", "test_seen_kept"))
+    rows += [(f"{label} {m}", metric(part, m)) for label, part in parts for m in SHOWN_COMPARED]
+    rows += [
+        (
+            "best / epochs",
+            ["-" if r.epochs is None else f"{r.best_epoch}/{r.epochs}" for r in runs],
+        ),
+        ("stopped", [r.stopped for r in runs]),
+        (
+            "train minutes",
+            ["-" if r.train_seconds is None else f"{r.train_seconds / 60:.1f}" for r in runs],
+        ),
+    ]
+    for label, values in rows:
+        table.add_row(label, *(Text(v) for v in values))  # values from the files: no markup
+    return table
 
 
 @app.command()

@@ -32,6 +32,7 @@ __all__ = [
     "config_from_dict",
     "config_from_run",
     "config_to_dict",
+    "flat_config",
     "former_keys",
 ]
 
@@ -207,6 +208,10 @@ class TrainConfig:
     """Also save a resumable checkpoint every this many steps inside an epoch; 0: per epoch only."""
     max_minutes: float = 0.0
     """Stop training after this many minutes (then select and test as usual); 0: no limit."""
+    tensorboard: bool = False
+    """Also write what ``log.jsonl`` gets (training loss, learning rate, validation metrics,
+    seconds) as TensorBoard events under ``RUN/tensorboard/`` (needs the ``tensorboard``
+    package: ``pip install 'darec[tensorboard]'``); a resumed run appends to them."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_every < 1 or self.lr <= 0:
@@ -705,6 +710,22 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
         else:
             out[f.name] = value
     return out
+
+
+def flat_config(cfg: Config) -> dict[str, Any]:
+    """Every key of ``cfg`` as ``section.key`` -> plain value (lists for tuples), in the order
+    of the dataclasses: ``{"train.lr": 0.001, ...}``."""
+
+    def flatten(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, dict):
+                out.update(flatten(value, f"{prefix}{key}."))
+            else:
+                out[prefix + key] = value
+        return out
+
+    return flatten(config_to_dict(cfg), "")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -42,6 +42,7 @@ __all__ = [
     "CheckpointState",
     "save_checkpoint",
     "load_checkpoint",
+    "read_trainer_state",
     "checkpoint_path",
     "optimizer_to_flat",
     "optimizer_from_flat",
@@ -230,14 +231,26 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
+def _read_state_json(folder: Path) -> tuple[dict[str, Any], TrainerState]:
+    """A checkpoint's ``state.json`` and the trainer's progress in it."""
+    path = folder / "state.json"
+    extra = read_json(path)
+    if not isinstance(extra, dict) or "trainer" not in extra:
+        raise CheckpointError(f"{path} has no 'trainer' entry")
+    return extra, TrainerState.from_dict(extra["trainer"], source=str(path))
+
+
+def read_trainer_state(folder: Path) -> TrainerState:
+    """The trainer's progress saved in a checkpoint folder, without reading any tensor."""
+    return _read_state_json(folder)[1]
+
+
 def load_checkpoint(folder: Path, with_training_state: bool = True) -> CheckpointState:
     """Read a checkpoint folder written by :func:`save_checkpoint`."""
     model = _read_tensors(folder / "model.safetensors")
     if not with_training_state:
         return CheckpointState(model, None, None, torch.empty(0, dtype=torch.uint8), TrainerState())
-    extra = read_json(folder / "state.json")
-    if not isinstance(extra, dict) or "trainer" not in extra:
-        raise CheckpointError(f"{folder / 'state.json'} has no 'trainer' entry")
+    extra, trainer = _read_state_json(folder)
     tensors = _read_tensors(folder / "optimizer.safetensors")
     if "rng.torch" not in tensors:
         raise CheckpointError(f"{folder / 'optimizer.safetensors'} has no 'rng.torch' tensor")
@@ -256,6 +269,6 @@ def load_checkpoint(folder: Path, with_training_state: bool = True) -> Checkpoin
         optimizer=optimizer,
         scheduler=extra.get("scheduler"),
         rng=tensors["rng.torch"],
-        trainer=TrainerState.from_dict(extra["trainer"], source=str(folder / "state.json")),
+        trainer=trainer,
         cuda_rng=tensors.get("rng.cuda"),
     )

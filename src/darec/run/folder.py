@@ -23,7 +23,8 @@ from darec.models.base import ModelContext, SequentialRecommender
 from darec.models.registry import build_model
 from darec.paths import cache_dir
 from darec.run.added import AddedItems, read_added_items
-from darec.run.checkpoint import checkpoint_path, load_checkpoint, read_json
+from darec.run.checkpoint import checkpoint_path, load_checkpoint, read_json, read_trainer_state
+from darec.run.state import TrainerState
 
 __all__ = [
     "RunFolder",
@@ -117,6 +118,29 @@ class RunFolder:
         added = self.added_items
         trained: list[str] = self.ids["item_ids"]
         return trained if added is None else trained + added.item_ids
+
+    @cached_property
+    def metrics(self) -> dict[str, Any] | None:
+        """``metrics.json``, written when training ended (selected epoch, valid and test
+        metrics); None while the run has not finished."""
+        path = self.path / "metrics.json"
+        if not path.exists():
+            return None
+        metrics = read_json(path)
+        if not isinstance(metrics, dict):
+            raise CheckpointError(
+                f"{path}: expected a JSON object, as `darec train` writes it; was the file edited?"
+            )
+        checked: dict[str, Any] = metrics
+        return checked
+
+    @cached_property
+    def progress(self) -> TrainerState | None:
+        """Where training stood at the last checkpoint (epochs, best validation, training
+        time); None before the first checkpoint."""
+        if not (self.path / "checkpoints" / "pointers.json").exists():
+            return None
+        return read_trainer_state(self.checkpoint("last"))
 
     def checkpoint(self, which: str = "best") -> Path:
         """Folder of the ``best`` or ``last`` checkpoint."""

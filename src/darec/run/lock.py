@@ -17,7 +17,7 @@ from pathlib import Path
 
 from darec.errors import CheckpointError
 
-__all__ = ["run_lock"]
+__all__ = ["run_lock", "lock_holder"]
 
 try:
     import fcntl
@@ -54,3 +54,16 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         handle.close()  # releases the lock
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """Who trains ``run_dir`` now (``pid N on HOST``), or None when no process holds its lock."""
+    path = run_dir / ".lock"
+    if fcntl is None or not path.exists():
+        return None
+    with open(path, encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "another process"
+    return None  # closing the file released the lock just taken

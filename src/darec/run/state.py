@@ -54,6 +54,21 @@ class TrainerState:
     saves: int = 0
     """Checkpoints written so far (part of each checkpoint's folder name)."""
 
+    def best_metrics(self) -> dict[str, float]:
+        """The metrics of the selected (best) validation; the last one's if it is not in the
+        history (runs saved before ``best_step`` existed match on the epoch alone); empty
+        before any validation."""
+        best = next(
+            (
+                h
+                for h in reversed(self.history)
+                if h["epoch"] == self.best_epoch
+                and (self.best_step is None or h["step"] == self.best_step)
+            ),
+            self.history[-1] if self.history else {},
+        )
+        return {k: v for k, v in best.items() if "@" in k}
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object stored in checkpoints (``best_step`` left out when unknown, as the
         older runs it comes from wrote it)."""

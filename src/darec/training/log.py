@@ -7,15 +7,29 @@ the steps it is about to redo (those after its last checkpoint) and the log read
 the epoch it resumes in is logged with the steps run after the resume (``steps`` of
 ``of_steps``).
 ``darec report RUN`` prints it and plots the curves.
+
+With ``train.tensorboard`` the same records also go to TensorBoard event files under
+``RUN/tensorboard/``: each number of a record is a scalar ``train/<key>`` (epoch records) or
+``valid/<key>`` (validations) at its global step. A resumed run opens a new event file there and
+hides the events after its checkpoint's step (TensorBoard's ``purge_step``), as it drops those
+lines of ``log.jsonl``.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["TrainingLog", "read_log", "plot_log"]
+from darec.errors import DarecError
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+__all__ = ["TrainingLog", "read_log", "plot_log", "TENSORBOARD_TAGS"]
+
+TENSORBOARD_TAGS = {"epoch": "train", "valid": "valid"}
+"""Log event -> the TensorBoard tag prefix of its values."""
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
@@ -34,15 +48,53 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-class TrainingLog:
-    """Appends records to ``path`` (flushed at once: a crash loses nothing written)."""
+def _summary_writer_class() -> type[SummaryWriter]:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise DarecError(
+            "train.tensorboard = true needs the tensorboard package, which is not installed: "
+            "pip install 'darec[tensorboard]' (or set train.tensorboard = false)"
+        ) from None
+    return SummaryWriter
 
-    def __init__(self, path: Path) -> None:
+
+class TrainingLog:
+    """Appends records to ``path`` (flushed at once: a crash loses nothing written), and to
+    TensorBoard event files in ``tensorboard`` when given (call :meth:`close` at the end)."""
+
+    def __init__(self, path: Path, tensorboard: Path | None = None) -> None:
         self.path = path
+        self.tensorboard = tensorboard
+        # checked now, so a missing package is reported before any training
+        self._writer_class = None if tensorboard is None else _summary_writer_class()
+        self._writer: SummaryWriter | None = None
+        self._purge_from: int | None = None
 
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, allow_nan=True) + "\n")
+        if self._writer_class is not None:
+            self._write_tensorboard(record)
+
+    def _write_tensorboard(self, record: dict[str, Any]) -> None:
+        prefix = TENSORBOARD_TAGS.get(str(record.get("event")))
+        if prefix is None or self._writer_class is None:
+            return
+        if self._writer is None:  # opened at the first record (after a resume's truncation)
+            self._writer = self._writer_class(str(self.tensorboard), purge_step=self._purge_from)
+        step = int(record.get("step", 0))
+        for key, value in record.items():
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if number and key not in ("event", "step"):
+                self._writer.add_scalar(f"{prefix}/{key}", value, step)
+        self._writer.flush()  # as log.jsonl: a crash loses nothing written
+
+    def close(self) -> None:
+        """Close the TensorBoard event file, if one is open."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def truncate_after(self, step: int) -> None:
         """Drop the records written after global step ``step`` (a resume redoes those steps)."""
@@ -50,6 +102,8 @@ class TrainingLog:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
         tmp.replace(self.path)
+        self.close()
+        self._purge_from = step + 1  # TensorBoard hides the events from this step on
 
 
 def plot_log(records: list[dict[str, Any]], path: Path, metric: str = "NDCG@10") -> None:

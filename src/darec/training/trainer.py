@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from darec.config import Config, config_from_run, config_to_dict
+from darec.config import Config, config_from_run, config_to_dict, flat_config
 from darec.data.batching import make_batch, training_windows
 from darec.data.split import Split
 from darec.data.types import SequenceDataset
@@ -77,19 +77,9 @@ class FitResult:
     validation was still improving); the CLI prints them."""
 
 
-RESUME_MAY_CHANGE = ("train.epochs", "train.max_minutes", "train.patience")
-"""Config keys a resumed run may change: the budget, never what is trained or how."""
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
+RESUME_MAY_CHANGE = ("train.epochs", "train.max_minutes", "train.patience", "train.tensorboard")
+"""Config keys a resumed run may change: the budget and the logging, never what is trained or
+how."""
 
 
 def _schedule(cfg: Config, total_steps: int) -> Callable[[int], float]:
@@ -128,7 +118,8 @@ class Trainer:
         self.dataset = dataset
         self.split = split
         self.run_dir = Path(run_dir)
-        self.log = TrainingLog(self.run_dir / "log.jsonl")
+        board = self.run_dir / "tensorboard" if cfg.train.tensorboard else None
+        self.log = TrainingLog(self.run_dir / "log.jsonl", board)
         self.callback = callback
         self._clock = time.monotonic()  # when training time last started counting (fit)
         if len(split.valid.targets) == 0:
@@ -208,8 +199,8 @@ class Trainer:
         # normalised: keys added since (at their defaults) or renamed do not count as changes
         # data paths compared absolute: runs saved before they were stored so still resume
         saved_cfg = with_absolute_paths(config_from_run(read_json(self.run_dir / "config.json")))
-        saved = _flatten(config_to_dict(saved_cfg))
-        now = _flatten(config_to_dict(with_absolute_paths(self.cfg)))
+        saved = flat_config(saved_cfg)
+        now = flat_config(with_absolute_paths(self.cfg))
         changed = [k for k in now if saved.get(k) != now[k]]
         refused = [k for k in changed if k not in RESUME_MAY_CHANGE]
         if "train.epochs" in changed and self.cfg.train.scheduler != "constant":
@@ -386,7 +377,10 @@ class Trainer:
         ``test=False`` (hyper-parameter tuning) never reads the test split.
         """
         with run_lock(self.run_dir):
-            return self._fit(resume, test)
+            try:
+                return self._fit(resume, test)
+            finally:
+                self.log.close()
 
     def _fit(self, resume: bool, test: bool) -> FitResult:
         cfg = self.cfg.train
@@ -439,17 +433,7 @@ class Trainer:
     def _finish(self, stopped: str, read_test: bool) -> FitResult:
         best = load_checkpoint(checkpoint_path(self.run_dir, "best"), with_training_state=False)
         self.model.load_trained_state(best.model)
-        best_step = self.state.best_step  # None in runs saved before it existed
-        valid = next(
-            (
-                h
-                for h in reversed(self.state.history)
-                if h["epoch"] == self.state.best_epoch
-                and (best_step is None or h["step"] == best_step)
-            ),
-            self.state.history[-1] if self.state.history else {},
-        )
-        valid = {k: v for k, v in valid.items() if "@" in k}
+        valid = self.state.best_metrics()
         # the only read of the test split: the selected checkpoint under both protocols (seen
         # items excluded or kept as candidates) and by the target's popularity
         test, test_other, by_popularity = self._test_report() if read_test else ({}, {}, {})
