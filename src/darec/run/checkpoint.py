@@ -5,6 +5,7 @@ A run folder looks like::
     run/
       config.json        the full Config
       ids.json           external user and item ids (index = internal id)
+      data.json          the data files read and the counts after filtering (fingerprint.py)
       metrics.json       final valid/test metrics, seed, versions, commit
       checkpoints/
         pointers.json    {"last": "step-00001234-0041", "best": "step-00000980-0033"}
