@@ -62,14 +62,14 @@ def _check_catalog_ids(raw: RawData, item_names: pd.Index) -> None:
     (its id column is likely the wrong one, or it belongs to other data)."""
     if not raw.catalog or any(str(name) in raw.catalog for name in item_names):
         return
-        source = raw.item_source or "the item file"
-        ours = ", ".join(repr(str(i)) for i in item_names[:3])
-        theirs = ", ".join(repr(i) for i in list(raw.catalog)[:3])
-        raise DataError(
-            f"none of the {len(raw.catalog)} item ids of {source} (e.g. {theirs}) is an item of "
-            f"{raw.source or 'the interactions'} (e.g. {ours}); is the item file's id column "
-            "the right one (data.item_id_column) and the file the right one (data.item_path)?"
-        )
+    source = raw.item_source or "the item file"
+    ours = ", ".join(repr(str(i)) for i in item_names[:3])
+    theirs = ", ".join(repr(i) for i in list(raw.catalog)[:3])
+    raise DataError(
+        f"none of the {len(raw.catalog)} item ids of {source} (e.g. {theirs}) is an item of "
+        f"{raw.source or 'the interactions'} (e.g. {ours}); is the item file's id column "
+        "the right one (data.item_id_column) and the file the right one (data.item_path)?"
+    )
 
 
 def preprocess(raw: RawData, cfg: DataConfig, name: str) -> SequenceDataset:
