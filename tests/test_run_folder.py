@@ -79,11 +79,12 @@ def test_weights_of_the_wrong_shape_do_not_fit(trained, tmp_path):
         ("ids.json", '{"user_ids": 3, "item_ids": []}', "ids.json: expected 'user_ids'"),
         ("data.json", '{"files": 3}', "data.json: expected dataset_key, files"),
         ("data.json", "[1", "data.json is not valid JSON"),
+        ("config.json", b"\x80{}", "config.json is not valid JSON: byte 0 is not UTF-8"),
     ],
 )
 def test_edited_run_files_are_named(trained, tmp_path, name, content, expected):
     run = _copy(trained, tmp_path)
-    (run / name).write_text(content)
+    (run / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     assert expected in _evaluate(run, trained[1])
 
 

@@ -65,12 +65,19 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """A run file's JSON; missing, unreadable, non-UTF-8 or invalid JSON is a CheckpointError."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing") from None
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(
+            f"{path} is not valid JSON: byte {exc.start} is not UTF-8; was the file damaged?"
+        ) from None
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read: {exc.strerror or exc}") from None
 
 
 def provenance() -> dict[str, str]:
