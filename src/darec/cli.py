@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -68,10 +68,22 @@ def _warnings_shown() -> Iterator[None]:
     the time column it chose, data that changed) is printed as ``warning: ...`` lines, each
     time, instead of Python's warning format."""
 
-    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
-        err.print(Text.assemble(("warning:", "bold yellow"), f" {message}"))
-
     with warnings.catch_warnings():
+        others = warnings.showwarning  # every other warning as Python shows it
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            if issubclass(category, DataWarning):
+                err.print(Text.assemble(("warning:", "bold yellow"), f" {message}"))
+            else:
+                others(message, category, filename, lineno, file, line)
+
         warnings.simplefilter("always", DataWarning)
         warnings.showwarning = show
         yield
