@@ -232,3 +232,20 @@ def test_demo_says_when_a_run_kept_its_start(tmp_path):
     assert "kept its start" in out.output and "no training epoch beat its validated start" in (
         " ".join(out.output.split())
     )
+
+
+def test_data_warnings_are_printed_as_warning_lines(tmp_path):
+    """What the reader assumed (here: the time column it chose) is shown at every load."""
+    data = tmp_path / "d.csv"
+    rows = ["user_id,item_id,Event_Time"]
+    rows += [f"u{u},i{(u + t) % 6},{10 - t}" for u in range(4) for t in range(3)]
+    data.write_text("\n".join(rows) + "\n")
+    args = ["data", "info", str(data), "--set", "data.item_min=1", "--set", "data.user_min=1"]
+    for _ in range(2):  # read, then from the cache: said both times
+        out = runner.invoke(app, args, env=_env(tmp_path))
+        assert out.exit_code == 0, out.output
+        text = " ".join(out.output.split())
+        assert (
+            "warning: d.csv: data.time_column 'timestamp' is not in the header; reading the "
+            "times from column 'Event_Time' instead"
+        ) in text

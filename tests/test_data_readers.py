@@ -303,3 +303,127 @@ def test_csv_repeated_column_names_are_an_error(tmp_path: Path) -> None:
     path = write(tmp_path / "x.csv", "user_id,item_id,item_id\nu,i,j\n")
     with pytest.raises(DataError, match=r"x.csv:1: .*item_id twice"):
         read_raw(DataConfig(path=str(path)))
+
+
+# ---------------------------------------------------------------- what a careless user gives
+
+
+def _gzip_bomb(path: Path, megabytes: int) -> Path:
+    """A small .gz file that expands to ``megabytes`` MB of zeros (one endless line)."""
+    with gzip.open(path, "wb", compresslevel=9) as handle:
+        zeros = bytes(1 << 20)
+        for _ in range(megabytes):
+            handle.write(zeros)
+    return path
+
+
+@pytest.mark.parametrize("name", ["bomb.csv.gz", "reviews.json.gz"])
+def test_a_gzip_bomb_stops_at_the_decompressed_limit(tmp_path: Path, name: str) -> None:
+    bomb = _gzip_bomb(tmp_path / name, 50)
+    assert bomb.stat().st_size < 200_000  # 50 MB of zeros compress to almost nothing
+    cfg = DataConfig(path=str(bomb), max_decompressed_mb=2)
+    with pytest.raises(DataError) as info:
+        read_raw(cfg)
+    message = str(info.value)
+    assert str(bomb) in message and "more than 2 MB" in message
+    assert "data.max_decompressed_mb" in message
+
+
+def test_a_gzip_file_within_the_limit_reads_as_before(tmp_path: Path) -> None:
+    path = write(tmp_path / "log.csv.gz", "user_id,item_id,timestamp\nu,a,2\nu,b,1\n")
+    raw = read_raw(DataConfig(path=str(path), max_decompressed_mb=1))
+    assert frame_rows(raw) == [("u", "a", 2.0), ("u", "b", 1.0)]
+
+
+def test_damaged_gzip_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv.gz"
+    path.write_bytes(gzip.compress(b"user_id,item_id\nu,a\n" * 100)[:40])
+    with pytest.raises(DataError, match=r"log\.csv\.gz: expected a gzip-compressed file"):
+        read_raw(DataConfig(path=str(path)))
+    path.write_bytes(b"\x1f\x8b\x08\x00" + b"not deflate at all" * 5)
+    with pytest.raises(DataError, match="expected a gzip-compressed file"):
+        read_raw(DataConfig(path=str(path)))
+
+
+@pytest.mark.parametrize("column", ["Time", "ts", "event_time", "order_date", "Created_At"])
+def test_a_csv_without_the_default_time_column_takes_a_likely_one(
+    tmp_path: Path, column: str
+) -> None:
+    path = write(tmp_path / "log.csv", f"user_id,item_id,{column}\nu,a,20\nu,b,10\n")
+    raw = read_raw(DataConfig(path=str(path)))
+    assert frame_rows(raw) == [("u", "a", 20.0), ("u", "b", 10.0)]
+    (note,) = raw.notes
+    assert f"reading the times from column {column!r}" in note
+    assert "data.time_column 'timestamp' is not in the header" in note
+
+
+def test_a_guessed_time_column_that_does_not_parse_says_it_was_guessed(tmp_path: Path) -> None:
+    path = write(tmp_path / "log.csv", "user_id,item_id,date\nu,a,12/03/2020\n")
+    with pytest.raises(DataError) as info:
+        read_raw(DataConfig(path=str(path)))
+    message = str(info.value)
+    assert "log.csv:2:" in message and "'12/03/2020'" in message
+    assert "column 'date' was taken for the time column" in message
+    assert 'or to "" to use the file order' in message
+
+
+def test_file_order_is_said_loudly_and_louder_when_users_are_scattered(tmp_path: Path) -> None:
+    grouped = write(tmp_path / "g.csv", "user_id,item_id,rating\nu,a,5\nu,b,4\nv,a,3\n")
+    (note,) = read_raw(DataConfig(path=str(grouped))).notes
+    assert "FILE ORDER" in note and "user_id, item_id, rating" in note
+    assert "not together" not in note
+    scattered = write(tmp_path / "s.csv", "user_id,item_id\nu,a\nv,b\nu,c\n")
+    raw = read_raw(DataConfig(path=str(scattered)))
+    assert frame_rows(raw) == [("u", "a", 0.0), ("v", "b", 1.0), ("u", "c", 2.0)]
+    (note,) = raw.notes
+    assert "user 'u' at lines 2 and 4" in note and "probably not sorted by time" in note
+    # file order chosen on purpose: nothing to say
+    assert read_raw(DataConfig(path=str(scattered), time_column="")).notes == []
+
+
+def test_the_time_notes_reach_every_load_even_from_the_cache(tmp_path: Path) -> None:
+    from darec.data.dataset import load_dataset
+    from darec.errors import DataWarning
+
+    lines = "".join(f"u{u},i{(u + t) % 4},{t}\n" for u in range(3) for t in range(3))
+    path = write(tmp_path / "log.csv", "user_id,item_id,when_ts\n" + lines)
+    cfg = DataConfig(path=str(path), user_min=1, item_min=1)
+    for _ in range(2):  # built, then read from the cache
+        with pytest.warns(DataWarning, match="reading the times from column 'when_ts'"):
+            ds = load_dataset(cfg, tmp_path / "cache")
+        assert ds.notes and ds.num_interactions == 9
+
+
+def test_the_item_file_may_name_its_id_column_differently(tmp_path: Path) -> None:
+    path = write(tmp_path / "log.csv", "user_id,item_id,timestamp\nu,p1,1\nu,p2,2\n")
+    items = write(tmp_path / "items.csv", "asin,title\np1,Soap\np2,Shampoo\n")
+    cfg = DataConfig(path=str(path), item_path=str(items))
+    with pytest.raises(DataError) as info:
+        read_raw(cfg)
+    message = str(info.value)
+    assert "items.csv:1:" in message and "'item_id'" in message and "asin, title" in message
+    assert "set data.item_id_column" in message
+    raw = read_raw(DataConfig(path=str(path), item_path=str(items), item_id_column="asin"))
+    assert raw.catalog == {"p1": {"title": "Soap"}, "p2": {"title": "Shampoo"}}
+
+
+def test_an_atomic_item_file_may_name_its_id_column_differently(tmp_path: Path) -> None:
+    write(tmp_path / "d" / "d.inter", "user_id:token\titem_id:token\ttimestamp:float\nu\tp1\t1\n")
+    write(tmp_path / "d" / "d.item", "iid:token\ttitle:token_seq\np1\tSoap\n")
+    with pytest.raises(DataError, match=r"d\.item:1: .*'item_id'.*set data\.item_id_column"):
+        read_raw(DataConfig(path=str(tmp_path / "d")))
+    raw = read_raw(DataConfig(path=str(tmp_path / "d"), item_id_column="iid"))
+    assert raw.catalog == {"p1": {"title": "Soap"}}
+
+
+def test_an_item_file_matching_no_interaction_id_is_an_error(tmp_path: Path) -> None:
+    from darec.data.preprocess import preprocess
+
+    path = write(tmp_path / "log.csv", "user_id,item_id,timestamp\nu,p1,1\nu,p2,2\n")
+    items = write(tmp_path / "items.csv", "item_id,title\nX9,Soap\nX8,Shampoo\n")
+    cfg = DataConfig(path=str(path), item_path=str(items), user_min=1, item_min=1)
+    with pytest.raises(DataError) as info:
+        preprocess(read_raw(cfg), cfg, "log")
+    message = str(info.value)
+    assert f"none of the 2 item ids of {items}" in message and "'X9'" in message
+    assert "'p1'" in message and "data.item_id_column" in message

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from darec.cli import app
-from darec.run import RunFolder, checkpoint_path
+from darec.run import RunFolder, checkpoint_path, load_checkpoint
 from tests.test_cli import TINY, _env, train_tiny_runs
 
 runner = CliRunner()
@@ -68,11 +71,14 @@ def test_weights_of_the_wrong_shape_do_not_fit(trained, tmp_path):
         ("config.json", "{not json", "config.json is not valid JSON"),
         ("ids.json", '{"user_ids": ["", "u1"]}', "ids.json: expected 'item_ids', a list of id"),
         ("ids.json", '{"user_ids": 3, "item_ids": []}', "ids.json: expected 'user_ids'"),
+        ("data.json", '{"files": 3}', "data.json: expected dataset_key, files"),
+        ("data.json", "[1", "data.json is not valid JSON"),
+        ("config.json", b"\x80{}", "config.json is not valid JSON: byte 0 is not UTF-8"),
     ],
 )
 def test_edited_run_files_are_named(trained, tmp_path, name, content, expected):
     run = _copy(trained, tmp_path)
-    (run / name).write_text(content)
+    (run / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     assert expected in _evaluate(run, trained[1])
 
 
@@ -185,3 +191,156 @@ def test_recommend_shows_titles_and_the_users_recent_history(trained):
     out = runner.invoke(app, ["recommend", str(run), "--user", "u1", "-k", "3", "--json"], env=env)
     first = json.loads(out.output.splitlines()[0])
     assert first["item"].startswith("i") and first["title"] is None  # --json keeps ids
+
+
+# ------------------------------------------------------------ data that changed since training
+
+
+def _copy_data(trained: tuple[Path, dict[str, str]], tmp_path: Path) -> Path:
+    source = Path(json.loads((trained[0] / "config.json").read_text())["data"]["path"])
+    return Path(shutil.copytree(source, tmp_path / "data"))
+
+
+def _add_rows(data: Path) -> None:
+    """A new user of known items, after the others: the same item list, so only the
+    fingerprint tells."""
+    with (data / "tiny.inter").open("a") as handle:
+        handle.write("u99\ti1\t5000\nu99\ti2\t5001\nu99\ti3\t5002\n")
+
+
+def test_the_run_records_the_data_it_trained_on(trained):
+    saved = json.loads((trained[0] / "data.json").read_text())
+    names = [Path(f["path"]).name for f in saved["files"]]
+    assert names == ["tiny.inter", "tiny.item"]
+    assert all(len(f["sha256"]) == 64 and f["size"] > 0 for f in saved["files"])
+    ids = json.loads((trained[0] / "ids.json").read_text())
+    assert saved["counts"]["users"] == 40 == len(ids["user_ids"]) - 1
+    assert saved["counts"]["items"] == len(ids["item_ids"]) - 1
+    assert saved["dataset_key"] == ids["dataset_key"]
+
+
+def test_evaluate_refuses_data_that_changed_unless_allowed(trained, tmp_path):
+    run, env = trained
+    data = _copy_data(trained, tmp_path)
+    args = ["evaluate", str(run), "--device", "cpu", "--data", str(data)]
+    moved = runner.invoke(app, args, env=env)
+    assert moved.exit_code == 0, moved.output  # moved, same bytes: the same data
+    _add_rows(data)
+    out = runner.invoke(app, args, env=env)
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    message = " ".join(out.output.split())
+    assert f"the data changed since run {run} was trained" in message
+    assert f"interaction file {data / 'tiny.inter'} (was " in message
+    n = json.loads((run / "data.json").read_text())["counts"]["interactions"]
+    assert "bytes at training" in message
+    assert f"after filtering: users 40 then, 41 now, interactions {n} then, {n + 3} now" in message
+    assert "--allow-changed-data" in message
+    out = runner.invoke(app, [*args, "--allow-changed-data"], env=env)
+    assert out.exit_code == 0, out.output
+    assert "warning: the data changed since run" in " ".join(out.output.split())
+    out = runner.invoke(app, ["recommend", str(run), "--user", "u1", "--data", str(data)], env=env)
+    assert out.exit_code == 2 and "the data changed since run" in out.output
+
+
+def test_a_run_without_a_data_fingerprint_still_loads(trained, tmp_path):
+    run = _copy(trained, tmp_path)
+    (run / "data.json").unlink()  # written before data.json existed
+    data = _copy_data(trained, tmp_path)
+    _add_rows(data)
+    args = ["evaluate", str(run), "--device", "cpu", "--data", str(data)]
+    out = runner.invoke(app, args, env=trained[1])
+    assert out.exit_code == 0, out.output
+
+
+def test_resume_refuses_data_that_changed(trained, tmp_path):
+    run = _copy(trained, tmp_path)
+    data = _copy_data(trained, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["path"] = str(data)  # as if the run had trained on this copy
+    (run / "config.json").write_text(json.dumps(config))
+    _add_rows(data)
+    args = ["train", "-o", str(run), "--resume", "--set", "train.epochs=4"]
+    out = runner.invoke(app, args, env=trained[1])
+    assert out.exit_code == 2, out.output
+    message = " ".join(out.output.split())
+    assert "the data changed since run" in message and "tiny.inter" in message
+    assert "A resumed run must go on with the data it started on" in message
+
+
+def test_evaluate_and_recommend_take_another_item_file(trained, tmp_path):
+    run, env = trained
+    items = tmp_path / "renamed.item"
+    lines = ["item_id:token\ttitle:token_seq", *(f"i{i}\tRenamed {i}" for i in range(30))]
+    items.write_text("\n".join(lines) + "\n")
+    args = ["recommend", str(run), "--user", "u1", "-k", "3", "--item-file", str(items)]
+    out = runner.invoke(app, args, env=env)
+    assert out.exit_code == 0, out.output
+    assert "(Renamed" in out.output and "Item number" not in out.output
+    args = ["evaluate", str(run), "--device", "cpu", "--item-file", str(items)]
+    assert runner.invoke(app, args, env=env).exit_code == 0
+
+
+# ------------------------------------------------- randomly damaged run files (property-based)
+
+_SMALL_JSON = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-3, max_value=70),
+    st.floats(min_value=-2, max_value=2),
+    st.text(max_size=6),
+    st.just([]),
+    st.just({}),
+    st.lists(st.integers(min_value=-1, max_value=3), max_size=3),
+)
+
+
+def _leaves(data: object, path: tuple = ()) -> list[tuple]:
+    if isinstance(data, dict):
+        return [leaf for k, v in data.items() for leaf in _leaves(v, (*path, k))] or [path]
+    if isinstance(data, list) and data:
+        return [leaf for i, v in enumerate(data[:5]) for leaf in _leaves(v, (*path, i))]
+    return [path]
+
+
+def _damage(content: bytes, how: str, draw: st.DataObject) -> bytes:
+    if how == "cut":
+        return content[: draw.draw(st.integers(min_value=0, max_value=len(content) - 1))]
+    if how == "garbage":
+        return draw.draw(st.binary(max_size=64))
+    data = json.loads(content)
+    path = draw.draw(st.sampled_from(_leaves(data)))
+    value = draw.draw(_SMALL_JSON)
+    if not path:
+        return json.dumps(value).encode()
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    if draw.draw(st.booleans()) and isinstance(target, dict):
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return json.dumps(data).encode()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(["config.json", "ids.json", "data.json", "state.json"]),
+    how=st.sampled_from(["cut", "garbage", "edit", "edit", "edit"]),
+    draw=st.data(),
+)
+def test_a_randomly_damaged_run_file_gives_the_projects_error(trained, name, how, draw):
+    from darec.errors import DarecError
+    from darec.run.fingerprint import read_data_fingerprint
+
+    with tempfile.TemporaryDirectory() as folder:
+        run = Path(shutil.copytree(trained[0], Path(folder) / "run"))
+        file = run / name if name != "state.json" else checkpoint_path(run, "last") / name
+        file.write_bytes(_damage(file.read_bytes(), how, draw))
+        try:
+            opened = RunFolder.open(run)
+            assert opened.config is not None and opened.ids is not None
+            read_data_fingerprint(run)
+            load_checkpoint(checkpoint_path(run, "last"))
+            opened.load_model()
+        except DarecError:
+            pass

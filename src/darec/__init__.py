@@ -21,9 +21,18 @@ except PackageNotFoundError:  # running from a source tree without installation
 __all__ = ["__version__", "load"]
 
 
-def load(run_dir: str | Path, device: str = "auto", data: str | None = None) -> Recommender:
+def load(
+    run_dir: str | Path,
+    device: str = "auto",
+    data: str | None = None,
+    item_file: str | None = None,
+    allow_changed_data: bool = False,
+) -> Recommender:
     """A trained run folder ready to recommend on ``device`` (cpu, cuda, cuda:N or auto);
-    ``data`` overrides where the run's data is now (needed for known users and titles)."""
+    ``data`` and ``item_file`` override where the run's data and item file are now (needed for
+    known users and titles). Data that changed since training raises
+    :class:`~darec.errors.DataError` when first read, unless ``allow_changed_data`` (a
+    :class:`~darec.errors.DataWarning` then)."""
     from darec.serving.recommend import Recommender
 
-    return Recommender(run_dir, data, device)
+    return Recommender(run_dir, data, device, item_file, allow_changed_data)

@@ -6,8 +6,11 @@ import dataclasses
 import json
 import logging
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -23,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from darec.config import Config, apply_overrides, load_config
-from darec.errors import DarecError
+from darec.errors import DarecError, DataWarning
 
 if TYPE_CHECKING:
     from darec.data.cold import ColdSplit
@@ -60,8 +63,36 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+@contextmanager
+def _warnings_shown() -> Iterator[None]:
+    """While a command runs, what the library warns the user about (:class:`DataWarning`:
+    the time column it chose, data that changed) is printed as ``warning: ...`` lines, each
+    time, instead of Python's warning format."""
+
+    with warnings.catch_warnings():
+        others = warnings.showwarning  # every other warning as Python shows it
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            if issubclass(category, DataWarning):
+                err.print(Text.assemble(("warning:", "bold yellow"), f" {message}"))
+            else:
+                others(message, category, filename, lineno, file, line)
+
+        warnings.simplefilter("always", DataWarning)
+        warnings.showwarning = show
+        yield
+
+
 @app.callback()
 def _logging(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also log debug lines.")] = False,
     version: Annotated[
         bool,
@@ -72,6 +103,8 @@ def _logging(
 ) -> None:
     """Log lines of darec's own modules (e.g. the dtype chosen) go to standard error."""
     from rich.logging import RichHandler
+
+    ctx.with_resource(_warnings_shown())  # ends with the command
 
     logger = logging.getLogger("darec")
     if not any(isinstance(h, RichHandler) for h in logger.handlers):
@@ -96,6 +129,19 @@ DeviceOpt = Annotated[
     typer.Option(
         "--device",
         help="cpu, cuda, cuda:N or auto (CUDA when present); the run may have trained elsewhere.",
+    ),
+]
+ItemFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--item-file", help="Item file to read instead of the run's (sets data.item_path)."
+    ),
+]
+AllowChangedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-changed-data",
+        help="Go on (with a warning) when the data differs from what the run was trained on.",
     ),
 ]
 FormatOpt = Annotated[
@@ -344,6 +390,8 @@ def evaluate(
         bool, typer.Option(help="Rank history items too (default: excluded).")
     ] = False,
     data: DataOpt = None,
+    item_file: ItemFileOpt = None,
+    allow_changed_data: AllowChangedOpt = False,
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
@@ -351,16 +399,15 @@ def evaluate(
     from darec.data.split import leave_one_out
     from darec.devices import pick_device
     from darec.evaluation.evaluator import evaluate as run_eval
-    from darec.run import check_run_data, load_data
+    from darec.run import RunFolder
     from darec.serving.inference_cache import load_for_inference
 
     try:
         if split not in ("valid", "test"):
             raise DarecError(f"--split must be 'valid' or 'test', got {split!r}")
         on = pick_device(device, "--device")
-        cfg, model, ids = load_for_inference(run, on)  # DARec: with its catalog cache
-        dataset = load_data(cfg, data)
-        check_run_data(dataset, ids, run)
+        cfg, model, _ = load_for_inference(run, on)  # DARec: with its catalog cache
+        dataset = RunFolder.open(run).load_data(data, item_file, allow_changed_data)
         eval_cfg = dataclasses.replace(cfg.eval, exclude_history=not include_history)
         parts = leave_one_out(dataset)
         result = run_eval(model, getattr(parts, split), eval_cfg, cfg.model.max_seq_len, on)
@@ -392,6 +439,8 @@ def recommend(
     exclude: Annotated[str, typer.Option(help="Comma-separated item ids to leave out.")] = "",
     include_history: Annotated[bool, typer.Option(help="Allow already seen items.")] = False,
     data: DataOpt = None,
+    item_file: ItemFileOpt = None,
+    allow_changed_data: AllowChangedOpt = False,
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
     all_users: Annotated[
@@ -426,7 +475,8 @@ def recommend(
             raise DarecError("--output goes with --all-users")
         if output is not None:
             check_output(output)  # before any work
-        rec = Recommender(run, data, pick_device(device, "--device"))
+        on = pick_device(device, "--device")
+        rec = Recommender(run, data, on, item_file, allow_changed_data)
         if all_users:
             assert output is not None
             table = rec.recommend_batch(k=k, exclude_history=not include_history)
@@ -520,6 +570,7 @@ def serve(
         ),
     ] = 0,
     data: DataOpt = None,
+    allow_changed_data: AllowChangedOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Serve a trained run over HTTP (docs/serving.md): recommendations, streamed events, item
@@ -556,7 +607,8 @@ def serve(
             import torch
 
             torch.set_num_threads(threads)
-        rec = Recommender(run, data, pick_device(device, "--device"))
+        on = pick_device(device, "--device")
+        rec = Recommender(run, data, on, allow_changed_data=allow_changed_data)
         server_app = create_app(rec, api_key=api_key)
     except DarecError as exc:
         _fail(exc)
@@ -574,7 +626,10 @@ def catalog_add(
         typer.Argument(help="New items: a RecBole .item file, a CSV/TSV or Amazon metadata."),
     ],
     id_column: Annotated[
-        str | None, typer.Option(help="Item id column (default: the run's data.item_column).")
+        str | None,
+        typer.Option(
+            help="Item id column (default: the run's data.item_id_column, else data.item_column)."
+        ),
     ] = None,
     data: DataOpt = None,
 ) -> None:

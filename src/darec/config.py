@@ -52,9 +52,15 @@ class DataConfig:
     user_column: str = "user_id"
     """User id column (CSV; for atomic files the field name without its ``:token`` type)."""
     item_column: str = "item_id"
-    """Item id column (CSV and atomic files, also the id column of an item file)."""
+    """Item id column (CSV and atomic files; also the id column of an item file unless
+    item_id_column is set)."""
+    item_id_column: str = ""
+    """Id column of the item file (CSV or atomic) when it is named differently from the
+    interactions' item_column; empty: item_column."""
     time_column: str = "timestamp"
-    """Time column; when it is absent (and not set explicitly) file order is used."""
+    """Time column. When the default is absent from a CSV file, a column named like a time
+    (time, ts, date, datetime, event_time, ..., any case) is used, with a warning; without one
+    the file order is the time order (a warning too). Empty: file order, said on purpose."""
     delimiter: str = ","
     """Field delimiter for the CSV reader."""
     user_min: int = 5
@@ -69,12 +75,19 @@ class DataConfig:
     of them: an Amazon meta file lists far more items than its reviews."""
     cache: bool = True
     """Cache the processed dataset in the cache folder, keyed by source content and options."""
+    max_decompressed_mb: int = 16384
+    """Largest size, in MB, that a ``.gz`` data file may expand to; reading stops with an error
+    beyond it (a small file that expands to far more than the data it claims is refused)."""
 
     def __post_init__(self) -> None:
         if self.user_min < 1 or self.item_min < 1:
             raise ConfigError(
                 "data.user_min and data.item_min must be >= 1, "
                 f"got {self.user_min}, {self.item_min}"
+            )
+        if self.max_decompressed_mb < 1:
+            raise ConfigError(
+                f"data.max_decompressed_mb must be >= 1, got {self.max_decompressed_mb}"
             )
 
 

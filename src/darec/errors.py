@@ -1,14 +1,22 @@
 """User-facing errors. Every message names the file, line or value at fault and what was expected.
 
 Library code raises these; the CLI catches :class:`DarecError` and prints the message without a
-traceback.
+traceback. What the user should know but need not fix (a time column guessed, data that changed
+where that was allowed) is a :class:`DataWarning`, which the CLI prints as ``warning: ...``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["DarecError", "ConfigError", "DataError", "CheckpointError", "UnknownIdError"]
+__all__ = [
+    "DarecError",
+    "ConfigError",
+    "DataError",
+    "CheckpointError",
+    "UnknownIdError",
+    "DataWarning",
+]
 
 
 class DarecError(Exception):
@@ -37,3 +45,8 @@ class CheckpointError(DarecError):
 
 class UnknownIdError(DarecError):
     """A user or item id that the trained model does not know."""
+
+
+class DataWarning(UserWarning):
+    """Data read under an assumption the user should know about (e.g. the time column chosen,
+    the file order taken as the time order, data that changed since training)."""

@@ -72,7 +72,7 @@ def run_experiment(
     dataset = load_data(cfg)
     split = leave_one_out(dataset)
     commit = provenance()["commit"]  # the code this run starts with
-    trainer = Trainer(cfg, dataset, split, run_dir, callback)
+    trainer = Trainer(cfg, dataset, split, run_dir, callback, record_data=True)
     result = trainer.fit(resume=resume, test=test)
     record = RunRecord(
         dataset=dataset.name,

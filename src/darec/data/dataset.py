@@ -29,6 +29,7 @@ from darec.data.preprocess import preprocess
 from darec.data.readers import READERS, movielens, resolve_format, source_files
 from darec.data.readers._common import strip_suffixes
 from darec.data.types import PAD, SequenceDataset
+from darec.errors import DataWarning
 
 __all__ = ["CACHE_VERSION", "dataset_name", "dataset_key", "load_dataset"]
 
@@ -68,6 +69,10 @@ def dataset_key(cfg: DataConfig) -> str:
     }
     if cfg.keep_text_only_items:  # only when set, so the keys of earlier entries stay valid
         options["keep_text_only_items"] = True
+    if cfg.item_id_column:
+        options["item_id_column"] = cfg.item_id_column
+    if fmt == "csv":  # CSV files without the default time column now have one chosen
+        options["time_detection"] = 1
     digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     for path in source_files(cfg):
         size = path.stat().st_size
@@ -93,6 +98,7 @@ def _save(ds: SequenceDataset, folder: Path) -> None:
         "catalog": ds.catalog,
         "filtering": ds.filtering,
         "removed_users": ds.removed_users,
+        "notes": ds.notes,
     }
     (folder / _META).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
@@ -131,6 +137,7 @@ def _load(folder: Path, key: str) -> SequenceDataset:
         key=key,
         filtering=dict(meta.get("filtering", {})),  # entries written before it: unknown
         removed_users=list(meta.get("removed_users", [])),
+        notes=[str(n) for n in meta.get("notes", [])],
     )
 
 
@@ -167,6 +174,15 @@ def load_dataset(cfg: DataConfig, cache_root: Path | None) -> SequenceDataset:
     key = dataset_key(cfg)
     name = dataset_name(cfg)
     root = Path(cache_root) / "datasets" if cache_root is not None and cfg.cache else None
+    ds = _cached_or_read(cfg, fmt, key, name, root)
+    for note in ds.notes:  # at every load, from the cache too
+        warnings.warn(note, DataWarning, stacklevel=2)
+    return ds
+
+
+def _cached_or_read(
+    cfg: DataConfig, fmt: str, key: str, name: str, root: Path | None
+) -> SequenceDataset:
     corrupt = False
     if root is not None and (root / key).exists():
         try:
@@ -181,5 +197,5 @@ def load_dataset(cfg: DataConfig, cache_root: Path | None) -> SequenceDataset:
         try:
             _store(ds, root, root / key, replace=corrupt)
         except OSError as exc:
-            warnings.warn(f"could not write the dataset cache in {root}: {exc}", stacklevel=2)
+            warnings.warn(f"could not write the dataset cache in {root}: {exc}", stacklevel=3)
     return ds

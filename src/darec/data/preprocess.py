@@ -57,6 +57,21 @@ def _first_per_pair(users: np.ndarray, items: np.ndarray, times: np.ndarray) -> 
     return mask
 
 
+def _check_catalog_ids(raw: RawData, item_names: pd.Index) -> None:
+    """Raise when an item file was read but none of its ids is an item of the interactions
+    (its id column is likely the wrong one, or it belongs to other data)."""
+    if not raw.catalog or any(str(name) in raw.catalog for name in item_names):
+        return
+    source = raw.item_source or "the item file"
+    ours = ", ".join(repr(str(i)) for i in item_names[:3])
+    theirs = ", ".join(repr(i) for i in list(raw.catalog)[:3])
+    raise DataError(
+        f"none of the {len(raw.catalog)} item ids of {source} (e.g. {theirs}) is an item of "
+        f"{raw.source or 'the interactions'} (e.g. {ours}); is the item file's id column "
+        "the right one (data.item_id_column) and the file the right one (data.item_path)?"
+    )
+
+
 def preprocess(raw: RawData, cfg: DataConfig, name: str) -> SequenceDataset:
     """Deduplicate, k-core filter, remap ids and sort by time (see the module docstring)."""
     frame = raw.interactions
@@ -70,6 +85,7 @@ def preprocess(raw: RawData, cfg: DataConfig, name: str) -> SequenceDataset:
         row = int(np.flatnonzero(~np.isfinite(times))[0])
         raise DataError(f"interaction {row} of {where} has a non-finite time {times[row]}")
 
+    _check_catalog_ids(raw, item_names)
     keep = np.ones(times.size, dtype=bool)
     if cfg.drop_duplicates:
         keep = _first_per_pair(user_codes, item_codes, times)
@@ -122,4 +138,5 @@ def preprocess(raw: RawData, cfg: DataConfig, name: str) -> SequenceDataset:
         catalog=catalog,
         filtering=filtering,
         removed_users=[str(u) for u in user_names[~kept_users]],
+        notes=list(raw.notes),
     )

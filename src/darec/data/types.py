@@ -26,6 +26,11 @@ class RawData:
     interactions: pd.DataFrame
     catalog: dict[str, dict[str, str]] = field(default_factory=dict)
     source: str = ""
+    """The interaction file, for messages."""
+    item_source: str = ""
+    """The item file the catalog came from (empty: none), for messages."""
+    notes: list[str] = field(default_factory=list)
+    """What the reader assumed and the user should know (e.g. the time column it chose)."""
 
 
 @dataclass
@@ -57,6 +62,8 @@ class SequenceDataset:
     (empty for datasets built before it was recorded)."""
     removed_users: list[str] = field(default_factory=list)
     """External ids of the input's users that filtering removed (so a lookup can say why)."""
+    notes: list[str] = field(default_factory=list)
+    """What the reader assumed (e.g. the time column it chose), given again at every load."""
     _user_index: dict[str, int] | None = field(default=None, repr=False, compare=False)
     _item_index: dict[str, int] | None = field(default=None, repr=False, compare=False)
 

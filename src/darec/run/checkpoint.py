@@ -5,6 +5,7 @@ A run folder looks like::
     run/
       config.json        the full Config
       ids.json           external user and item ids (index = internal id)
+      data.json          the data files read and the counts after filtering (fingerprint.py)
       metrics.json       final valid/test metrics, seed, versions, commit
       checkpoints/
         pointers.json    {"last": "step-00001234-0041", "best": "step-00000980-0033"}
@@ -65,12 +66,19 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """A run file's JSON; missing, unreadable, non-UTF-8 or invalid JSON is a CheckpointError."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing") from None
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(
+            f"{path} is not valid JSON: byte {exc.start} is not UTF-8; was the file damaged?"
+        ) from None
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read: {exc.strerror or exc}") from None
 
 
 def provenance() -> dict[str, str]:

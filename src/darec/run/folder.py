@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from darec.config import Config, config_from_run
+from darec.config import Config, DataConfig, config_from_run
 from darec.data.dataset import load_dataset
 from darec.data.types import SequenceDataset
 from darec.errors import CheckpointError
@@ -24,12 +24,14 @@ from darec.models.registry import build_model
 from darec.paths import cache_dir
 from darec.run.added import AddedItems, read_added_items
 from darec.run.checkpoint import checkpoint_path, load_checkpoint, read_json, read_trainer_state
+from darec.run.fingerprint import check_data_unchanged
 from darec.run.state import TrainerState
 
 __all__ = [
     "RunFolder",
     "load_trained_model",
     "load_data",
+    "data_config",
     "check_run_data",
     "with_absolute_paths",
 ]
@@ -48,10 +50,21 @@ def with_absolute_paths(cfg: Config) -> Config:
     return dataclasses.replace(cfg, data=data)
 
 
-def load_data(cfg: Config, path: str | None = None) -> SequenceDataset:
-    """The processed dataset of ``cfg`` (from the cache when enabled); ``path`` overrides
-    ``data.path`` (data that moved since training)."""
+def data_config(cfg: Config, path: str | None = None, item_path: str | None = None) -> DataConfig:
+    """``cfg.data`` with ``path`` and ``item_path`` overriding ``data.path`` and
+    ``data.item_path`` where given (data that moved since training, another item file)."""
     data_cfg = cfg.data if path is None else dataclasses.replace(cfg.data, path=path)
+    if item_path is not None:
+        data_cfg = dataclasses.replace(data_cfg, item_path=item_path)
+    return data_cfg
+
+
+def load_data(
+    cfg: Config, path: str | None = None, item_path: str | None = None
+) -> SequenceDataset:
+    """The processed dataset of ``cfg`` (from the cache when enabled); ``path`` and
+    ``item_path`` override ``data.path`` and ``data.item_path`` (see :func:`data_config`)."""
+    data_cfg = data_config(cfg, path, item_path)
     return load_dataset(data_cfg, cache_dir(cfg.cache_dir) if data_cfg.cache else None)
 
 
@@ -169,9 +182,24 @@ class RunFolder:
             model.to(device)
         return model.eval()
 
-    def load_data(self, path: str | None = None) -> SequenceDataset:
-        """The run's dataset (``path`` overrides where it is now), checked against its items."""
-        dataset = load_data(self.config, path)
+    def load_data(
+        self,
+        path: str | None = None,
+        item_path: str | None = None,
+        allow_changed_data: bool = False,
+    ) -> SequenceDataset:
+        """The run's dataset (``path`` overrides where it is now, ``item_path`` its item file),
+        checked against the data it was trained on (``data.json``: a change raises
+        :class:`~darec.errors.DataError`, or warns with ``allow_changed_data``) and against its
+        items (always)."""
+        dataset = load_data(self.config, path, item_path)
+        check_data_unchanged(
+            self.path,
+            data_config(self.config, path, item_path),
+            dataset,
+            allow_changed=allow_changed_data,
+            item_file_given=item_path is not None,
+        )
         check_run_data(dataset, self.ids, self.path)
         return dataset
 

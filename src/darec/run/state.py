@@ -29,6 +29,37 @@ _REQUIRED = (
 )
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# what each key of a checkpoint's trainer state may hold, and how an error says so
+_TYPES: dict[str, Any] = {
+    "epoch": _count,
+    "step_in_epoch": _count,
+    "global_step": _count,
+    "best_metric": lambda v: v is None or _number(v),
+    "best_epoch": _count,
+    "best_step": lambda v: v is None or _count(v),
+    "bad_evals": _count,
+    "elapsed": lambda v: _number(v) and v >= 0,
+    "history": lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+    "stopped": lambda v: v is None or isinstance(v, str),
+    "saves": _count,
+}
+_EXPECTED = {key: "an integer >= 0" for key in _TYPES} | {
+    "best_metric": "a number or null",
+    "best_step": "an integer >= 0 or null",
+    "elapsed": "a number >= 0",
+    "history": "a list of objects",
+    "stopped": "a string or null",
+}
+
+
 @dataclass
 class TrainerState:
     """Where training stands; enough (with weights, optimizer and RNG) to resume exactly."""
@@ -92,5 +123,11 @@ class TrainerState:
         missing = [k for k in _REQUIRED if k not in data]
         if missing:
             raise CheckpointError(f"{source}: trainer state lacks {missing}; is it truncated?")
+        for key, value in data.items():
+            if not _TYPES[key](value):
+                raise CheckpointError(
+                    f"{source}: trainer state {key!r} should be {_EXPECTED[key]}, got {value!r}; "
+                    "was the file edited?"
+                )
         # absent best_step: the run predates it, and its best validation is found by epoch alone
         return cls(**{"best_step": None, **data})

@@ -33,7 +33,8 @@ def add_items(
     """Add the items of ``items_file`` (see :func:`~darec.data.readers.read_item_file`) to the
     run at ``run_dir`` and return their ids, in the order they get internal ids.
 
-    ``id_column`` defaults to the run's ``data.item_column``; ``data_path`` is where the run's
+    ``id_column`` defaults to the run's ``data.item_id_column`` (else ``data.item_column``);
+    ``data_path`` is where the run's
     data is now, if it moved (the training catalog sets the scale of the new items' features).
     Every item must be new to the run and have text in ``text.fields``.
     """
@@ -43,7 +44,9 @@ def add_items(
     if not MODELS[cfg.model.name].adds_items_from_text:
         raise cannot_add_items(cfg.model.name)
     path = Path(items_file)
-    new = read_item_file(path, id_column or cfg.data.item_column, cfg.data.delimiter)
+    column = id_column or cfg.data.item_id_column or cfg.data.item_column
+    d = cfg.data
+    new = read_item_file(path, column, d.delimiter, d.max_decompressed_mb, "--id-column")
     if not new:
         raise DataError("expected at least one item, got none", path=path)
     known = set(run.item_ids)

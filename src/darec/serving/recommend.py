@@ -84,10 +84,17 @@ class Recommendation:
 
 class Recommender:
     """A trained run folder ready to recommend by external ids, on ``device`` (cpu, cuda, cuda:N
-    or auto: CUDA when present)."""
+    or auto: CUDA when present). ``data_path`` and ``item_path`` override where the run's data
+    and item file are now; data that changed since training is refused (the run's
+    ``data.json``) unless ``allow_changed_data``, which only warns."""
 
     def __init__(
-        self, run_dir: str | Path, data_path: str | None = None, device: str = "auto"
+        self,
+        run_dir: str | Path,
+        data_path: str | None = None,
+        device: str = "auto",
+        item_path: str | None = None,
+        allow_changed_data: bool = False,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.device = torch.device(pick_device(device, "device"))
@@ -95,13 +102,16 @@ class Recommender:
         # the trained items, then those added from their text (darec catalog add)
         self.item_ids: list[str] = self.ids["item_ids"] + self.ids.get("added_item_ids", [])
         self._item_index = {it: i for i, it in enumerate(self.item_ids) if i > 0}
-        self._data_path = data_path
+        self._data_path, self._item_path = data_path, item_path
+        self._allow_changed_data = allow_changed_data
         self._dataset: SequenceDataset | None = None
 
     def dataset(self) -> SequenceDataset:
         """The run's dataset, read (from cache) on first use; needed for known users."""
         if self._dataset is None:
-            self._dataset = RunFolder(self.run_dir).load_data(self._data_path)
+            self._dataset = RunFolder(self.run_dir).load_data(
+                self._data_path, self._item_path, self._allow_changed_data
+            )
         return self._dataset
 
     def item_index(self, item: str) -> int:

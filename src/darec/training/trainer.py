@@ -34,6 +34,7 @@ from darec.run.checkpoint import (
     read_json,
     save_checkpoint,
 )
+from darec.run.fingerprint import check_data_unchanged, data_fingerprint, write_data_fingerprint
 from darec.run.lock import run_lock
 from darec.run.state import TrainerState
 from darec.training.log import TrainingLog
@@ -113,8 +114,12 @@ class Trainer:
         split: Split,
         run_dir: str | Path,
         callback: TrainCallback | None = None,
+        record_data: bool = False,
     ) -> None:
         self.cfg = cfg
+        # ``dataset`` is exactly what cfg.data reads: fingerprint it into the run folder, and
+        # check it against that fingerprint when resuming (darec.run.fingerprint)
+        self.record_data = record_data
         self.dataset = dataset
         self.split = split
         self.run_dir = Path(run_dir)
@@ -178,6 +183,8 @@ class Trainer:
                 "item_ids": self.dataset.item_ids,
             },
         )
+        if self.record_data:
+            write_data_fingerprint(self.run_dir, data_fingerprint(self.cfg.data, self.dataset))
 
     def _checkpoint(self, is_best: bool) -> None:
         self.state.saves += 1
@@ -212,6 +219,8 @@ class Trainer:
                 f"resume with the run's values (only {', '.join(RESUME_MAY_CHANGE)} may change, "
                 "train.epochs only with a constant schedule), or train into a new folder"
             )
+        if self.record_data:
+            check_data_unchanged(self.run_dir, self.cfg.data, self.dataset, resuming=True)
         if changed:
             atomic_write_json(self.run_dir / "config.json", config_to_dict(self.cfg))
 

@@ -93,22 +93,27 @@ def read_raw(cfg: DataConfig) -> RawData:
 
 
 def read_item_file(
-    path: str | Path, id_column: str, delimiter: str = ","
+    path: str | Path,
+    id_column: str,
+    delimiter: str = ",",
+    max_mb: int = DataConfig.max_decompressed_mb,
+    key: str = "data.item_id_column",
 ) -> dict[str, dict[str, str]]:
     """Item id -> text attributes from an item file alone, in the formats the readers take: a
     RecBole ``.item`` file (id column ``id_column``), an Amazon metadata file (``*.json(.gz)``,
     ``*.jsonl(.gz)``; ids are the asins) or a CSV/TSV file (``.csv``, ``.tsv``, optionally
-    ``.gz``; id column ``id_column``, every other column an attribute)."""
+    ``.gz``; id column ``id_column``, every other column an attribute). A missing id column
+    names ``key``, the setting that chooses it; a ``.gz`` file may expand to ``max_mb`` MB."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError("item file does not exist", path=p)
     name = p.name.lower().removesuffix(".gz")
     if name.endswith(".item"):
-        return atomic.read_item_attributes(p, id_column)
+        return atomic.read_item_attributes(p, id_column, max_mb, key)
     if name.endswith((".json", ".jsonl")):
-        return amazon.read_meta(p)
+        return amazon.read_meta(p, max_mb)
     if name.endswith((".csv", ".tsv")):
-        return csv_reader.read_items(p, delimiter, id_column)
+        return csv_reader.read_items(p, delimiter, id_column, max_mb, key)
     raise DataError(
         "cannot tell the item file format from its name: expected .item (RecBole atomic), "
         ".csv/.tsv, or .json/.jsonl (Amazon metadata), optionally .gz",

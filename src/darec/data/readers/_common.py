@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import io
 import math
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
+from darec.config import DataConfig
 from darec.errors import DataError
 
 __all__ = [
@@ -23,6 +26,9 @@ __all__ = [
     "interactions_frame",
     "strip_suffixes",
 ]
+
+DEFAULT_MAX_MB = DataConfig.max_decompressed_mb
+"""How far a ``.gz`` file may expand when no config says (``data.max_decompressed_mb``)."""
 
 _KNOWN_SUFFIXES = (".gz", ".json", ".jsonl", ".inter", ".csv", ".tsv", ".txt")
 
@@ -39,18 +45,67 @@ def strip_suffixes(name: str) -> str:
     return name
 
 
-def read_text(path: Path) -> str:
-    """The whole file as text: gzip-compressed when the name ends in ``.gz``, UTF-8 either way.
+def _too_large(path: Path, max_mb: int) -> DataError:
+    return DataError(
+        f"expands to more than {max_mb} MB when decompressed (data.max_decompressed_mb = "
+        f"{max_mb}); raise data.max_decompressed_mb if the data is really that large",
+        path=path,
+    )
 
-    A file that is not valid gzip or not UTF-8 raises :class:`DataError` naming the file (and the
-    line of the first undecodable byte).
+
+class _Bounded(io.RawIOBase):
+    """A decompressed stream that raises :class:`DataError` once more than ``max_mb`` MB came
+    out of it, so that a small file cannot expand to all the memory (a "gzip bomb")."""
+
+    def __init__(self, stream: gzip.GzipFile, path: Path, max_mb: int) -> None:
+        self._stream, self._path, self._max_mb = stream, path, max_mb
+        self._left = max_mb << 20
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(len(buffer))
+        self._left -= len(data)
+        if self._left < 0:
+            raise _too_large(self._path, self._max_mb)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
+
+
+def _read_bytes(path: Path, max_mb: int) -> bytes:
+    """The file's bytes, decompressed (at most ``max_mb`` MB) when the name ends in ``.gz``."""
+    if not path.name.endswith(".gz"):
+        return path.read_bytes()
+    chunks, left = [], max_mb << 20
+    with gzip.open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            left -= len(chunk)
+            if left < 0:
+                raise _too_large(path, max_mb)
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_text(path: Path, max_mb: int = DEFAULT_MAX_MB) -> str:
+    """The whole file as text: gzip-compressed when the name ends in ``.gz`` (streamed, and at
+    most ``max_mb`` MB once decompressed), UTF-8 either way.
+
+    A file that is not valid gzip, expands beyond ``max_mb`` or is not UTF-8 raises
+    :class:`DataError` naming the file (and the line of the first undecodable byte).
     """
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        raw = _read_bytes(path, max_mb)
     except FileNotFoundError:
         raise DataError("file does not exist", path=path) from None
-    except (OSError, EOFError) as exc:
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise DataError(f"expected a gzip-compressed file ({exc})", path=path) from None
+    except OSError as exc:
+        raise DataError(f"cannot read the file ({exc.strerror or exc})", path=path) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -60,13 +115,15 @@ def read_text(path: Path) -> str:
         ) from None
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+def iter_lines(path: Path, max_mb: int = DEFAULT_MAX_MB) -> Iterator[tuple[int, str]]:
     """(1-based line number, line without its newline), streamed; gzip when the name ends in
-    ``.gz``. Unreadable gzip or non-UTF-8 text raises :class:`DataError` at the line."""
+    ``.gz`` (at most ``max_mb`` MB once decompressed). Unreadable gzip, too much of it or
+    non-UTF-8 text raises :class:`DataError` at the line."""
     number = 0
     try:
         if path.name.endswith(".gz"):
-            handle: IO[str] = gzip.open(path, "rt", encoding="utf-8", newline="")
+            bounded = io.BufferedReader(_Bounded(gzip.open(path, "rb"), path, max_mb), 1 << 20)
+            handle: IO[str] = io.TextIOWrapper(bounded, encoding="utf-8", newline="")
         else:
             handle = open(path, encoding="utf-8", newline="")
         with handle:
@@ -76,8 +133,10 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DataError("file does not exist", path=path) from None
     except UnicodeDecodeError as exc:
         raise DataError(f"expected UTF-8 text ({exc.reason})", path=path, line=number + 1) from None
-    except (OSError, EOFError) as exc:
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise DataError(f"expected a gzip-compressed file ({exc})", path=path) from None
+    except OSError as exc:
+        raise DataError(f"cannot read the file ({exc.strerror or exc})", path=path) from None
 
 
 def _parse_one_time(value: str, allow_dates: bool) -> float:

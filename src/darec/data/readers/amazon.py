@@ -23,6 +23,7 @@ import numpy as np
 
 from darec.config import DataConfig
 from darec.data.readers._common import (
+    DEFAULT_MAX_MB,
     configured_item_file,
     interactions_frame,
     iter_lines,
@@ -43,10 +44,10 @@ def is_reviews_file(path: Path) -> bool:
     return name.endswith(_SUFFIXES) and not name.startswith("meta_")
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _records(path: Path, max_mb: int) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for every non-blank line; a line that is neither JSON nor a Python
     dict literal raises ``DataError`` at its line."""
-    for number, line in iter_lines(path):
+    for number, line in iter_lines(path, max_mb):
         if not line.strip():
             continue
         try:
@@ -67,11 +68,11 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, record
 
 
-def _read_reviews(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+def _read_reviews(path: Path, max_mb: int) -> tuple[list[str], list[str], np.ndarray]:
     users: list[str] = []
     items: list[str] = []
     times: list[float] = []
-    for number, record in _records(path):
+    for number, record in _records(path, max_mb):
         try:
             user, item, stamp = record["reviewerID"], record["asin"], record["unixReviewTime"]
             if not (isinstance(user, str) and user and isinstance(item, str) and item):
@@ -103,10 +104,10 @@ def category_path(value: Any) -> str:
     return " > ".join(str(name).strip() for name in best if str(name).strip())
 
 
-def read_meta(path: Path) -> dict[str, dict[str, str]]:
+def read_meta(path: Path, max_mb: int = DEFAULT_MAX_MB) -> dict[str, dict[str, str]]:
     """asin -> {title, brand, category} from a metadata file (empty values are left out)."""
     catalog: dict[str, dict[str, str]] = {}
-    for number, record in _records(path):
+    for number, record in _records(path, max_mb):
         item = record.get("asin")
         if not isinstance(item, str) or not item:
             raise DataError("expected a non-empty string field asin", path=path, line=number)
@@ -154,6 +155,7 @@ def source_files(cfg: DataConfig) -> list[Path]:
 def read(cfg: DataConfig) -> RawData:
     """Read an Amazon reviews file and its metadata (if any)."""
     reviews, meta = _files(cfg)
-    users, items, times = _read_reviews(reviews)
-    catalog = read_meta(meta) if meta is not None else {}
-    return RawData(interactions_frame(users, items, times), catalog, source=str(reviews))
+    users, items, times = _read_reviews(reviews, cfg.max_decompressed_mb)
+    catalog = read_meta(meta, cfg.max_decompressed_mb) if meta is not None else {}
+    frame = interactions_frame(users, items, times)
+    return RawData(frame, catalog, str(reviews), item_source="" if meta is None else str(meta))

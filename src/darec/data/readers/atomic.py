@@ -15,6 +15,7 @@ from pathlib import Path
 
 from darec.config import DataConfig
 from darec.data.readers._common import (
+    DEFAULT_MAX_MB,
     check_ids,
     configured_item_file,
     interactions_frame,
@@ -51,21 +52,24 @@ class AtomicTable:
     lines: list[int]
     """1-based line number of each row (blank lines are skipped)."""
 
-    def require(self, name: str, kind: str) -> tuple[str, ...]:
-        """Values of a required column, or ``DataError`` naming the columns the file has."""
+    def require(self, name: str, kind: str, key: str = "") -> tuple[str, ...]:
+        """Values of a required column, or ``DataError`` naming the columns the file has (and
+        the config ``key`` that names the column, when given)."""
         if name not in self.columns:
             present = ", ".join(f"{n}:{t}" for n, t in self.types.items())
+            hint = f" (set {key} to one of these)" if key else ""
             raise DataError(
-                f"expected a {kind} column {name!r} in the header; the file has: {present}",
+                f"expected a {kind} column {name!r} in the header; the file has: {present}{hint}",
                 path=self.path,
                 line=1,
             )
         return self.columns[name]
 
 
-def read_table(path: Path) -> AtomicTable:
-    """Parse an atomic file, checking the header and the field count of every line."""
-    text = read_text(path)
+def read_table(path: Path, max_mb: int = DEFAULT_MAX_MB) -> AtomicTable:
+    """Parse an atomic file, checking the header and the field count of every line (a ``.gz``
+    file may expand to ``max_mb`` MB)."""
+    text = read_text(path, max_mb)
     if not text.strip():
         raise DataError(
             "expected a header line of name:type fields (e.g. user_id:token), got an empty file",
@@ -134,10 +138,13 @@ def atomic_files(cfg: DataConfig) -> tuple[Path, Path | None]:
     return inter, item_file if item_file.is_file() else None
 
 
-def read_item_attributes(path: Path, id_column: str) -> dict[str, dict[str, str]]:
-    """Item id -> {attribute: value} from an atomic item file (empty values are left out)."""
-    table = read_table(path)
-    ids = table.require(id_column, "item id")
+def read_item_attributes(
+    path: Path, id_column: str, max_mb: int = DEFAULT_MAX_MB, key: str = "data.item_id_column"
+) -> dict[str, dict[str, str]]:
+    """Item id -> {attribute: value} from an atomic item file (empty values are left out);
+    a missing ``id_column`` names the config ``key`` that chooses it."""
+    table = read_table(path, max_mb)
+    ids = table.require(id_column, "item id", key)
     kept = [
         name for name, kind in table.types.items() if name != id_column and kind in ATTRIBUTE_TYPES
     ]
@@ -156,24 +163,37 @@ def read_item_attributes(path: Path, id_column: str) -> dict[str, dict[str, str]
 
 
 def read_atomic(
-    inter: Path, item: Path | None, user_column: str, item_column: str, time_column: str
+    inter: Path,
+    item: Path | None,
+    user_column: str,
+    item_column: str,
+    time_column: str,
+    item_id_column: str = "",
+    max_mb: int = DEFAULT_MAX_MB,
 ) -> RawData:
-    """Read an interaction file and an optional item file (see the module docstring)."""
-    table = read_table(inter)
-    users = table.require(user_column, "user id")
-    items = table.require(item_column, "item id")
+    """Read an interaction file and an optional item file (see the module docstring); the item
+    file's id column is ``item_id_column`` (empty: ``item_column``)."""
+    table = read_table(inter, max_mb)
+    users = table.require(user_column, "user id", "data.user_column")
+    items = table.require(item_column, "item id", "data.item_column")
     check_ids(users, table.lines, inter, user_column)
     check_ids(items, table.lines, inter, item_column)
     if not table.lines:
         raise DataError("expected at least one interaction after the header, got none", path=inter)
     if time_column in table.columns or time_column != DataConfig.time_column:
         # a time column named explicitly must exist; the default may be absent (file order)
-        time_values = table.require(time_column, "time") if time_column else None
+        time_values = (
+            table.require(time_column, "time", "data.time_column") if time_column else None
+        )
     else:
         time_values = None
     times = parse_times(time_values, table.lines, inter, time_column)
-    catalog = read_item_attributes(item, item_column) if item is not None else {}
-    return RawData(interactions_frame(users, items, times), catalog, source=str(inter))
+    catalog: dict[str, dict[str, str]] = {}
+    if item is not None:
+        key = "data.item_id_column" if item_id_column else "data.item_id_column (or item_column)"
+        catalog = read_item_attributes(item, item_id_column or item_column, max_mb, key)
+    raw = interactions_frame(users, items, times)
+    return RawData(raw, catalog, source=str(inter), item_source="" if item is None else str(item))
 
 
 def source_files(cfg: DataConfig) -> list[Path]:
@@ -185,4 +205,12 @@ def source_files(cfg: DataConfig) -> list[Path]:
 def read(cfg: DataConfig) -> RawData:
     """Read the RecBole atomic files ``cfg`` points at."""
     inter, item = atomic_files(cfg)
-    return read_atomic(inter, item, cfg.user_column, cfg.item_column, cfg.time_column)
+    return read_atomic(
+        inter,
+        item,
+        cfg.user_column,
+        cfg.item_column,
+        cfg.time_column,
+        cfg.item_id_column,
+        cfg.max_decompressed_mb,
+    )

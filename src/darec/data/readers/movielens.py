@@ -62,7 +62,9 @@ def source_files(cfg: DataConfig) -> list[Path]:
 def read(cfg: DataConfig) -> RawData:
     """Read MovieLens-100K (ratings become implicit interactions; every rating is kept)."""
     inter, item = _files(cfg)
-    raw = read_atomic(inter, item, "user_id", "item_id", "timestamp")
+    raw = read_atomic(
+        inter, item, "user_id", "item_id", "timestamp", max_mb=cfg.max_decompressed_mb
+    )
     for attributes in raw.catalog.values():
         for old, new in _RENAME.items():
             if old in attributes:
