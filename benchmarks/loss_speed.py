@@ -19,6 +19,7 @@ Shapes: Beauty's (12,101 items, a batch of 512 one-window users with Beauty's le
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -172,6 +173,7 @@ def main() -> None:
     }
     record = {
         "cpu_bf16_flags": cpu_bf16_flags(),
+        "load_average_at_start": os.getloadavg(),
         "threads": args.threads,
         "repeats": 2 if args.quick else args.repeats,
         "timings": timings(shapes, 2 if args.quick else args.repeats),
@@ -187,7 +189,8 @@ def main() -> None:
 def markdown(record: dict[str, Any]) -> str:
     lines = [
         f"CPU flags: `{record['cpu_bf16_flags'] or 'none'}`, {record['threads']} thread(s), "
-        f"median of {record['repeats']} alternated steps.",
+        f"median of {record['repeats']} alternated steps, load average at the start "
+        f"{record['load_average_at_start'][0]:.1f}.",
         "",
         "| shape | step | full logits s | chunked s | speedup | peak RSS MB full / chunked |",
         "|---|---|---|---|---|---|",
