@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["DarecError", "ConfigError", "DataError", "CheckpointError", "UnknownIdError"]
+__all__ = [
+    "DarecError",
+    "ConfigError",
+    "DataError",
+    "CheckpointError",
+    "DuplicateIdError",
+    "UnknownIdError",
+]
 
 
 class DarecError(Exception):
@@ -37,3 +44,7 @@ class CheckpointError(DarecError):
 
 class UnknownIdError(DarecError):
     """A user or item id that the trained model does not know."""
+
+
+class DuplicateIdError(DataError):
+    """An item given as new whose id the run already knows (or that is given twice)."""
