@@ -271,7 +271,8 @@ def _add_routes(router: APIRouter, service: _Service) -> None:
         against the cached keys and values)."""
         service.check_k(body.k)
         with service.lock:
-            rec.item_index(body.item)  # an unknown item is refused before a session starts
+            for item in [body.item, *body.exclude]:  # refused before the stream changes
+                rec.item_index(item)
             session = service.session_for(user)
             session.add(body.item)
             recs = session.top(body.k, body.exclude)
