@@ -184,6 +184,15 @@ def test_event_errors_and_the_session_limit(client: TestClient, rec: Recommender
     assert client.get("/users/a/recommendations").status_code == 200
 
 
+def test_an_event_refused_for_an_unknown_exclusion_is_not_recorded(client: TestClient) -> None:
+    """The event's ids are all checked before the stream changes, so a retry counts once."""
+    client.post("/users/careful/events", json={"item": "i1"})
+    answer = client.post("/users/careful/events", json={"item": "i2", "exclude": ["nothing"]})
+    assert answer.status_code == 404 and "unknown item id 'nothing'" in answer.json()["detail"]
+    body = client.post("/users/careful/events", json={"item": "i2"}).json()
+    assert body["history_length"] == 2
+
+
 def test_items(client: TestClient) -> None:
     body = client.get("/items/i4").json()
     assert body == {
@@ -194,7 +203,8 @@ def test_items(client: TestClient) -> None:
     answer = client.get("/items/nothing")
     assert answer.status_code == 404 and answer.json()["error"] == "unknown_id"
     answer = client.post("/items", json={"items": [{"item": "new1", "title": "A new thing"}]})
-    assert answer.status_code == 501 and answer.json()["error"] == "not_implemented"
+    assert answer.status_code == 409 and answer.json()["error"] == "cannot_add_items"
+    assert "model 'sasrec' cannot add items from text" in answer.json()["detail"]
     assert client.post("/items", json={"items": []}).status_code == 422
 
 

@@ -8,7 +8,7 @@ repository root (``python benchmarks/NAME.py``): its folder is then first on ``s
 - ``benchlib.paths``: where data, results and docs are;
 - ``benchlib.records``: JSON records, run-and-store of child runs, docs blocks and tables;
 - ``benchlib.settings``: the baselines' and DARec's run settings per dataset;
-- ``benchlib.machine``: peak memory, the CPU's bf16 features;
+- ``benchlib.machine``: peak memory, the CPU model and its bf16/AMX features;
 - ``benchlib.darec_steps``: DARec models on popularity-drawn batches, timed training steps;
 - ``benchlib.quick``: the tiny dataset and tiny LLaMA of every script's ``--quick`` mode.
 """

@@ -21,6 +21,18 @@ def rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (``model name`` in ``cpuinfo``), else the platform's processor
+    string (may be empty)."""
+    import platform
+
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
 def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The CPU's bf16 and AMX feature flags (e.g. ``avx512_bf16 amx_bf16 amx_tile``), space
     separated; empty where there are none or ``cpuinfo`` does not exist (not Linux)."""

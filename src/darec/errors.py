@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "CheckpointError",
+    "DuplicateIdError",
     "UnknownIdError",
     "DataWarning",
 ]
@@ -45,6 +46,10 @@ class CheckpointError(DarecError):
 
 class UnknownIdError(DarecError):
     """A user or item id that the trained model does not know."""
+
+
+class DuplicateIdError(DataError):
+    """An item given as new whose id the run already knows (or that is given twice)."""
 
 
 class DataWarning(UserWarning):

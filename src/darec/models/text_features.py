@@ -163,7 +163,9 @@ def new_item_text_features(
     """(M, D) features of items ``new`` (attributes) that a model trained on ``catalog`` never
     saw, on the same scale as :func:`item_text_features` of ``catalog``: normalised with the
     training catalog's statistics, so an old item and a new one with the same text get the same
-    vector. Raise :class:`ConfigError` naming a new item without text."""
+    vector. The training catalog's encoder outputs are read from the feature cache when the run
+    wrote one (``data.cache``), so only the new items are encoded. Raise :class:`ConfigError`
+    naming a new item without text."""
     t = cfg.text
     check_fields(catalog, t.fields)
     known = [item_sentence(attributes, t.fields) for attributes in catalog]
@@ -176,11 +178,15 @@ def new_item_text_features(
             f"new item {missing[0] + 1} of {len(new)} ({new[missing[0]]!r}) has no text in "
             f"text.fields ({fields}); a model can add an item from its text only"
         )
-    sentences = known + added
-    index = [i for i, sentence in enumerate(sentences) if sentence]
-    pooled = _pooled(cfg, sentences, index, None, batch_size)
-    trained = pooled[[i for i in index if i < len(known)]]
-    return F.normalize(_normaliser(t, trained)(pooled[len(known) :]), dim=-1)
+    # the training catalog's pooled outputs come from the feature cache the run wrote (same
+    # key) when the data cache is on; only the new sentences go through the encoder
+    from darec.paths import cache_dir
+
+    cache = cache_dir(cfg.cache_dir) if cfg.data.cache else None
+    index = [i for i, sentence in enumerate(known) if sentence]
+    trained = _pooled(cfg, known, index, cache, batch_size)[index]
+    pooled = _pooled(cfg, added, list(range(len(added))), None, batch_size)
+    return F.normalize(_normaliser(t, trained)(pooled), dim=-1)
 
 
 def _pooled(

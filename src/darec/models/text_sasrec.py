@@ -74,13 +74,17 @@ class TextItemTable(nn.Module):
         ids = self.ids(items) if self.keep is None else self.ids(items) * self.keep[items]
         return ids + text
 
-    def ids_from_text(self, feats: torch.Tensor, ridge: float = 1.0) -> torch.Tensor:
+    def ids_from_text(
+        self, feats: torch.Tensor, ridge: float = 1.0, trained: int | None = None
+    ) -> torch.Tensor:
         """(M, H) ID rows predicted for text features ``feats`` (M, D): the ridge regression
-        (penalty ``ridge``) from text features to ID rows, fitted on the items with text."""
+        (penalty ``ridge``) from text features to ID rows, fitted on the items with text among
+        the first ``trained`` rows (None: all; rows appended after training are not trained)."""
         assert self.ids is not None
-        rows = self.feats.norm(dim=-1) > 0  # (N + 1,) items with text (never padding)
-        x = self.feats[rows].double()  # (n, D)
-        y = self.ids.weight.detach()[rows].double()  # (n, H)
+        feats_known, ids_known = self.feats[:trained], self.ids.weight.detach()[:trained]
+        rows = feats_known.norm(dim=-1) > 0  # items with text (never padding)
+        x = feats_known[rows].double()  # (n, D)
+        y = ids_known[rows].double()  # (n, H)
         gram = x.T @ x + ridge * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
         weights = torch.linalg.solve(gram, x.T @ y)  # (D, H)
         return (feats.to(x) @ weights).to(self.ids.weight.dtype)
@@ -181,7 +185,8 @@ class TextSASRec(SASRec):
         assert isinstance(table, TextItemTable)  # set in __init__ (or by fit_text_table)
         if cfg.model.new_item_ids == "zero" or table.ids is None:
             return {"feats": feats}
-        return {"feats": feats, "ids": table.ids_from_text(feats)}
+        # fitted on the trained rows only: the same rows whether or not items were added before
+        return {"feats": feats, "ids": table.ids_from_text(feats, trained=len(catalog))}
 
     def extend_catalog(self, rows: dict[str, torch.Tensor]) -> None:
         """Append items with the text features ``rows["feats"]`` (M, D) and the ID rows

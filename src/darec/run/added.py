@@ -4,8 +4,10 @@ One file, ``added_items.safetensors`` in the run folder: the tensors the model a
 catalog (e.g. ``feats`` (M, D), one row per added item, in the order added) and, in the file's
 metadata, the items' external ids and text attributes as JSON. Added items get the internal ids
 after the trained ones (N + 1 .. N + M). The file is written through a temporary name and a
-rename, so a reader sees the old set or the new one. Checkpoints are never touched: resuming
-training is unaffected, and every load of the run appends the items again.
+rename, so a reader sees the old set or the new one; :func:`append_added_items` holds a lock
+(``.added_items.lock``) from reading the file to replacing it, so two writers (``darec catalog
+add`` and a server's ``POST /items``) never lose each other's items. Checkpoints are never
+touched: resuming training is unaffected, and every load of the run appends the items again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +24,20 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from darec.errors import CheckpointError
+from darec.errors import CheckpointError, DuplicateIdError
 
-__all__ = ["ADDED_FILE", "AddedItems", "read_added_items", "write_added_items"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX: no lock
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "ADDED_FILE",
+    "AddedItems",
+    "append_added_items",
+    "read_added_items",
+    "write_added_items",
+]
 
 ADDED_FILE = "added_items.safetensors"
 
@@ -87,3 +102,34 @@ def write_added_items(run_dir: str | Path, added: AddedItems) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def _append_lock(run_dir: Path) -> Iterator[None]:
+    """An exclusive lock on ``run_dir/.added_items.lock``, waited for (released when the
+    process dies)."""
+    with open(run_dir / ".added_items.lock", "a+", encoding="utf-8") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
+def append_added_items(run_dir: str | Path, added: AddedItems) -> AddedItems:
+    """Append ``added`` to the run's added items (under a lock, see the module) and return the
+    whole set now in the file. Raise :class:`DuplicateIdError` naming ids added already."""
+    folder = Path(run_dir)
+    with _append_lock(folder):
+        before = read_added_items(folder)
+        if before is not None:
+            known = set(before.item_ids)
+            repeated = [item for item in added.item_ids if item in known]
+            if repeated:
+                shown = ", ".join(map(repr, repeated[:3]))
+                raise DuplicateIdError(
+                    f"{len(repeated)} item(s) were added to the run already (e.g. {shown}); "
+                    "give new items only",
+                    path=folder / ADDED_FILE,
+                )
+        everything = added if before is None else before.plus(added)
+        write_added_items(folder, everything)
+    return everything

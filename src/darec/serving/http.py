@@ -4,10 +4,12 @@ Model-agnostic: every model goes through the Recommender and its sessions (DARec
 users run one step per event through the models' ``stream_start``/``stream_step`` hooks).
 The endpoints are plain functions, so they run in the server's thread pool (bodies are parsed
 and validated on the event loop); one lock serializes the model calls (sessions mutate cached
-state, and a small CPU gains nothing from interleaving them)."""
+state, and a small CPU gains nothing from interleaving them). ``POST /items`` encodes new items
+outside that lock and extends the catalog inside it, so every request sees a whole catalog."""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -23,10 +25,11 @@ from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from darec.errors import DarecError, UnknownIdError
+from darec.errors import ConfigError, DarecError, DuplicateIdError, UnknownIdError
 from darec.serving.prometheus import RequestMetrics
 from darec.serving.recommend import Recommendation, Recommender, Session
 from darec.serving.schemas import (
+    AddedItemsReply,
     EventRequest,
     Health,
     Id,
@@ -47,6 +50,11 @@ def _problem(status: int, code: str, detail: Any) -> JSONResponse:
 
 KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="The server's key.")
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+ADD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {"description": "An id already in the catalog, or a model that cannot add items."},
+    413: {"description": "A body over the server's limit."},
+    422: {"description": "Too many items, an id given twice, or an item without text."},
+}
 
 
 def is_loopback(host: str) -> bool:
@@ -158,10 +166,12 @@ def create_app(
     max_body_bytes: int = 1 << 20,
     max_k: int = 1000,
     max_sessions: int = 10_000,
+    max_new_items: int = 100,
 ) -> FastAPI:
     """The FastAPI app serving ``recommender``. With ``api_key``, every endpoint but /health
     wants it in the ``X-API-Key`` header. Requests over ``max_body_bytes`` get 413, ``k`` over
-    ``max_k`` 422; at most ``max_sessions`` streamed users are kept (least recently used go)."""
+    ``max_k`` 422; at most ``max_sessions`` streamed users are kept (least recently used go);
+    ``POST /items`` takes at most ``max_new_items`` items a request (422 beyond)."""
     recommender.dataset()  # known users and titles: read now, so a missing dataset fails here
     app = FastAPI(
         title="DARec",
@@ -199,7 +209,7 @@ def create_app(
         if key is None or not hmac.compare_digest(key.encode(), api_key.encode()):
             raise Problem(401, "unauthorized", "missing or wrong X-API-Key header")
 
-    service = _Service(recommender, max_k, _Sessions(max_sessions))
+    service = _Service(recommender, max_k, _Sessions(max_sessions), max_new_items)
     router = APIRouter(dependencies=[Depends(check_key)] if api_key is not None else [])
     _add_routes(router, service)
     app.include_router(router)
@@ -261,7 +271,8 @@ def _add_routes(router: APIRouter, service: _Service) -> None:
         against the cached keys and values)."""
         service.check_k(body.k)
         with service.lock:
-            rec.item_index(body.item)  # an unknown item is refused before a session starts
+            for item in [body.item, *body.exclude]:  # refused before the stream changes
+                rec.item_index(item)
             session = service.session_for(user)
             session.add(body.item)
             recs = session.top(body.k, body.exclude)
@@ -293,27 +304,62 @@ def _add_routes(router: APIRouter, service: _Service) -> None:
     def item_info(item: Id) -> ItemInfo:
         """An item's title and text attributes."""
         with service.lock:
-            attributes = rec.dataset().catalog[rec.item_index(item)]
+            attributes = rec.attributes(item)
         return ItemInfo(item=item, title=attributes.get("title"), attributes=dict(attributes))
 
-    @router.post(
-        "/items", tags=["catalog"], status_code=201, responses={501: {"description": "Not yet."}}
-    )
-    def add_items(body: NewItems) -> dict[str, Any]:
-        """Add catalog items from their text (cold start). Not available yet: answers 501."""
-        raise Problem(
-            501,
-            "not_implemented",
-            "adding catalog items from text is not available in this version of the server",
-        )
+    @router.post("/items", tags=["catalog"], status_code=201, responses=ADD_RESPONSES)
+    def add_items(body: NewItems) -> AddedItemsReply:
+        """Add catalog items from their text alone, without retraining (cold start; models
+        that read item text: content, sasrec-text, darec). The model encodes them; they are
+        ranked with the rest from the answer on, and written to the run folder like
+        `darec catalog add` does, so a restart keeps them."""
+        return service.add_items({new.item: new.text() for new in body.items})
 
 
 class _Service:
     """What the endpoints share: the recommender, the lock around it and the sessions."""
 
-    def __init__(self, rec: Recommender, max_k: int, sessions: _Sessions) -> None:
+    def __init__(
+        self, rec: Recommender, max_k: int, sessions: _Sessions, max_new_items: int
+    ) -> None:
         self.rec, self.max_k, self.sessions = rec, max_k, sessions
-        self.lock = threading.Lock()
+        self.max_new_items = max_new_items
+        self.lock = threading.Lock()  # around every model call
+        self.add_lock = threading.Lock()  # one catalog addition at a time
+
+    def add_items(self, items: dict[str, dict[str, str]]) -> AddedItemsReply:
+        """Encode ``items`` (outside the model lock: requests go on meanwhile), write them to
+        the run folder, then extend the live catalog under the model lock, so a request sees
+        the catalog before or after, never half of it."""
+        if len(items) > self.max_new_items:
+            detail = [
+                {
+                    "loc": ["body", "items"],
+                    "msg": f"at most {self.max_new_items} items a request, got {len(items)}",
+                }
+            ]
+            raise Problem(422, "invalid_request", detail)
+        try:
+            self.rec.check_adds_items()
+        except ConfigError as exc:
+            raise Problem(409, "cannot_add_items", str(exc)) from None
+        with self.add_lock:  # the catalog changes only here, so encoding reads a stable one
+            try:
+                added = self.rec.encode_items(items)
+                self.rec.save_items(added)
+            except DuplicateIdError as exc:
+                raise Problem(409, "already_exists", str(exc)) from None
+            except ConfigError as exc:
+                raise Problem(422, "invalid_request", str(exc)) from None
+            except OSError as exc:
+                raise Problem(
+                    500, "cannot_save", f"could not write the run folder {self.rec.run_dir}: {exc}"
+                ) from None
+            with self.lock:
+                self.rec.extend_items(added)
+                with contextlib.suppress(OSError):  # unwritable: the next start computes it
+                    self.rec.save_inference_cache()
+            return AddedItemsReply(added=added.item_ids, items=len(self.rec.item_ids) - 1)
 
     def check_k(self, k: int) -> None:
         if k > self.max_k:

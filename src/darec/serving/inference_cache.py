@@ -35,16 +35,23 @@ def _fingerprint(folder: Path, added: list[str]) -> str:
 
 
 def attach_inference_cache(
-    model: SequentialRecommender, run_dir: str | Path, which: str = "best", save: bool = True
+    model: SequentialRecommender,
+    run_dir: str | Path,
+    which: str = "best",
+    save: bool = True,
+    added_ids: list[str] | None = None,
 ) -> str:
     """Give ``model`` (loaded from ``run_dir``'s ``which`` checkpoint) its inference cache:
     read it from the checkpoint folder, or compute it and (with ``save``) write it there.
-    Returns ``loaded``, ``built`` or ``none`` (the model has nothing to cache)."""
+    ``added_ids``: the items appended to the model's catalog after training, in order (None:
+    the run's added items, as :meth:`RunFolder.load_model` appends them). Returns ``loaded``,
+    ``built`` or ``none`` (the model has nothing to cache)."""
     run = RunFolder.open(run_dir)
     folder = run.checkpoint(which)
-    added = run.added_items
-    # the model was loaded with the run's added items (RunFolder.load_model): so is its cache
-    fingerprint = _fingerprint(folder, [] if added is None else added.item_ids)
+    if added_ids is None:
+        added = run.added_items
+        added_ids = [] if added is None else added.item_ids
+    fingerprint = _fingerprint(folder, added_ids)
     with torch.no_grad():
         return model.prepare_inference(folder / CACHE_FILE if save else None, fingerprint)
 
@@ -54,12 +61,17 @@ def load_for_inference(
 ) -> tuple[Config, SequentialRecommender, dict[str, Any]]:
     """Config, best weights on ``device`` (already resolved) with their inference cache, and id
     maps of a run folder: what ``evaluate`` and ``recommend`` start from. Items added after
-    training are in the model's catalog, and their ids under ``added_item_ids``."""
+    training are in the model's catalog, their ids under ``added_item_ids`` and their attributes
+    under ``added_catalog``."""
     run = RunFolder.open(run_dir)
-    model = run.load_model("best", device)
-    attach_inference_cache(model, run_dir)
+    added = run.added_items  # read once: `darec catalog add` may write it meanwhile
+    model = run.load_model("best", with_added_items=False)
+    if added is not None:
+        model.extend_catalog(added.rows)
+    model.to(device)
+    attach_inference_cache(model, run_dir, added_ids=[] if added is None else added.item_ids)
     ids = dict(run.ids)
-    added = run.added_items
     if added is not None:
         ids["added_item_ids"] = added.item_ids
+        ids["added_catalog"] = added.catalog
     return run.config, model, ids

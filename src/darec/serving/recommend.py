@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +16,11 @@ from darec.data.types import SequenceDataset
 from darec.devices import pick_device
 from darec.errors import ConfigError, DarecError, UnknownIdError
 from darec.evaluation.evaluator import best_k, chunk_size_for
-from darec.models.base import SequentialRecommender, StreamState
+from darec.models.base import SequentialRecommender, StreamState, cannot_add_items
 from darec.run import RunFolder
-from darec.serving.inference_cache import load_for_inference
+from darec.run.added import AddedItems, append_added_items
+from darec.serving.catalog import check_new_ids, new_item_rows
+from darec.serving.inference_cache import attach_inference_cache, load_for_inference
 
 __all__ = ["top_k", "Recommendation", "Recommender", "Session"]
 
@@ -102,6 +104,8 @@ class Recommender:
         # the trained items, then those added from their text (darec catalog add)
         self.item_ids: list[str] = self.ids["item_ids"] + self.ids.get("added_item_ids", [])
         self._item_index = {it: i for i, it in enumerate(self.item_ids) if i > 0}
+        self._trained = len(self.ids["item_ids"])  # internal ids below this were trained
+        self._added_catalog: list[dict[str, str]] = list(self.ids.get("added_catalog", []))
         self._data_path, self._item_path = data_path, item_path
         self._allow_changed_data = allow_changed_data
         self._dataset: SequenceDataset | None = None
@@ -185,26 +189,88 @@ class Recommender:
         table = table[table["item_index"] > 0]
         ids = np.asarray(self.item_ids, dtype=object)
         table.insert(2, "item", ids[table["item_index"].to_numpy()])
-        titles = [row.get("title") for row in ds.catalog]
+        titles = [row.get("title") for row in [*ds.catalog, *self._added_catalog]]
         if any(titles):
             table["title"] = np.asarray(titles, dtype=object)[table["item_index"].to_numpy()]
         return table.drop(columns="item_index").reset_index(drop=True)
 
+    def attributes(self, item: str) -> dict[str, str]:
+        """The item's text attributes: from the run's data for a trained item, as given for one
+        added from its text."""
+        index = self.item_index(item)
+        if index >= self._trained:
+            return self._added_catalog[index - self._trained]
+        return self.dataset().catalog[index]
+
     def title(self, item: str) -> str | None:
-        """The item's title in the run's data, if it has one."""
-        return self.dataset().catalog[self.item_index(item)].get("title")
+        """The item's title in the run's data (or as added), if it has one."""
+        return self.attributes(item).get("title")
 
     def with_titles(self, recs: list[Recommendation]) -> list[Recommendation]:
         """``recs`` with their titles filled in where the run's data (if it can be read) has
         them; unchanged when it cannot (e.g. the data moved and no ``data`` path was given)."""
         try:
-            catalog = self.dataset().catalog
+            self.dataset()
         except DarecError:
             return recs
-        return [
-            dataclasses.replace(r, title=catalog[self.item_index(r.item)].get("title"))
-            for r in recs
-        ]
+        return [dataclasses.replace(r, title=self.title(r.item)) for r in recs]
+
+    # ------------------------------------------------------------------ new items from text
+
+    @property
+    def adds_items_from_text(self) -> bool:
+        """Whether the model can add items from their text (content, sasrec-text, darec)."""
+        return self.model.adds_items_from_text
+
+    def check_adds_items(self) -> None:
+        """Raise :class:`ConfigError` naming the model unless it can add items from text."""
+        if not self.adds_items_from_text:
+            raise cannot_add_items(self.cfg.model.name)
+
+    def add_items(self, items: Mapping[str, Mapping[str, str]], save: bool = True) -> list[str]:
+        """Add ``items`` (new id -> text attributes) to the catalog from their text alone, as
+        ``darec catalog add`` does: they are ranked with the rest from now on and, with
+        ``save``, written to the run folder (kept by every later load). Returns their ids.
+
+        Not thread-safe (the HTTP server runs :meth:`encode_items`, :meth:`save_items` and
+        :meth:`extend_items` under its own locks)."""
+        added = self.encode_items(items)
+        if save:
+            self.save_items(added)
+        self.extend_items(added)
+        if save:
+            self.save_inference_cache()
+        return added.item_ids
+
+    def encode_items(self, items: Mapping[str, Mapping[str, str]]) -> AddedItems:
+        """What the model needs of each new item, computed from its text; nothing changes yet.
+        Raise :class:`DuplicateIdError` for an id in the catalog, :class:`ConfigError` for a
+        model that cannot add items or an item without text in ``text.fields``."""
+        self.check_adds_items()
+        check_new_ids(list(items), self._item_index, "the new items")
+        return new_item_rows(self.model, self.cfg, self.dataset().catalog, items)
+
+    def save_items(self, added: AddedItems) -> None:
+        """Append ``added`` to the run folder's added items (``darec catalog add``'s file)."""
+        append_added_items(self.run_dir, added)
+
+    def extend_items(self, added: AddedItems) -> None:
+        """Append ``added`` (from :meth:`encode_items`) to the live catalog: the model's, the
+        id maps and the attributes (new lists, so a reader holding the old ones is unaffected)."""
+        check_new_ids(added.item_ids, self._item_index, "the new items")
+        self.model.extend_catalog(added.rows)
+        start = len(self.item_ids)
+        index = dict(self._item_index)
+        index.update({item: start + i for i, item in enumerate(added.item_ids)})
+        self.item_ids = [*self.item_ids, *added.item_ids]
+        self._item_index = index
+        self._added_catalog = [*self._added_catalog, *added.catalog]
+
+    def save_inference_cache(self) -> str:
+        """Write the model's inference cache (DARec: the catalog cache) for the current catalog
+        beside the checkpoint, so that a restart with the same added items reads it."""
+        added_ids = self.item_ids[self._trained :]
+        return attach_inference_cache(self.model, self.run_dir, added_ids=added_ids)
 
     def history_of(self, user: str) -> list[str]:
         """A known user's items, oldest first (external ids)."""

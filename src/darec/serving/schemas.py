@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 __all__ = [
+    "AddedItemsReply",
     "Health",
     "Id",
     "Item",
@@ -71,16 +72,52 @@ class ItemInfo(BaseModel):
     attributes: dict[str, str]
 
 
+Text = Annotated[str, StringConstraints(max_length=10_000)]
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
 class NewItem(BaseModel):
+    """A catalog item to add: its id and text (``title`` and/or other attributes; the model
+    reads those of the run's ``text.fields``)."""
+
     model_config = ConfigDict(extra="forbid")
-    item: Id
-    title: str | None = Field(None, max_length=10_000)
-    attributes: dict[str, Annotated[str, StringConstraints(max_length=10_000)]] = {}
+    item: Id = Field(description="The new item's id (not in the catalog yet).")
+    title: Text | None = Field(None, description="Its title (the `title` attribute).")
+    attributes: dict[FieldName, Text] = Field(
+        {}, max_length=100, description="Other text attributes, e.g. brand or categories."
+    )
+
+    @model_validator(mode="after")
+    def _title_once(self) -> NewItem:
+        if self.title is not None and "title" in self.attributes:
+            raise ValueError("give the title once: as 'title' or in 'attributes', not both")
+        return self
+
+    def text(self) -> dict[str, str]:
+        """All its attributes, the title included."""
+        title = {} if self.title is None else {"title": self.title}
+        return title | dict(self.attributes)
 
 
 class NewItems(BaseModel):
+    """Items to add to the catalog from their text (cold start)."""
+
     model_config = ConfigDict(extra="forbid")
     items: Annotated[list[NewItem], Field(min_length=1, max_length=MAX_LIST)]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> NewItems:
+        seen: set[str] = set()
+        for new in self.items:
+            if new.item in seen:
+                raise ValueError(f"item {new.item!r} is given twice")
+            seen.add(new.item)
+        return self
+
+
+class AddedItemsReply(BaseModel):
+    added: list[str] = Field(description="The new items' ids, in the order given.")
+    items: int = Field(description="Items in the catalog now.")
 
 
 class Health(BaseModel):

@@ -368,7 +368,9 @@ class DARec(DARecModel):
     def extend_catalog(self, rows: dict[str, torch.Tensor]) -> None:
         """Append items with the sentences ``rows["tokens"]`` / ``rows["lengths"]`` and zero CF
         rows (ID embedding, and text features when the CF model is sasrec-text): the LLM's ALIGN
-        state alone represents them. The catalog cache is rebuilt on next use."""
+        state alone represents them. A catalog cache that is current is extended by encoding the
+        new items alone (a server adding items keeps its cache); otherwise it is rebuilt on next
+        use."""
         tokens, lengths = rows["tokens"], rows["lengths"]
         m, width = tokens.shape
         if width != self.item_tokens.shape[1] or lengths.shape != (m,):
@@ -376,7 +378,13 @@ class DARec(DARecModel):
                 f"new item tokens have shape {tuple(tokens.shape)} and lengths "
                 f"{tuple(lengths.shape)}; expected (M, {self.item_tokens.shape[1]}) and (M,)"
             )
+        current = self._catalog is not None and self._catalog[0] == self._catalog_key()
+        kept = self._catalog[1] if current and self._catalog is not None else None
         device = self.item_tokens.device
+        if self._entry_words is not None:  # the frozen-prefix cache: the new items' rows only
+            with torch.no_grad():
+                new_words = self._words(tokens.to(device), lengths.to(device), self.enter)
+            self._entry_words = torch.cat([self._entry_words, new_words.to(self._entry_words)])
         self.item_tokens = torch.cat([self.item_tokens, tokens.to(device)])
         self.item_lengths = torch.cat([self.item_lengths, lengths.to(device)])
         self.hard_negatives = torch.cat(
@@ -399,7 +407,37 @@ class DARec(DARecModel):
         self.cf.num_items += m
         self.num_items += m
         self._catalog = None
-        self._entry_words = None
+        self._key_params = None  # the CF item table may be a new module
+        if kept is not None:
+            extended = self._extended_catalog(kept, m)
+            if extended is not None:
+                self._catalog = (self._catalog_key(), extended)
+
+    def _extended_catalog(self, cache: CatalogKV, m: int) -> CatalogKV | None:
+        """``cache`` of the catalog before its last ``m`` items, with those items encoded and
+        appended; None when its keys/values no longer fit ``darec.catalog_cache_mb`` (then the
+        next use rebuilds it, vectors only)."""
+        with_kv = cache.has_kv
+        if with_kv and self.catalog_kv_bytes() > self.dcfg.catalog_cache_mb * 2**20:
+            return None
+        device = self.item_tokens.device
+        new = torch.arange(self.num_items + 1 - m, self.num_items + 1, device=device)
+        step = self.dcfg.item_batch_size
+        aligns, keys, values = [], [], []
+        with torch.no_grad():
+            for lo in range(0, m, step):
+                align, kv = self._encode_items(new[lo : lo + step], capture=with_kv)
+                aligns.append(align)
+                if with_kv:
+                    keys.append(torch.stack([kv.layers[i][0] for i in sorted(kv.layers)]))
+                    values.append(torch.stack([kv.layers[i][1] for i in sorted(kv.layers)]))
+            vectors = self.cf.item_embedding.weight[new] + self.text_head(torch.cat(aligns))
+        vectors = torch.cat([cache.vectors, vectors.to(cache.vectors)])
+        if not (with_kv and cache.keys is not None and cache.values is not None):
+            return CatalogKV(vectors, cache.first_layer)
+        grown_keys = torch.cat([cache.keys, torch.cat(keys, dim=1).to(cache.keys)], dim=1)
+        grown_values = torch.cat([cache.values, torch.cat(values, dim=1).to(cache.values)], dim=1)
+        return CatalogKV(vectors, cache.first_layer, grown_keys, grown_values)
 
     # ------------------------------------------------------------------ checkpoints
 
