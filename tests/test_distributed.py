@@ -206,7 +206,17 @@ def test_one_process_has_no_group_and_shares_split_batches(monkeypatch):
     assert group.share(np.arange(1)).tolist() == []
 
 
-def test_darec_is_refused_on_several_processes():
+def test_a_model_that_cannot_train_data_parallel_is_refused(tmp_path, monkeypatch):
+    """DARec says it cannot; the trainer refuses such a model when a group exists, naming it."""
     from darec.models.darec.model import DARecModel
+    from darec.models.sasrec import SASRec
+    from darec.training import trainer as trainer_module
 
     assert not DARecModel.data_parallel and "text bank" in DARecModel.data_parallel_note
+    group = distributed.ProcessGroup(rank=0, world=2, local_rank=0, device=torch.device("cpu"))
+    monkeypatch.setattr(trainer_module, "from_environment", lambda device: group)
+    monkeypatch.setattr(SASRec, "data_parallel", False)
+    monkeypatch.setattr(SASRec, "data_parallel_note", "a reason")
+    cfg = _config(tmp_path, "sasrec")
+    with pytest.raises(ConfigError, match=r"model 'sasrec' cannot train on several .*a reason"):
+        _fit(cfg, tmp_path / "run", resume=False)
