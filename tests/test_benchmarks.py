@@ -169,6 +169,15 @@ CASES: dict[str, tuple[list[str], str, Callable[[Any], bool]]] = {
         "--results",
         lambda r: r["errors"] == 0 and r["sasrec_p50_ms"] > 0 and "export_all_users_seconds" in r,
     ),
+    "data_parallel": (
+        [],
+        "--out",
+        lambda r: (
+            [x["processes"] for x in r["runs"]] == [1, 2]
+            and all(x["samples_per_second"] > 0 for x in r["runs"])
+            and set(r["speedup"]) == {"1", "2"}
+        ),
+    ),
     # RecBole lives in its own virtualenv; without it the quick run records why it skipped
     "recbole_compare": ([], "--out", lambda r: "skipped" in r or len(r["runs"]) == 1),
 }

@@ -231,10 +231,14 @@ def train(
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder.")] = Path("runs/run"),
     resume: Annotated[bool, typer.Option(help="Continue the run in --output.")] = False,
 ) -> None:
-    """Train a model, select it on validation NDCG@10, evaluate the test split once."""
+    """Train a model, select it on validation NDCG@10, evaluate the test split once.
+
+    Started by `torchrun --nproc_per_node N -m darec.cli train ...`, it trains data-parallel on N
+    processes (docs/distributed.md); rank 0 writes the run folder and prints."""
     from darec.config import apply_overrides
     from darec.experiment import run_experiment
     from darec.run import RunFolder
+    from darec.training.distributed import is_main_process, shutdown
 
     try:
         fields = {"data.path": data, "data.format": fmt, "model.name": model}
@@ -243,9 +247,13 @@ def train(
             cfg = apply_overrides(RunFolder.open(output).config, _overrides(sets, **fields))
         else:
             cfg = _config(config, sets, **fields)
+        main = is_main_process()
         with _progress() as progress:
-            callback = _Progress(progress, cfg.model.name)
-            result, record = run_experiment(cfg, output, callback, resume=resume)
+            callback = _Progress(progress, cfg.model.name) if main else None
+            try:
+                result, record = run_experiment(cfg, output, callback, resume=resume)
+            finally:
+                shutdown()  # leave the process group of a torchrun start, if any
     except DarecError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -255,6 +263,8 @@ def train(
             err.print("interrupted before the first checkpoint; nothing to resume: run the same")
             err.print("command again (without --resume)")
         raise typer.Exit(130) from None
+    if not main:
+        return  # rank 0 prints for all
     console.print(
         f"{record.model} on {record.dataset}: best epoch {result.best_epoch} of {result.epochs} "
         f"({result.stopped}), {result.train_seconds:.0f}s; run folder {output}"

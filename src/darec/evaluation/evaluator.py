@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from darec.data.split import EvalSet
 from darec.evaluation.metrics import metrics_from_ranks, tie_aware_rank
 from darec.models.base import SequentialRecommender
 
-__all__ = ["EvalResult", "evaluate", "best_k", "iter_catalog_chunks", "chunk_size_for"]
+__all__ = ["EvalResult", "Shard", "evaluate", "best_k", "iter_catalog_chunks", "chunk_size_for"]
 
 
 @dataclass
@@ -77,6 +78,27 @@ def iter_catalog_chunks(
         yield items, scores, allowed
 
 
+class Shard(Protocol):
+    """This process's part of a sharded evaluation (the trainer's process group): it scores the
+    evaluation batches ``rank, rank + world, ...`` and ``gather`` collects every process's
+    results, in rank order, on every process."""
+
+    @property
+    def rank(self) -> int: ...
+    @property
+    def world(self) -> int: ...
+    def gather(self, value: Any) -> list[Any]: ...
+
+
+@dataclass
+class _BatchCounts:
+    """What one evaluation batch gives, on the CPU: per protocol, the counts of better and of
+    tied items per user; with lists, each user's top-k items."""
+
+    counts: list[tuple[torch.Tensor, torch.Tensor]]
+    top: torch.Tensor | None
+
+
 @torch.inference_mode()
 def evaluate(
     model: SequentialRecommender,
@@ -87,47 +109,46 @@ def evaluate(
     item_counts: np.ndarray | None = None,
     list_k: int = 10,
     other_protocol: bool = False,
+    shard: Shard | None = None,
 ) -> EvalResult:
     """Rank each target against all items and average HR/NDCG/MRR at ``cfg.ks``; with
     ``item_counts`` (N + 1,) training counts, also describe each user's top-``list_k`` list
     (coverage of the catalog, mean popularity: see :attr:`EvalResult.lists`); with
-    ``other_protocol``, also rank under the other ``exclude_history``."""
+    ``other_protocol``, also rank under the other ``exclude_history``.
+
+    With ``shard`` each process scores its share of the batches and every process gets the
+    whole result, equal to a single process's (same batches, ties broken in the same order)."""
     was_training = model.training
     model.eval()
+    starts = range(0, len(data.targets), cfg.batch_size)
+    mine = starts[shard.rank :: shard.world] if shard is not None else starts
+    protocols = [cfg.exclude_history, *([not cfg.exclude_history] if other_protocol else [])]
+    scored: dict[int, _BatchCounts] = {}
+    try:
+        for start in mine:
+            scored[start] = _score_batch(
+                model, data, cfg, start, max_seq_len, device, protocols, item_counts, list_k
+            )
+    finally:
+        model.train(was_training)
+    if shard is not None:
+        scored = {k: v for part in shard.gather(scored) for k, v in part.items()}
     generator = torch.Generator().manual_seed(cfg.seed)
-    num_candidates = model.num_items + 1
     # the other protocol's ties are broken by a generator of its own, so the first protocol's
     # ranks are the same whether or not the other is asked for
     other_generator = torch.Generator().manual_seed(cfg.seed + 1)
     all_ranks: list[torch.Tensor] = []
     other_ranks: list[torch.Tensor] = []
     recommended: list[torch.Tensor] = []
-    try:
-        for start in range(0, len(data.targets), cfg.batch_size):
-            stop = start + cfg.batch_size
-            longest = max(1, *(len(h) for h in data.histories[start:stop]))
-            # the model reads the most recent max_seq_len items (no wider than needed) ...
-            history = pad_left(data.histories[start:stop], min(max_seq_len, longest)).to(device)
-            # ... while exclusion uses the whole history
-            full_history = pad_left(data.histories[start:stop], longest).to(device)
-            targets = torch.as_tensor(data.targets[start:stop], dtype=torch.long, device=device)
-            state = model.encode_users(history)
-            chunk = chunk_size_for(len(targets), num_candidates, cfg.max_scores)
-            protocols = [
-                cfg.exclude_history,
-                *([not cfg.exclude_history] if other_protocol else []),
-            ]
-            counts = _rank_batch(model, state, full_history, targets, protocols, chunk)
-            greater, ties = counts[0]
-            all_ranks.append(tie_aware_rank(greater.cpu(), ties.cpu(), generator))
-            if other_protocol:
-                greater, ties = counts[1]
-                other_ranks.append(tie_aware_rank(greater.cpu(), ties.cpu(), other_generator))
-            if item_counts is not None:
-                top, _ = best_k(model, state, full_history, cfg.exclude_history, chunk, list_k)
-                recommended.append(top.cpu())
-    finally:
-        model.train(was_training)
+    for start in starts:  # ties broken batch by batch, in order, whoever scored the batch
+        batch = scored[start]
+        greater, ties = batch.counts[0]
+        all_ranks.append(tie_aware_rank(greater, ties, generator))
+        if other_protocol:
+            greater, ties = batch.counts[1]
+            other_ranks.append(tie_aware_rank(greater, ties, other_generator))
+        if batch.top is not None:
+            recommended.append(batch.top)
     ranks_np = torch.cat(all_ranks).numpy() if all_ranks else np.zeros(0, dtype=np.int64)
     select_k = int(cfg.select_metric.partition("@")[2])
     lists: dict[str, float] = {}
@@ -146,6 +167,34 @@ def evaluate(
         other_protocol=other,
         lists=lists,
     )
+
+
+def _score_batch(
+    model: SequentialRecommender,
+    data: EvalSet,
+    cfg: EvalConfig,
+    start: int,
+    max_seq_len: int,
+    device: torch.device | str,
+    protocols: list[bool],
+    item_counts: np.ndarray | None,
+    list_k: int,
+) -> _BatchCounts:
+    """Score the evaluation batch of users ``start .. start + cfg.batch_size``."""
+    stop = start + cfg.batch_size
+    longest = max(1, *(len(h) for h in data.histories[start:stop]))
+    # the model reads the most recent max_seq_len items (no wider than needed) ...
+    history = pad_left(data.histories[start:stop], min(max_seq_len, longest)).to(device)
+    # ... while exclusion uses the whole history
+    full_history = pad_left(data.histories[start:stop], longest).to(device)
+    targets = torch.as_tensor(data.targets[start:stop], dtype=torch.long, device=device)
+    state = model.encode_users(history)
+    chunk = chunk_size_for(len(targets), model.num_items + 1, cfg.max_scores)
+    counts = _rank_batch(model, state, full_history, targets, protocols, chunk)
+    top = None
+    if item_counts is not None:
+        top = best_k(model, state, full_history, cfg.exclude_history, chunk, list_k)[0].cpu()
+    return _BatchCounts([(g.cpu(), t.cpu()) for g, t in counts], top)
 
 
 def best_k(

@@ -128,6 +128,12 @@ class SequentialRecommender(nn.Module):
         """Scalar training loss of one batch."""
         raise NotImplementedError
 
+    def loss_terms(self, batch: TrainBatch) -> int:
+        """How many terms :meth:`loss` averages over: the positions with a target, by default.
+        Training on several processes weighs each process's share of a batch by it, so that
+        their averaged gradients equal the whole batch's."""
+        return int((batch.targets != 0).sum())
+
     def encode_users(self, history: torch.Tensor) -> torch.Tensor:
         """(B, L) left-padded item ids -> a per-user state consumed by :meth:`score_items`."""
         raise NotImplementedError
@@ -180,6 +186,11 @@ class SequentialRecommender(nn.Module):
         :meth:`item_rows_from_text` returned, possibly for several calls concatenated), so that
         they are scored with the rest. The default raises :class:`ConfigError`."""
         raise cannot_add_items(self.cfg.name)
+
+    data_parallel: ClassVar[bool] = True
+    """Whether the trainer may train the model on several processes, each on its share of the
+    batch (see ``darec.training.distributed``); :attr:`data_parallel_note` says why not."""
+    data_parallel_note: ClassVar[str] = ""
 
     @property
     def trainable(self) -> bool:

@@ -72,6 +72,11 @@ class BERT4Rec(SequentialRecommender):
         weight = self.item_embedding.weight[: self.num_items + 1]  # (N + 1, D) without the mask
         return next_item_loss(states, targets, weight, "ce", bias=self.output_bias)
 
+    def loss_terms(self, batch: TrainBatch) -> int:
+        """The masked positions are drawn inside :meth:`loss`; their expected count grows with
+        the window's items, which is what this counts (so shares are weighed in expectation)."""
+        return int((self._window_items(batch) != 0).sum())
+
     def encode_users(self, history: torch.Tensor) -> torch.Tensor:
         """(B, L) left-padded history -> (B, D) state of a mask token appended after it."""
         L = self.cfg.max_seq_len

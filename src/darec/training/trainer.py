@@ -3,6 +3,7 @@ on full ranking, early stopping, resumable checkpoints, and a single read of the
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -14,11 +15,11 @@ import numpy as np
 import torch
 
 from darec.config import Config, config_from_run, config_to_dict, flat_config
-from darec.data.batching import make_batch, training_windows
+from darec.data.batching import TrainBatch, make_batch, training_windows
 from darec.data.split import Split
 from darec.data.types import SequenceDataset
 from darec.devices import pick_device
-from darec.errors import CheckpointError, DarecError, DataError
+from darec.errors import CheckpointError, ConfigError, DarecError, DataError
 from darec.evaluation.evaluator import EvalResult, evaluate
 from darec.evaluation.popularity import item_counts, metrics_by_group, popularity_groups
 from darec.models.base import ModelContext, SequentialRecommender
@@ -37,6 +38,7 @@ from darec.run.checkpoint import (
 from darec.run.fingerprint import check_data_unchanged, data_fingerprint, write_data_fingerprint
 from darec.run.lock import run_lock
 from darec.run.state import TrainerState
+from darec.training.distributed import from_environment
 from darec.training.log import TrainingLog
 
 __all__ = [
@@ -99,12 +101,45 @@ def _schedule(cfg: Config, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
+class _LossOf(torch.nn.Module):
+    """``model.loss`` as a module's ``forward``: what DistributedDataParallel wraps, since it
+    synchronises the gradients of what goes through ``forward`` only."""
+
+    def __init__(self, model: SequentialRecommender) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, inputs: torch.Tensor, targets: torch.Tensor, users: torch.Tensor
+    ) -> torch.Tensor:
+        return self.model.loss(TrainBatch(inputs, targets, users))
+
+
+def _data_parallel(model: SequentialRecommender, device: torch.device) -> torch.nn.Module:
+    """``model.loss`` wrapped in DistributedDataParallel (which starts by broadcasting rank 0's
+    parameters). Buffers are set by ``prepare`` and equal everywhere: none is synchronised on
+    each step. Every trainable parameter of the models that train data-parallel takes part in
+    every step's loss, so DDP need not search the graph for unused ones."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    options: dict[str, Any] = {}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
+        options["forward_sync_buffers"] = False  # torch >= 2.13 names it so
+    else:
+        options["broadcast_buffers"] = False
+    device_ids = [device] if device.type == "cuda" else None
+    return DistributedDataParallel(_LossOf(model), device_ids=device_ids, **options)
+
+
 class Trainer:
     """Trains ``cfg.model.name`` on ``split.train``, selects on ``split.valid``, tests once.
 
     The run folder receives the config, the id maps, checkpoints and the final metrics. With
     ``resume=True`` training continues from the last checkpoint exactly: same parameters,
     optimizer and scheduler state, RNG, epoch and position inside the epoch.
+
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment), every process builds a
+    Trainer and they train one model data-parallel: see :mod:`darec.training.distributed`.
     """
 
     def __init__(
@@ -132,7 +167,12 @@ class Trainer:
                 f"dataset {dataset.name!r} has no user with at least 3 interactions, so there is "
                 "nothing to validate or test; raise data.user_min to 3 or more"
             )
-        self.device = torch.device(pick_device(cfg.train.device))
+        self.group = from_environment(cfg.train.device)
+        self.main = self.group is None or self.group.main
+        """Whether this process writes the run folder (rank 0, or the only process)."""
+        self.device = (
+            self.group.device if self.group else torch.device(pick_device(cfg.train.device))
+        )
         # the run's explicit seed (initialisation here; batch order, dropout and sampling later)
         torch.manual_seed(cfg.train.seed)
         ctx = ModelContext(
@@ -145,6 +185,15 @@ class Trainer:
         self.model: SequentialRecommender = build_model(cfg, ctx)
         self.model.prepare(split.train)
         self.model.to(self.device)
+        self._ddp: torch.nn.Module | None = None
+        if self.group is not None and self.model.trainable:
+            if not self.model.data_parallel:
+                raise ConfigError(
+                    f"model {cfg.model.name!r} cannot train on several processes yet (WORLD_SIZE="
+                    f"{self.group.world}): {self.model.data_parallel_note}; train it with one "
+                    "process"
+                )
+            self._ddp = _data_parallel(self.model, self.device)
         self.windows, self.owners = training_windows(
             split.train, cfg.model.max_seq_len, cfg.train.windows
         )
@@ -186,8 +235,21 @@ class Trainer:
         if self.record_data:
             write_data_fingerprint(self.run_dir, data_fingerprint(self.cfg.data, self.dataset))
 
+    def _barrier(self) -> None:
+        """With several processes: wait for all (e.g. for rank 0's writes)."""
+        if self.group is not None:
+            self.group.barrier()
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.main:
+            self.log.write(record)
+
     def _checkpoint(self, is_best: bool) -> None:
+        """Rank 0 saves (every process counts the save, so their states stay equal)."""
         self.state.saves += 1
+        if not self.main:
+            self._barrier()
+            return
         on_gpu = self.device.type == "cuda"
         state = CheckpointState(
             model=self.model.trained_state(),
@@ -199,6 +261,7 @@ class Trainer:
         )
         name = f"step-{self.state.global_step:08d}-{self.state.saves:04d}"
         save_checkpoint(self.run_dir, name, state, is_best)
+        self._barrier()
 
     def _check_resumed_config(self) -> None:
         """Refuse a resume whose config differs from the run's, naming the keys, except for
@@ -221,7 +284,7 @@ class Trainer:
             )
         if self.record_data:
             check_data_unchanged(self.run_dir, self.cfg.data, self.dataset, resuming=True)
-        if changed:
+        if changed and self.main:
             atomic_write_json(self.run_dir / "config.json", config_to_dict(self.cfg))
 
     def _reopen_if_budget_raised(self) -> None:
@@ -246,7 +309,8 @@ class Trainer:
         if ckpt.cuda_rng is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(ckpt.cuda_rng, self.device)
         self.state = ckpt.trainer
-        self.log.truncate_after(self.state.global_step)  # the steps about to be redone
+        if self.main:
+            self.log.truncate_after(self.state.global_step)  # the steps about to be redone
         self._reopen_if_budget_raised()
 
     # ------------------------------------------------------------------ training
@@ -272,8 +336,8 @@ class Trainer:
             record["partial_epoch"] = True
             record["epoch_steps"] = f"{partial_steps}/{self.steps_per_epoch}"
         self.state.history.append(record)
-        self.log.write({"event": "valid", **record, "seconds": round(self._elapsed(), 2)})
-        if self.callback:
+        self._log({"event": "valid", **record, "seconds": round(self._elapsed(), 2)})
+        if self.callback and self.main:
             self.callback.on_validation(epoch, result.metrics, improved)
         return improved
 
@@ -306,7 +370,7 @@ class Trainer:
         or ``early_stopping`` after a mid-epoch validation, see ``train.eval_every_steps``)."""
         assert self.scheduler is not None
         batches = self._epoch_batches(epoch)
-        if self.callback:
+        if self.callback and self.main:
             self.callback.on_epoch_start(epoch, self.steps_per_epoch)
         self.model.train()
         losses: list[float] = []
@@ -314,7 +378,7 @@ class Trainer:
             return self._run_steps(epoch, batches, losses)
         finally:
             if losses:  # what this process ran of the epoch (all of it but after a resume)
-                self.log.write(
+                self._log(
                     {
                         "event": "epoch",
                         "epoch": epoch + 1,
@@ -333,14 +397,10 @@ class Trainer:
         for step in range(self.state.step_in_epoch, self.steps_per_epoch):
             if self._out_of_time():
                 return "time_limit"
-            idx = batches[step]
-            batch = make_batch(
-                [self.windows[i] for i in idx], self.owners[idx], self.cfg.model.max_seq_len
-            ).to(self.device)
-            loss = self.model.loss(batch)
-            if not torch.isfinite(loss):
+            loss, shown = self._step_loss(batches[step])
+            if not torch.isfinite(shown):
                 raise TrainingError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                    f"loss became {shown.item()} at epoch {epoch + 1}, step {step + 1}; "
                     "lower train.lr or raise train.grad_clip (the last checkpoint is intact)"
                 )
             self.optimizer.zero_grad(set_to_none=True)
@@ -351,8 +411,8 @@ class Trainer:
             self.scheduler.step()
             self.state.step_in_epoch = step + 1
             self.state.global_step += 1
-            losses.append(loss.item())
-            if self.callback:
+            losses.append(shown.item())
+            if self.callback and self.main:
                 self.callback.on_step(epoch, step, losses[-1])
             gstep, last = self.state.global_step, step + 1 == self.steps_per_epoch
             validate = bool(cfg.eval_every_steps) and gstep % cfg.eval_every_steps == 0 and not last
@@ -364,6 +424,36 @@ class Trainer:
                 if validate and self._patience_spent():
                     return "early_stopping"
         return "finished"
+
+    def _step_loss(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss to differentiate for the batch of windows ``idx``, and the batch's loss to
+        report (the same tensor for one process).
+
+        With several processes each takes its share of the batch, and DDP averages their
+        gradients; each share's loss is weighted by its count of loss terms (positions with a
+        target, see ``SequentialRecommender.loss_terms``), so the average is the gradient of the
+        whole batch's loss, as one process computes it.
+        """
+        if self._ddp is None or self.group is None:
+            batch = make_batch(
+                [self.windows[i] for i in idx], self.owners[idx], self.cfg.model.max_seq_len
+            ).to(self.device)
+            loss = self.model.loss(batch)
+            return loss, loss
+        share = self.group.share(idx)
+        empty = not len(share)
+        if empty:  # a batch smaller than the world: this process still joins the sync
+            share = idx[:1]
+        batch = make_batch(
+            [self.windows[i] for i in share], self.owners[share], self.cfg.model.max_seq_len
+        ).to(self.device)
+        terms = 0 if empty else self.model.loss_terms(batch)
+        local = self._ddp(batch.inputs, batch.targets, batch.users)
+        # one all-reduce: the batch's summed loss and its count of terms
+        count_here = torch.tensor(float(terms), device=local.device)
+        total, count = self.group.sum(torch.stack([local.detach().float() * terms, count_here]))
+        count = count.clamp(min=1)
+        return local * (terms * self.group.world / count), total / count
 
     def _bank_time(self) -> None:
         """Add the time since the clock last started to ``state.elapsed`` (what checkpoints
@@ -378,13 +468,19 @@ class Trainer:
 
     def _out_of_time(self) -> bool:
         limit = self.cfg.train.max_minutes
-        return bool(limit) and self._elapsed() > limit * 60
+        if not limit:
+            return False
+        late = self._elapsed() > limit * 60
+        # with several processes rank 0's clock decides, so that all stop at the same step
+        return self.group.agree(late) if self.group is not None else late
 
     def fit(self, resume: bool = False, test: bool = True) -> FitResult:
         """Train (or resume), select the best validation checkpoint, evaluate test once.
 
         ``test=False`` (hyper-parameter tuning) never reads the test split.
         """
+        if not self.main:  # rank 0 holds the lock for all; the others follow its writes
+            return self._fit(resume, test)
         with run_lock(self.run_dir):
             try:
                 return self._fit(resume, test)
@@ -393,6 +489,7 @@ class Trainer:
 
     def _fit(self, resume: bool, test: bool) -> FitResult:
         cfg = self.cfg.train
+        self._barrier()  # rank 0 holds the run lock (and cleaned the folder) from here
         if resume:
             self._restore()
         else:
@@ -401,7 +498,15 @@ class Trainer:
                     f"{self.run_dir} already holds a trained run; continue it with "
                     "`darec train ... --resume` or choose a new output folder"
                 )
-            self._write_run_files()
+            if self.main:
+                self._write_run_files()
+        if self.group is not None and not self.main:
+            # dropout and sampling draws of its own, reproducible from where training starts;
+            # rank 0 goes on with the run's RNG (what checkpoints save)
+            torch.manual_seed(
+                (cfg.seed * 1_000_003 + self.group.rank * 7_919 + self.state.global_step) % 2**63
+            )
+        self._barrier()  # the run files are written
         self._clock = time.monotonic()  # training time runs from here (and from each resume)
         while self.model.trainable and self.state.stopped is None and self.state.epoch < cfg.epochs:
             epoch = self.state.epoch
@@ -458,6 +563,9 @@ class Trainer:
             history=self.state.history,
             notes=self._notes(stopped),
         )
+        if not self.main:
+            self._barrier()  # rank 0 writes metrics.json
+            return result
         atomic_write_json(
             self.run_dir / "metrics.json",
             {
@@ -477,6 +585,7 @@ class Trainer:
                 "provenance": provenance(),
             },
         )
+        self._barrier()
         return result
 
     def _notes(self, stopped: str) -> list[str]:
@@ -527,4 +636,5 @@ class Trainer:
             self.device,
             counts,
             other_protocol=which == "test",
+            shard=self.group,
         )

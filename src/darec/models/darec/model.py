@@ -104,6 +104,12 @@ class _Rows:
 class DARecModel(SequentialRecommender):
     """LLM-based sequential recommender (DARec) as a module: weights in, scores and losses out."""
 
+    data_parallel = False
+    data_parallel_note = (
+        "its loss scores every item of the whole batch with fresh text rows and writes them to "
+        "a text bank, so a process holding part of the batch would train a different objective"
+    )
+
     def __init__(
         self,
         cfg: Config,
