@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from darec.config import Config
 from darec.errors import ConfigError
 from darec.models.base import ModelContext, SequentialRecommender
@@ -35,4 +37,14 @@ def check_model_name(name: str) -> None:
 def build_model(cfg: Config, ctx: ModelContext) -> SequentialRecommender:
     """Instantiate the model named ``cfg.model.name`` for the data described by ``ctx``."""
     check_model_name(cfg.model.name)
-    return MODELS[cfg.model.name].from_config(cfg, ctx)
+    try:
+        return MODELS[cfg.model.name].from_config(cfg, ctx)
+    except (MemoryError, torch.OutOfMemoryError, RuntimeError) as exc:
+        if not isinstance(exc, MemoryError | torch.OutOfMemoryError) and "allocate" not in str(exc):
+            raise
+        m = cfg.model
+        raise ConfigError(
+            f"the {m.name} model does not fit in memory with model.hidden_size={m.hidden_size}, "
+            f"model.num_layers={m.num_layers}, model.inner_size={m.inner_size} and "
+            f"{ctx.num_items} items: {str(exc).splitlines()[0]}; choose smaller sizes"
+        ) from exc
