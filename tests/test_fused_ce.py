@@ -59,3 +59,16 @@ def test_chunks_fit_the_cache_budget() -> None:
     cpu = torch.device("cpu")
     assert chunk_rows(12_101, cpu) * 12_101 * 4 <= fused_ce.CPU_CHUNK_BYTES
     assert chunk_rows(10**9, cpu) == 8  # never fewer than 8 rows a chunk
+
+
+def test_under_autocast_it_computes_in_float32() -> None:
+    gen = torch.Generator().manual_seed(1)
+    h = torch.randn(20, 8, generator=gen, requires_grad=True)
+    w = torch.randn(30, 8, generator=gen, requires_grad=True)
+    y = torch.randint(0, 30, (20,), generator=gen)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        loss = linear_cross_entropy(h, w, y)
+    loss.backward()
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(_reference(h, w, y, None).item(), rel=1e-5)
+    assert h.grad is not None and h.grad.dtype == torch.float32

@@ -42,7 +42,21 @@ class _LinearCrossEntropy(torch.autograd.Function):
         targets: torch.Tensor,
         chunk: int,
     ) -> torch.Tensor:
-        work = torch.promote_types(h.dtype, torch.float32)  # bf16/fp16 states: fp32 softmax
+        # bf16/fp16 states: fp32 arithmetic, also under autocast (which would run the products
+        # below in bf16 and then fail to mix them with the fp32 buffers)
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            return _LinearCrossEntropy._forward(ctx, h, weight, bias, targets, chunk)
+
+    @staticmethod
+    def _forward(
+        ctx: Any,
+        h: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        targets: torch.Tensor,
+        chunk: int,
+    ) -> torch.Tensor:
+        work = torch.promote_types(h.dtype, torch.float32)
         w = weight.to(work)
         b = None if bias is None else bias.to(work)
         grad_h = torch.empty(h.shape, dtype=work, device=h.device)
