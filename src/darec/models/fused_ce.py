@@ -42,20 +42,6 @@ class _LinearCrossEntropy(torch.autograd.Function):
         targets: torch.Tensor,
         chunk: int,
     ) -> torch.Tensor:
-        # bf16/fp16 states: fp32 arithmetic, also under autocast (which would run the products
-        # below in bf16 and then fail to mix them with the fp32 buffers)
-        with torch.autocast(device_type=h.device.type, enabled=False):
-            return _LinearCrossEntropy._forward(ctx, h, weight, bias, targets, chunk)
-
-    @staticmethod
-    def _forward(
-        ctx: Any,
-        h: torch.Tensor,
-        weight: torch.Tensor,
-        bias: torch.Tensor | None,
-        targets: torch.Tensor,
-        chunk: int,
-    ) -> torch.Tensor:
         work = torch.promote_types(h.dtype, torch.float32)
         w = weight.to(work)
         b = None if bias is None else bias.to(work)
@@ -111,4 +97,7 @@ def linear_cross_entropy(
         logits = h @ weight.T
         return F.cross_entropy(logits if bias is None else logits + bias, targets)
     chunk = chunk_rows(weight.shape[0], h.device)
-    return _LinearCrossEntropy.apply(h, weight, bias, targets, chunk)  # type: ignore[no-any-return]
+    # fp32 arithmetic for bf16/fp16 states, also under autocast (which would run the products in
+    # bf16 and then fail to mix them with the fp32 gradient buffers); backward only rescales
+    with torch.autocast(device_type=h.device.type, enabled=False):
+        return _LinearCrossEntropy.apply(h, weight, bias, targets, chunk)  # type: ignore[no-any-return]
