@@ -48,7 +48,7 @@ from benchlib.records import (
     store_record,
     write_json,
 )
-from benchlib.settings import DATASETS, SASREC_TEXT, SETTINGS
+from benchlib.settings import DATASETS, NO_LIMIT, SASREC_TEXT, SETTINGS
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
@@ -56,7 +56,6 @@ from darec.run.folder import RunFolder
 
 RUNS = RESULTS_DIR / "accuracy_runs.json"
 SUMMARY = RESULTS_DIR / "accuracy.json"
-NO_LIMIT = ["train.epochs=200", "model.max_seq_len=50", "train.max_minutes=0"]
 TEXT_AWARE = ("sasrec-text", "darec")
 PUBLISHED = {
     "amazon-beauty": {

@@ -26,8 +26,10 @@ candidates. Text models rank the warm targets among the cold items too, as they 
 them, which can only lower their warm numbers.
 
 Models: ``content`` (cosine between item text features and the recency-weighted mean of the
-recent history; its ``model.content_decay`` chosen on warm validation NDCG@10 among
-``CONTENT_DECAYS``), ``pop``, ``sasrec``, ``sasrec-text`` (the text-signal settings), the last
+recent history; its text features, among ``CONTENT_TEXTS``: SmolLM2's, all-MiniLM-L6-v2's raw or
+whitened, and its ``model.content_decay`` among ``CONTENT_DECAYS``, chosen together on warm
+validation NDCG@10), ``pop``, ``sasrec``, ``sasrec-text`` (the headline settings of
+benchmarks/accuracy.py: SASRec's recipe, and on Beauty the whitened MiniLM title vectors), the last
 tested twice on the same trained model: cold items with zero ID rows (``sasrec-text``), and with
 ID rows predicted from their text by a ridge regression fitted on the warm items
 (``sasrec-text ids-from-text``, ``model.new_item_ids = "from_text"``). Optional
@@ -35,8 +37,11 @@ ID rows predicted from their text by a ridge regression fitted on the warm items
 cold targets): the same model trained with ``model.id_dropout = 0.5`` (half the items lose their
 ID rows at each step, so the text branch learns to carry an item alone), tested both ways too.
 DARec is not run (it
-can add items, but training it on Beauty takes hours on 2 cores). Settings are the baselines'
-(benchmarks/baselines.py, text_signal.py). The summary keys ``cold_best_model`` /
+can add items, but training it on Beauty takes hours on 2 cores). The trained models run without a
+time limit, to early stopping (like benchmarks/accuracy.py). Each model's row is merged into the
+results file as soon as it is done, beside the rows the file holds for the same split, so that
+models can train side by side in separate scripts (``--models sasrec`` and ``--models
+content,pop,sasrec-text``) without losing each other's rows. The summary keys ``cold_best_model`` /
 ``cold_best_ndcg10`` (best cold NDCG@10 among the models other than ``content``),
 ``cold_content_ndcg10`` and ``cold_ratio`` (best / content) sit at the top level of the JSON.
 """
@@ -53,7 +58,7 @@ from pathlib import Path
 
 import torch
 from benchlib.records import replace_block
-from benchlib.settings import COMMON, DATASETS, SETTINGS, TEXT
+from benchlib.settings import COMMON, DATASETS, NO_LIMIT, SASREC_TEXT, SETTINGS, TEXT
 
 from darec.config import Config, apply_overrides
 from darec.data.cold import ColdSplit, hold_out_items
@@ -75,17 +80,34 @@ SHOWN = ("HR@10", "NDCG@10")
 
 MODELS: dict[str, dict[str, list[str]]] = {  # dataset -> model -> settings
     dataset: {
-        "content": ["model.name=content", *TEXT[dataset]],
+        "content": ["model.name=content"],  # its item text: CONTENT_TEXTS, chosen on validation
         "pop": ["model.name=pop"],
         "sasrec": SETTINGS[dataset]["sasrec"],
-        "sasrec-text": [*SETTINGS[dataset]["sasrec"], *TEXT[dataset], "model.name=sasrec-text"],
+        "sasrec-text": [
+            *SETTINGS[dataset]["sasrec"],
+            "model.name=sasrec-text",
+            *SASREC_TEXT[dataset],
+        ],
         # trained to score items by their text alone too, as added items must be
         "sasrec-text id-dropout": [
             *SETTINGS[dataset]["sasrec"],
-            *TEXT[dataset],
             "model.name=sasrec-text",
+            *SASREC_TEXT[dataset],
             "model.id_dropout=0.5",
         ],
+    }
+    for dataset in ("ml-100k", "amazon-beauty")
+}
+MINILM = [
+    "text.encoder=all-minilm-l6-v2",
+    "text.encoder_layers=0",
+    "text.pooling=sentence",
+]
+CONTENT_TEXTS: dict[str, dict[str, list[str]]] = {  # dataset -> candidate item text features
+    dataset: {
+        "smollm2": TEXT[dataset],  # DARec's backbone, 8 layers, mean of the final word states
+        "minilm": [*TEXT[dataset], *MINILM],  # the sentence encoder (cosine is its metric)
+        "minilm whitened": [*TEXT[dataset], *MINILM, "text.whiten=true"],
     }
     for dataset in ("ml-100k", "amazon-beauty")
 }
@@ -99,6 +121,15 @@ TEST_VARIANTS: dict[str, dict[str, list[str]]] = {  # one trained model, tested 
         "sasrec-text id-dropout ids-from-text": ["model.new_item_ids=from_text"],
     },
 }
+ORDER = [  # the table's rows
+    "content",
+    "pop",
+    "sasrec",
+    "sasrec-text",
+    "sasrec-text ids-from-text",
+    "sasrec-text id-dropout",
+    "sasrec-text id-dropout ids-from-text",
+]
 QUICK = [  # --quick: a smoke run of the whole protocol, not a measurement
     "train.epochs=1",
     "train.windows=last",
@@ -110,26 +141,32 @@ QUICK = [  # --quick: a smoke run of the whole protocol, not a measurement
 ]
 
 
-def run_content(cfg: Config, data: ColdSplit) -> dict:
-    """The content baseline: nothing to train; ``content_decay`` chosen on warm validation."""
+def run_content(cfg: Config, data: ColdSplit, texts: dict[str, list[str]]) -> dict:
+    """The content baseline: nothing to train; its item text features (``texts``) and
+    ``content_decay`` chosen on warm validation NDCG@10."""
     start = time.monotonic()
     ctx = ModelContext(data.warm.num_items, data.warm.catalog, data.warm.key)
-    built = build_model(cfg, ctx)
-    assert isinstance(built, ContentModel)
-    feats = built.feats
-    valid = {}
-    for decay in CONTENT_DECAYS:
-        model = ContentModel(
-            dataclasses.replace(cfg.model, content_decay=decay), ctx.num_items, feats
-        )
-        valid[decay] = evaluate(model, data.train.valid, cfg.eval, cfg.model.max_seq_len).metrics
-    best = max(CONTENT_DECAYS, key=lambda d: valid[d]["NDCG@10"])
-    model = ContentModel(dataclasses.replace(cfg.model, content_decay=best), ctx.num_items, feats)
-    chosen = dataclasses.replace(cfg, model=model.cfg)
+    valid: dict[tuple[str, float], dict[str, float]] = {}
+    models: dict[tuple[str, float], ContentModel] = {}
+    for text, settings in texts.items():
+        built = build_model(apply_overrides(cfg, settings), ctx)
+        assert isinstance(built, ContentModel)
+        for decay in CONTENT_DECAYS:
+            model_cfg = dataclasses.replace(built.cfg, content_decay=decay)
+            model = ContentModel(model_cfg, ctx.num_items, built.feats)
+            models[text, decay] = model
+            valid[text, decay] = evaluate(
+                model, data.train.valid, cfg.eval, cfg.model.max_seq_len
+            ).metrics
+    text, decay = max(valid, key=lambda choice: valid[choice]["NDCG@10"])
+    model = models[text, decay]
+    chosen = dataclasses.replace(apply_overrides(cfg, texts[text]), model=model.cfg)
     return {
-        "valid": valid[best],
-        "content_decay": best,
-        "valid_by_decay": {str(d): valid[d]["NDCG@10"] for d in CONTENT_DECAYS},
+        "valid": valid[text, decay],
+        "text": text,
+        "text_settings": texts[text],
+        "content_decay": decay,
+        "valid_by_choice": {f"{t} decay {d}": v["NDCG@10"] for (t, d), v in valid.items()},
         **cold_warm_metrics(model, chosen, data),
         "seconds": round(time.monotonic() - start, 1),
     }
@@ -205,39 +242,62 @@ def main() -> None:
     data = hold_out_items(ds, args.cold_fraction, args.seed)
     results: dict[str, dict] = {}
     for name in args.models.split(","):
-        cfg = apply_overrides(base, MODELS[dataset][name] + extra)
+        limit = [] if name == "content" else NO_LIMIT  # trained to early stopping, no clock
+        cfg = apply_overrides(base, limit + MODELS[dataset][name] + extra)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
         variants = TEST_VARIANTS.get(name, {name: []})
         rows = (
-            {name: run_content(cfg, data)}
+            {name: run_content(cfg, data, CONTENT_TEXTS[dataset])}
             if name == "content"
             else run_trained(cfg, data, variants)
         )
         for label, row in rows.items():
             row["can_rank_cold"] = REGISTRY[cfg.model.name].adds_items_from_text
             row["settings"] = MODELS[dataset][name] + extra + variants.get(label, [])
+            row["commit"] = provenance()["commit"]
             results[label] = row
             shown = {p: round(row[p]["NDCG@10"], 4) for p in ("cold", "warm")}
             print(json.dumps({"model": label, "NDCG@10": shown, "seconds": row["seconds"]}))
-    record = {
-        **summary(results),
-        "dataset": ds.name,
-        "quick": args.quick,
-        "seed": args.seed,
-        "cold_fraction": args.cold_fraction,
-        "items": ds.num_items,
-        "cold_items": len(data.cold_ids),
-        "test_cases": {"cold": int(data.cold_target.sum()), "warm": int((~data.cold_target).sum())},
-        "protocol": "benchmarks/cold_start.py docstring",
-        "commit": provenance()["commit"],
-        "models": results,
-    }
-    atomic_write_json(out, record)
+        split = {
+            "dataset": ds.name,
+            "quick": args.quick,
+            "seed": args.seed,
+            "cold_fraction": args.cold_fraction,
+            "items": ds.num_items,
+            "cold_items": len(data.cold_ids),
+            "test_cases": {
+                "cold": int(data.cold_target.sum()),
+                "warm": int((~data.cold_target).sum()),
+            },
+        }
+        record = store(out, split, results)
     print(f"wrote {out}", file=sys.stderr)
     if out == RESULTS:  # the measurement of record: its table goes into the docs
         replace_block(DOC, "cold-start", markdown(record), "")
+
+
+def store(out: Path, split: dict, results: dict[str, dict]) -> dict:
+    """Write the record of ``split`` with the rows of ``results`` to ``out``, keeping the rows of
+    other models that the file holds for the same split (several scripts can train different
+    models side by side, one ``--models`` each); the record written."""
+    models = {}
+    if out.exists():
+        old = json.loads(out.read_text())
+        if all(old.get(key) == value for key, value in split.items()):
+            models = old.get("models", {})
+    models.update(results)
+    order = [m for m in ORDER if m in models] + [m for m in models if m not in ORDER]
+    models = {m: models[m] for m in order}
+    record = {
+        **summary(models),
+        **split,
+        "protocol": "benchmarks/cold_start.py docstring",
+        "models": models,
+    }
+    atomic_write_json(out, record)
+    return record
 
 
 if __name__ == "__main__":
