@@ -75,7 +75,7 @@ from darec.training.trainer import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "cold_start.json"
 DOC = ROOT / "docs" / "results.md"
-CONTENT_DECAYS = (0.5, 0.8, 1.0)
+CONTENT_DECAYS = (0.05, 0.2, 0.35, 0.5, 0.8, 1.0)  # 0.05: almost the newest item alone
 SHOWN = ("HR@10", "NDCG@10")
 
 MODELS: dict[str, dict[str, list[str]]] = {  # dataset -> model -> settings
@@ -248,8 +248,9 @@ def main() -> None:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
         variants = TEST_VARIANTS.get(name, {name: []})
+        texts = {text: [*sets, *extra] for text, sets in CONTENT_TEXTS[dataset].items()}
         rows = (
-            {name: run_content(cfg, data, CONTENT_TEXTS[dataset])}
+            {name: run_content(cfg, data, texts)}
             if name == "content"
             else run_trained(cfg, data, variants)
         )
