@@ -35,15 +35,21 @@ ID rows predicted from their text by a ridge regression fitted on the warm items
 (``sasrec-text ids-from-text``, ``model.new_item_ids = "from_text"``). Optional
 (``--models ...,"sasrec-text id-dropout"``, not in the default list: on ML-100K it did not help
 cold targets): the same model trained with ``model.id_dropout = 0.5`` (half the items lose their
-ID rows at each step, so the text branch learns to carry an item alone), tested both ways too.
-DARec is not run (it
-can add items, but training it on Beauty takes hours on 2 cores). The trained models run without a
-time limit, to early stopping (like benchmarks/accuracy.py). Each model's row is merged into the
-results file as soon as it is done, beside the rows the file holds for the same split, so that
-models can train side by side in separate scripts (``--models sasrec`` and ``--models
+ID rows at each step, so the text branch learns to carry an item alone), tested both ways too;
+``"sasrec-text id-dropout 0.9"`` the same at 0.9; ``"sasrec-text text-only"`` with no ID rows at
+all (``model.text_only``: warm and cold items alike are their text alone) and ``"sasrec-text
+text-only h256"`` the same at hidden size 256. DARec is not run (it can add items, but training
+it on Beauty takes hours on 2 cores). The trained models run without a time limit, to early
+stopping or the recipe's 200 epochs (like benchmarks/accuracy.py). Each model's row is merged
+into the results file as soon as it is done, beside the rows the file holds for the same split,
+so that models can train side by side in separate scripts (``--models sasrec`` and ``--models
 content,pop,sasrec-text``) without losing each other's rows. The summary keys ``cold_best_model`` /
 ``cold_best_ndcg10`` (best cold NDCG@10 among the models other than ``content``),
 ``cold_content_ndcg10`` and ``cold_ratio`` (best / content) sit at the top level of the JSON.
+
+Rows trained on another machine (a lent GPU: ``--set train.device=cuda --out FILE`` there) are
+merged with ``--merge FILE... --machine "what it was"``, which checks that the files hold the
+same split and records the machine in each row (the docs table shows it).
 """
 
 from __future__ import annotations
@@ -103,6 +109,27 @@ MODELS: dict[str, dict[str, list[str]]] = {  # dataset -> model -> settings
             *SASREC_TEXT[dataset],
             "model.id_dropout=0.5",
         ],
+        "sasrec-text id-dropout 0.9": [
+            *SETTINGS[dataset]["sasrec"],
+            "model.name=sasrec-text",
+            *SASREC_TEXT[dataset],
+            "model.id_dropout=0.9",
+        ],
+        # no ID rows at all: warm and cold items are represented the same way, by their text
+        "sasrec-text text-only": [
+            *SETTINGS[dataset]["sasrec"],
+            "model.name=sasrec-text",
+            *SASREC_TEXT[dataset],
+            "model.text_only=true",
+        ],
+        "sasrec-text text-only h256": [
+            *SETTINGS[dataset]["sasrec"],
+            "model.name=sasrec-text",
+            *SASREC_TEXT[dataset],
+            "model.text_only=true",
+            "model.hidden_size=256",
+            "model.inner_size=256",
+        ],
     }
     for dataset in ("ml-100k", "amazon-beauty")
 }
@@ -123,6 +150,10 @@ TEST_VARIANTS: dict[str, dict[str, list[str]]] = {  # one trained model, tested 
         "sasrec-text id-dropout": [],
         "sasrec-text id-dropout ids-from-text": ["model.new_item_ids=from_text"],
     },
+    "sasrec-text id-dropout 0.9": {
+        "sasrec-text id-dropout 0.9": [],
+        "sasrec-text id-dropout 0.9 ids-from-text": ["model.new_item_ids=from_text"],
+    },
 }
 ORDER = [  # the table's rows
     "content",
@@ -132,6 +163,10 @@ ORDER = [  # the table's rows
     "sasrec-text ids-from-text",
     "sasrec-text id-dropout",
     "sasrec-text id-dropout ids-from-text",
+    "sasrec-text id-dropout 0.9",
+    "sasrec-text id-dropout 0.9 ids-from-text",
+    "sasrec-text text-only",
+    "sasrec-text text-only h256",
 ]
 QUICK = [  # --quick: a smoke run of the whole protocol, not a measurement
     "train.epochs=1",
@@ -210,10 +245,17 @@ def summary(models: dict[str, dict]) -> dict:
 
 def markdown(record: dict) -> str:
     head = " | ".join(f"{part} {m}" for part in ("cold", "warm") for m in SHOWN)
-    lines = [f"| model | {head} | can rank cold |", "|---|" + "---|" * (2 * len(SHOWN) + 1)]
+    lines = [
+        f"| model | {head} | can rank cold | epochs (best), stop | trained on |",
+        "|---|" + "---|" * (2 * len(SHOWN) + 3),
+    ]
     for name, r in record["models"].items():
         cells = " | ".join(f"{r[part][m]:.4f}" for part in ("cold", "warm") for m in SHOWN)
-        lines.append(f"| {name} | {cells} | {'yes' if r['can_rank_cold'] else 'no'} |")
+        epochs = f"{r['epochs']} ({r['best_epoch']}), {r['stopped']}" if "epochs" in r else "-"
+        where = r.get("machine", "CPU, 2 cores")
+        lines.append(
+            f"| {name} | {cells} | {'yes' if r['can_rank_cold'] else 'no'} | {epochs} | {where} |"
+        )
     ratio = record["cold_ratio"]
     lines.append("")
     lines.append(
@@ -235,6 +277,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=None, help="results file (default per mode)")
     parser.add_argument("--set", action="append", default=[], help="extra setting, every model")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="records of this split written by --out elsewhere (another machine): merge their "
+        "rows into the results file, train nothing",
+    )
+    parser.add_argument(
+        "--machine", default="", help="with --merge: where those rows were trained, recorded"
+    )
     args = parser.parse_args()
     dataset = args.dataset or ("ml-100k" if args.quick else "amazon-beauty")
     out = args.out or (Path(tempfile.mkdtemp()) / "cold_start.json" if args.quick else RESULTS)
@@ -255,6 +308,12 @@ def main() -> None:
             "warm": int((~data.cold_target).sum()),
         },
     }
+    if args.merge:
+        record = store(out, split, merged_rows(args.merge, split, args.machine))
+        print(f"wrote {out}", file=sys.stderr)
+        if out == RESULTS:
+            replace_block(DOC, "cold-start", markdown(record), "")
+        return
     texts = {text: [*sets, *extra] for text, sets in CONTENT_TEXTS[dataset].items()}
     results: dict[str, dict] = {}
     for name in args.models.split(","):
@@ -280,6 +339,20 @@ def main() -> None:
     print(f"wrote {out}", file=sys.stderr)
     if out == RESULTS:  # the measurement of record: its table goes into the docs
         replace_block(DOC, "cold-start", markdown(record), "")
+
+
+def merged_rows(files: list[Path], split: dict, machine: str) -> dict[str, dict]:
+    """The model rows of records written elsewhere for the same ``split``, each marked with the
+    machine it trained on; a record of another split is refused."""
+    rows: dict[str, dict] = {}
+    for path in files:
+        record = json.loads(path.read_text())
+        differ = [key for key, value in split.items() if record.get(key) != value]
+        if differ:
+            raise SystemExit(f"{path}: another split than this one (differs in {differ})")
+        for name, row in record["models"].items():
+            rows[name] = {**row, "machine": row.get("machine") or machine or "unknown"}
+    return rows
 
 
 def store(out: Path, split: dict, results: dict[str, dict]) -> dict:

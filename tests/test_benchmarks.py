@@ -201,3 +201,24 @@ def test_quick_mode_refuses_to_write_the_recorded_results():
     target = ROOT / "benchmarks" / "results" / "epoch_speed.json"
     with pytest.raises(AssertionError, match="never writes the recorded results"):
         run_quick("epoch_speed", target)
+
+
+def test_cold_start_merges_rows_trained_elsewhere(tmp_path: Path):
+    out = tmp_path / "cold.json"
+    first = run_quick("cold_start", out, "--models", "content")
+    row = {**first["models"]["content"], "commit": "elsewhere"}
+    elsewhere = tmp_path / "gpu.json"
+    elsewhere.write_text(json.dumps({**first, "models": {"gpu model": row}}))
+    merged = run_quick("cold_start", out, "--merge", str(elsewhere), "--machine", "a GPU box")
+    assert list(merged["models"]) == ["content", "gpu model"]
+    assert merged["models"]["gpu model"]["machine"] == "a GPU box"
+    assert "machine" not in merged["models"]["content"]
+    assert merged["cold_best_model"] == "gpu model"
+    other_split = tmp_path / "other.json"
+    other_split.write_text(json.dumps({**first, "seed": 7, "models": {"x": row}}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "benchmarks/cold_start.py", "--quick", "--out", str(out)]
+    done = subprocess.run(
+        [*cmd, "--merge", str(other_split)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode != 0 and "another split" in done.stderr and "seed" in done.stderr
