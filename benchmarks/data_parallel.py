@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchlib.machine import cpu_bf16_flags, cpu_model
 from benchlib.paths import BEAUTY, RESULTS_DIR
 from benchlib.quick import add_quick_args, with_quick_sets
 from benchlib.records import results_path, write_json
@@ -96,6 +97,7 @@ def measure(args: argparse.Namespace, sets: list[str]) -> dict[str, Any]:
         "model": args.model,
         "device": args.device,
         "cores": args.cores,
+        "cpu": {"model": cpu_model(), "bf16_amx_flags": cpu_bf16_flags(), "cpus": os.cpu_count()},
         "global_batch_size": cfg.train.batch_size,
         "samples_per_epoch": windows,
         "runs": runs,
