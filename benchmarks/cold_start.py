@@ -92,44 +92,29 @@ DOC = ROOT / "docs" / "results.md"
 CONTENT_DECAYS = (0.05, 0.2, 0.35, 0.5, 0.8, 1.0)  # 0.05: almost the newest item alone
 SHOWN = ("HR@10", "NDCG@10")
 
+TEXT_MODELS: dict[str, list[str]] = {  # sasrec-text rows: settings on top of the headline ones
+    "sasrec-text": [],
+    # trained to score items by their text alone too, as added items must be
+    "sasrec-text id-dropout": ["model.id_dropout=0.5"],
+    "sasrec-text id-dropout 0.9": ["model.id_dropout=0.9"],
+    # no ID rows at all: warm and cold items are represented the same way, by their text
+    "sasrec-text text-only": ["model.text_only=true"],
+    "sasrec-text text-only h256": [
+        "model.text_only=true",
+        "model.hidden_size=256",
+        "model.inner_size=256",
+    ],
+}
 MODELS: dict[str, dict[str, list[str]]] = {  # dataset -> model -> settings
     dataset: {
         "content": ["model.name=content"],  # its item text: CONTENT_TEXTS, chosen on validation
         "pop": ["model.name=pop"],
         "sasrec": SETTINGS[dataset]["sasrec"],
-        "sasrec-text": [
-            *SETTINGS[dataset]["sasrec"],
-            "model.name=sasrec-text",
-            *SASREC_TEXT[dataset],
-        ],
-        # trained to score items by their text alone too, as added items must be
-        "sasrec-text id-dropout": [
-            *SETTINGS[dataset]["sasrec"],
-            "model.name=sasrec-text",
-            *SASREC_TEXT[dataset],
-            "model.id_dropout=0.5",
-        ],
-        "sasrec-text id-dropout 0.9": [
-            *SETTINGS[dataset]["sasrec"],
-            "model.name=sasrec-text",
-            *SASREC_TEXT[dataset],
-            "model.id_dropout=0.9",
-        ],
-        # no ID rows at all: warm and cold items are represented the same way, by their text
-        "sasrec-text text-only": [
-            *SETTINGS[dataset]["sasrec"],
-            "model.name=sasrec-text",
-            *SASREC_TEXT[dataset],
-            "model.text_only=true",
-        ],
-        "sasrec-text text-only h256": [
-            *SETTINGS[dataset]["sasrec"],
-            "model.name=sasrec-text",
-            *SASREC_TEXT[dataset],
-            "model.text_only=true",
-            "model.hidden_size=256",
-            "model.inner_size=256",
-        ],
+        **{
+            name: [*SETTINGS[dataset]["sasrec"], "model.name=sasrec-text", *SASREC_TEXT[dataset]]
+            + more
+            for name, more in TEXT_MODELS.items()
+        },
     }
     for dataset in ("ml-100k", "amazon-beauty")
 }
@@ -309,10 +294,7 @@ def main() -> None:
         },
     }
     if args.merge:
-        record = store(out, split, merged_rows(args.merge, split, args.machine))
-        print(f"wrote {out}", file=sys.stderr)
-        if out == RESULTS:
-            replace_block(DOC, "cold-start", markdown(record), "")
+        publish(out, store(out, split, merged_rows(args.merge, split, args.machine)))
         return
     texts = {text: [*sets, *extra] for text, sets in CONTENT_TEXTS[dataset].items()}
     results: dict[str, dict] = {}
@@ -336,6 +318,10 @@ def main() -> None:
             shown = {p: round(row[p]["NDCG@10"], 4) for p in ("cold", "warm")}
             print(json.dumps({"model": label, "NDCG@10": shown, "seconds": row["seconds"]}))
         record = store(out, split, results)
+    publish(out, record)
+
+
+def publish(out: Path, record: dict) -> None:
     print(f"wrote {out}", file=sys.stderr)
     if out == RESULTS:  # the measurement of record: its table goes into the docs
         replace_block(DOC, "cold-start", markdown(record), "")

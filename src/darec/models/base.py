@@ -105,7 +105,7 @@ class SequentialRecommender(nn.Module):
     @property
     def device(self) -> torch.device:
         """Where the model's tensors are (the CPU for a model without any). Reads the first
-        tensor only: walking every parameter cost ~4 ms a call on DARec, per request."""
+        tensor only: collecting every parameter cost 1 ms a call on DARec, per request."""
         for tensor in itertools.chain(self.parameters(), self.buffers()):
             return tensor.device
         return torch.device("cpu")

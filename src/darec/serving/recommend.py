@@ -44,7 +44,7 @@ def top_k(
     ``state``: the users' encoded states if the caller has them (e.g. a streamed user).
     ``candidates`` (C,): rank only these items (internal ids) instead of the whole catalog.
     """
-    if model.training:  # Module.eval walks every submodule: ~4 ms a request on DARec
+    if model.training:  # Module.eval walks every submodule: 1.6 ms a request on DARec
         model.eval()
     device = model.device
     width = max(1, max((len(e) for e in excluded), default=1))
