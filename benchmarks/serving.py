@@ -14,13 +14,21 @@ Then the batch export of every user is timed as a user runs it: ``darec recommen
 DARec run too with ``--darec-export``, ~22 minutes on Amazon Beauty on 2 cores). Errors (any
 status but 200, or a failed connection) are counted, never hidden.
 
-    python benchmarks/serving.py --sasrec-run runs/beauty-sasrec --darec-run runs/beauty-darec
+With ``--darec-int8`` the DARec run is served a second time with ``--quantize int8`` (small
+calls read int8 weights), and the two are compared in this process on the same streamed
+events: top-10 agreement, the largest score change, test NDCG@10 and each one's time per
+event; ``--agreement-run`` adds that comparison on other (trained) DARec runs.
+
+    python benchmarks/serving.py --sasrec-run runs/beauty-sasrec --darec-run runs/beauty-darec \
+        --darec-int8 --darec-export
     python benchmarks/serving.py --quick     # ML-100K SASRec trained in a temp folder, < 1 min
 
 Records go to ``benchmarks/results/serving.json`` (``--quick``: a temporary file, or
 ``--results``); top-level keys ``sasrec_p50_ms``, ``darec_p50_ms``, ``darec_stream_p50_ms``
-(one client), ``errors`` (all levels, both endpoints) and ``export_all_users_seconds``
-(SASRec), then the machine (CPU model, bf16/AMX flags, cores) and the per-level details.
+(one client; the int8 server's when measured, named by ``darec_stream_quantize``, the exact
+one's in ``darec_stream_p50_ms_exact``), ``errors`` (all levels, both endpoints) and
+``export_all_users_seconds`` (SASRec), then the machine (CPU model, bf16/AMX flags, cores) and
+the per-level details.
 """
 
 from __future__ import annotations
@@ -60,13 +68,16 @@ def free_port() -> int:
 class Server:
     """``darec serve RUN`` in a child process on a free loopback port, stopped on exit."""
 
-    def __init__(self, run: Path, device: str, threads: int, log: Path) -> None:
+    def __init__(
+        self, run: Path, device: str, threads: int, log: Path, quantize: str = "none"
+    ) -> None:
         self.port = free_port()
         self.log = log.open("wb")
         env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
         command = [
             sys.executable, "-c", "from darec.cli import main; main()", "serve", str(run),
             "--port", str(self.port), "--device", device, "--threads", str(threads),
+            "--quantize", quantize,
         ]  # fmt: skip
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=self.log)
 
@@ -180,19 +191,21 @@ def bench_run(
     floor: int,
     max_seconds: float,
     export: Path | None,
+    quantize: str = "none",
 ) -> dict:
     """Both endpoints at every level of CLIENTS for one run; ``per_client * clients`` requests
     per level (at least ``floor``), each level cut at ``max_seconds``; then the export of every
-    user into the folder ``export`` (None: no export)."""
+    user into the folder ``export`` (None: no export). ``quantize``: the server's option."""
     rec = darec.load(run, device="cpu")
     users = list(rec.dataset().user_ids[1:])
     items = rec.item_ids[1:]
     rng = random.Random(0)
     record: dict = {"run": str(run), "model": rec.cfg.model.name, "server_threads": threads}
-    record["items"] = len(items)
+    record |= {"quantize": quantize, "items": len(items)}
     record |= {"users": len(users), "recommend": [], "stream": []}
+    del rec  # the server holds its own copy
     log = Path(tempfile.gettempdir()) / f"darec-serve-{os.getpid()}.log"
-    with Server(run, device, threads, log) as server:
+    with Server(run, device, threads, log, quantize) as server:
         for clients in CLIENTS:
             count = max(floor, per_client * clients)
             chosen = [rng.choice(users) for _ in range(count)]
@@ -219,6 +232,55 @@ def bench_run(
     if export is not None:
         record |= export_all_users(run, device, export)
     return record
+
+
+def int8_agreement(run: Path, users: int | None = None) -> dict[str, float | int | str]:
+    """Exact against ``--quantize int8`` in this process, on the same streamed events. Each
+    user (``users`` of them, a fixed draw; None: all) starts from their history less its last
+    three items; the two before the test target are streamed (2 events), and after each both
+    give their top-10. Reports how many of the ten agree, how often the lists are identical,
+    the largest score change, the test NDCG@10 of each after the last event (full ranking,
+    seen items excluded), and the p50 of one event (add + top-10) for each, timed alternately."""
+    exact = darec.load(run, device="cpu")
+    quantized = darec.load(run, device="cpu", quantize="int8")
+    ds = exact.dataset()
+    chosen = list(ds.user_ids[1:])
+    if users is not None and users < len(chosen):
+        chosen = random.Random(1).sample(chosen, users)
+    overlap, same, moved = [], 0, 0.0
+    times: dict[str, list[float]] = {"exact": [], "int8": []}
+    gains: dict[str, list[float]] = {"exact": [], "int8": []}
+    for u in chosen:
+        history = [exact.item_ids[i] for i in ds.sequence(ds.user_index(u))]
+        start, events, target = history[:-3], history[-3:-1], history[-1]
+        sessions = {"exact": exact.session(items=start), "int8": quantized.session(items=start)}
+        for item in events:
+            tops = {}
+            for name, session in sessions.items():
+                began = time.perf_counter()
+                session.add(item)
+                tops[name] = session.top(10)
+                times[name].append((time.perf_counter() - began) * 1000)
+            a, b = tops["exact"], tops["int8"]
+            overlap.append(len({r.item for r in a} & {r.item for r in b}) / 10)
+            same += [r.item for r in a] == [r.item for r in b]
+            scores = {r.item: r.score for r in a}
+            moved = max([moved] + [abs(r.score - scores[r.item]) for r in b if r.item in scores])
+        for name, top in tops.items():  # after the last event: the test target's rank
+            rank = next((r.rank for r in top if r.item == target), None)
+            gains[name].append(0.0 if rank is None else 1 / float(np.log2(rank + 1)))
+    return {
+        "run": str(run),
+        "users": len(chosen),
+        "events": len(overlap),
+        "top10_overlap_mean": float(np.mean(overlap)),
+        "top10_identical_share": same / len(overlap),
+        "max_score_change": moved,
+        "test_ndcg10_exact": float(np.mean(gains["exact"])),
+        "test_ndcg10_int8": float(np.mean(gains["int8"])),
+        "exact_event_p50_ms": float(np.percentile(times["exact"], 50)),
+        "int8_event_p50_ms": float(np.percentile(times["int8"], 50)),
+    }
 
 
 def quick_run(folder: Path) -> Path:
@@ -251,10 +313,16 @@ def summary(records: dict[str, dict]) -> dict:
         for level in record[endpoint]
     )
     sasrec = records.get("sasrec")
+    # DARec's streamed event as docs/serving.md recommends serving it on a CPU (int8, when
+    # measured); the exact server's figures beside it
+    stream = "darec-int8" if "darec-int8" in records else "darec"
     return {
         "sasrec_p50_ms": first("sasrec", "recommend"),
         "darec_p50_ms": first("darec", "recommend"),
-        "darec_stream_p50_ms": first("darec", "stream"),
+        "darec_stream_p50_ms": first(stream, "stream"),
+        "darec_stream_quantize": records[stream]["quantize"] if stream in records else None,
+        "darec_stream_p50_ms_exact": first("darec", "stream"),
+        "darec_int8_p50_ms": first("darec-int8", "recommend"),
         "errors": errors,
         "export_all_users_seconds": None if sasrec is None else sasrec["export_all_users_seconds"],
     }
@@ -277,6 +345,18 @@ def main() -> None:
     parser.add_argument(
         "--darec-export", action="store_true", help="time the DARec run's export too (slow)"
     )
+    parser.add_argument(
+        "--darec-int8",
+        action="store_true",
+        help="also serve the DARec run with --quantize int8 and compare it with the exact one",
+    )
+    parser.add_argument(
+        "--agreement-run",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --darec-int8: also compare exact and int8 on this (trained) DARec run",
+    )
     parser.add_argument("--results", type=Path, help="where to write (default: see above)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -289,10 +369,13 @@ def main() -> None:
             if args.sasrec_run is None or args.darec_run is None:
                 parser.error("give --sasrec-run and --darec-run (or --quick)")
             runs = {"sasrec": args.sasrec_run, "darec": args.darec_run}
+            if args.darec_int8:
+                runs["darec-int8"] = args.darec_run
             per_client, floor, max_seconds = args.per_client, 200, args.max_seconds
             results = args.results or RESULTS
-        threads = {"sasrec": args.sasrec_threads, "darec": args.darec_threads}
-        exports = {"sasrec": True, "darec": args.darec_export}
+        threads = {"sasrec": args.sasrec_threads}
+        threads |= {"darec": args.darec_threads, "darec-int8": args.darec_threads}
+        exports = {"sasrec": True, "darec": args.darec_export, "darec-int8": False}
         records = {
             name: bench_run(
                 run,
@@ -302,9 +385,14 @@ def main() -> None:
                 floor,
                 max_seconds,
                 Path(scratch) if exports[name] else None,
+                "int8" if name == "darec-int8" else "none",
             )
             for name, run in runs.items()
         }
+        if args.darec_int8:
+            records["darec-int8"]["agreement"] = [
+                int8_agreement(run, 500) for run in [args.darec_run, *args.agreement_run]
+            ]
     out = summary(records) | {
         "machine": {
             "cpu_model": cpu_model(),

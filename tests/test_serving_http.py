@@ -356,3 +356,14 @@ def test_darec_streamed_events_over_http(tmp_path: Path, tiny_llm_dir: Path) -> 
     assert _items(body) == _items(fresh)
     for got, want in zip(body["recommendations"], fresh["recommendations"], strict=True):
         assert got["score"] == pytest.approx(want["score"], abs=1e-4)
+    # --quantize int8: the same events read int8 weights; scores move by their rounding only
+    quantized = Recommender(tmp_path / "run", device="cpu", quantize="int8")
+    with TestClient(create_app(quantized)) as client:
+        for item in ["i1", "i2", "i3", "i4"]:
+            body = client.post("/users/someone/events", json={"item": item, "k": 5}).json()
+    scores = {r["item"]: r["score"] for r in fresh["recommendations"]}
+    spread = max(scores.values()) - min(scores.values())
+    moved = [
+        abs(r["score"] - scores[r["item"]]) for r in body["recommendations"] if r["item"] in scores
+    ]
+    assert len(moved) >= 4 and 0 < max(moved) <= 0.1 * spread + 1e-3

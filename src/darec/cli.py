@@ -131,6 +131,14 @@ DeviceOpt = Annotated[
         help="cpu, cuda, cuda:N or auto (CUDA when present); the run may have trained elsewhere.",
     ),
 ]
+QuantizeOpt = Annotated[
+    str,
+    typer.Option(
+        "--quantize",
+        help="none, or int8: a streamed event reads int8 copies of the language model's "
+        "weights (CPU, darec; ~1.5x faster per event, scores move slightly; docs/serving.md).",
+    ),
+]
 ItemFileOpt = Annotated[
     str | None,
     typer.Option(
@@ -452,6 +460,7 @@ def recommend(
     item_file: ItemFileOpt = None,
     allow_changed_data: AllowChangedOpt = False,
     device: DeviceOpt = "auto",
+    quantize: QuantizeOpt = "none",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
     all_users: Annotated[
         bool, typer.Option("--all-users", help="Every user of the run's data, in batches.")
@@ -486,7 +495,7 @@ def recommend(
         if output is not None:
             check_output(output)  # before any work
         on = pick_device(device, "--device")
-        rec = Recommender(run, data, on, item_file, allow_changed_data)
+        rec = Recommender(run, data, on, item_file, allow_changed_data, quantize)
         if all_users:
             assert output is not None
             table = rec.recommend_batch(k=k, exclude_history=not include_history)
@@ -582,6 +591,7 @@ def serve(
     data: DataOpt = None,
     allow_changed_data: AllowChangedOpt = False,
     device: DeviceOpt = "auto",
+    quantize: QuantizeOpt = "none",
 ) -> None:
     """Serve a trained run over HTTP (docs/serving.md): recommendations, streamed events, item
     lookup, /health, /metrics; the OpenAPI schema at /openapi.json and /docs."""
@@ -618,7 +628,7 @@ def serve(
 
             torch.set_num_threads(threads)
         on = pick_device(device, "--device")
-        rec = Recommender(run, data, on, allow_changed_data=allow_changed_data)
+        rec = Recommender(run, data, on, allow_changed_data=allow_changed_data, quantize=quantize)
         server_app = create_app(rec, api_key=api_key)
     except DarecError as exc:
         _fail(exc)

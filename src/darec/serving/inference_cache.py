@@ -19,6 +19,7 @@ import torch
 
 from darec.config import Config
 from darec.models.base import SequentialRecommender
+from darec.models.quantize import quantize_for_serving
 from darec.run import RunFolder
 
 __all__ = ["attach_inference_cache", "load_for_inference", "CACHE_FILE"]
@@ -57,12 +58,13 @@ def attach_inference_cache(
 
 
 def load_for_inference(
-    run_dir: str | Path, device: torch.device | str
+    run_dir: str | Path, device: torch.device | str, quantize: str = "none"
 ) -> tuple[Config, SequentialRecommender, dict[str, Any]]:
     """Config, best weights on ``device`` (already resolved) with their inference cache, and id
     maps of a run folder: what ``evaluate`` and ``recommend`` start from. Items added after
     training are in the model's catalog, their ids under ``added_item_ids`` and their attributes
-    under ``added_catalog``."""
+    under ``added_catalog``. ``quantize`` int8: the per-request layers also get int8 weights
+    for small calls (:func:`~darec.models.quantize.quantize_for_serving`), after the cache."""
     run = RunFolder.open(run_dir)
     added = run.added_items  # read once: `darec catalog add` may write it meanwhile
     model = run.load_model("best", with_added_items=False)
@@ -70,6 +72,7 @@ def load_for_inference(
         model.extend_catalog(added.rows)
     model.to(device)
     attach_inference_cache(model, run_dir, added_ids=[] if added is None else added.item_ids)
+    quantize_for_serving(model, quantize)
     ids = dict(run.ids)
     if added is not None:
         ids["added_item_ids"] = added.item_ids

@@ -89,19 +89,22 @@ class Recommender:
     """A trained run folder ready to recommend by external ids, on ``device`` (cpu, cuda, cuda:N
     or auto: CUDA when present). ``data_path`` and ``item_path`` override where the run's data
     and item file are now; data that changed since training is refused (the run's
-    ``data.json``) unless ``allow_changed_data``, which only warns."""
+    ``data.json``) unless ``allow_changed_data``, which only warns. ``quantize`` int8 (CPU,
+    DARec): small calls such as a streamed event read int8 copies of the language model's
+    per-request weights (``darec.models.quantize``); none: exact weights."""
 
     def __init__(
         self,
         run_dir: str | Path,
         data_path: str | None = None,
-        device: str = "auto",
+        device: str | torch.device = "auto",
         item_path: str | None = None,
         allow_changed_data: bool = False,
+        quantize: str = "none",
     ) -> None:
         self.run_dir = Path(run_dir)
-        self.device = torch.device(pick_device(device, "device"))
-        self.cfg, self.model, self.ids = load_for_inference(self.run_dir, self.device)
+        self.device = torch.device(pick_device(str(device), "device"))
+        self.cfg, self.model, self.ids = load_for_inference(self.run_dir, self.device, quantize)
         # the trained items, then those added from their text (darec catalog add)
         self.item_ids: list[str] = self.ids["item_ids"] + self.ids.get("added_item_ids", [])
         self._item_index = {it: i for i, it in enumerate(self.item_ids) if i > 0}

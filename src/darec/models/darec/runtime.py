@@ -267,6 +267,12 @@ class DARec(DARecModel):
             )
         self._catalog = (self._catalog_key(), cache.to(self.item_tokens.device))
 
+    def per_request_layers(self) -> list[nn.Module]:
+        """The LLM layers a user's stream tokens run through: from the first layer with a
+        trainable part when the catalog cache holds the item keys/values, else all of them."""
+        cached = self.dcfg.context_masking and self.catalog().has_kv
+        return list(self.llm.layers[self.enter if cached else 0 :])
+
     def catalog_vectors(self) -> torch.Tensor:
         """(N + 1, R) item vectors: ID embedding + projected ALIGN state (cached)."""
         return self.catalog().vectors
