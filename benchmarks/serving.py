@@ -46,9 +46,11 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 from benchlib.machine import cpu_bf16_flags, cpu_model
 
 import darec
@@ -240,9 +242,23 @@ def int8_agreement(run: Path, users: int | None = None) -> dict[str, float | int
     three items; the two before the test target are streamed (2 events), and after each both
     give their top-10. Reports how many of the ten agree, how often the lists are identical,
     the largest score change, the test NDCG@10 of each after the last event (full ranking,
-    seen items excluded), and the p50 of one event (add + top-10) for each, timed alternately."""
+    seen items excluded), and the p50 of one event (add + top-10) for each, timed alternately.
+    A trained DARec may weigh its language-model term lightly, which hides the rounding in the
+    scores; so the language model's own output state for each event (its final norm's output)
+    is compared too: relative L2 error and cosine, int8 against exact."""
     exact = darec.load(run, device="cpu")
     quantized = darec.load(run, device="cpu", quantize="int8")
+    states: dict[str, torch.Tensor] = {}
+
+    def keep(name: str) -> Callable[..., None]:
+        def hook(module: object, args: object, output: torch.Tensor) -> None:
+            states[name] = output[0, -1].float()
+
+        return hook
+
+    for name, rec in (("exact", exact), ("int8", quantized)):
+        rec.model.llm.norm.register_forward_hook(keep(name))  # type: ignore[union-attr]
+    errors, cosines = [], []
     ds = exact.dataset()
     chosen = list(ds.user_ids[1:])
     if users is not None and users < len(chosen):
@@ -262,6 +278,9 @@ def int8_agreement(run: Path, users: int | None = None) -> dict[str, float | int
                 tops[name] = session.top(10)
                 times[name].append((time.perf_counter() - began) * 1000)
             a, b = tops["exact"], tops["int8"]
+            diff = (states["int8"] - states["exact"]).norm() / states["exact"].norm()
+            errors.append(float(diff))
+            cosines.append(float(torch.cosine_similarity(states["int8"], states["exact"], 0)))
             overlap.append(len({r.item for r in a} & {r.item for r in b}) / 10)
             same += [r.item for r in a] == [r.item for r in b]
             scores = {r.item: r.score for r in a}
@@ -276,6 +295,9 @@ def int8_agreement(run: Path, users: int | None = None) -> dict[str, float | int
         "top10_overlap_mean": float(np.mean(overlap)),
         "top10_identical_share": same / len(overlap),
         "max_score_change": moved,
+        "llm_state_relative_error_mean": float(np.mean(errors)),
+        "llm_state_relative_error_max": float(np.max(errors)),
+        "llm_state_cosine_min": float(np.min(cosines)),
         "test_ndcg10_exact": float(np.mean(gains["exact"])),
         "test_ndcg10_int8": float(np.mean(gains["int8"])),
         "exact_event_p50_ms": float(np.percentile(times["exact"], 50)),
