@@ -373,6 +373,42 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(context_mask
     assert saved_b < saved_a / 2, "checkpointed layers should keep only their inputs"
 
 
+def test_checkpointed_chunks_stay_under_the_activation_budget(monkeypatch) -> None:
+    """Many trainable layers make a chunk of item_batch_size items too big for the budget: the
+    chunks shrink to what it holds (here 2 items), with the same loss and gradients."""
+    options = {"item_batch_size": 512, "cki_user": "token"}
+    plain = make(checkpoint_activations="never", **options)
+    perturb(plain)
+    chunked = make(checkpoint_activations="always", **options)
+    chunked.load_state_dict(plain.state_dict())
+    item_row = chunked.activation_bytes(chunked.item_tokens.shape[1] + 2)
+    monkeypatch.setattr(chunked, "step_budget", lambda: 2 * item_row)
+    rows: list[int] = []
+    stack = chunked._layer_stack
+
+    def counted(h: torch.Tensor, *args: object) -> torch.Tensor:
+        if torch.is_grad_enabled():  # the forward pass (the backward one runs it again)
+            rows.append(h.shape[0])
+        return stack(h, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(chunked, "_layer_stack", counted)
+    results = []
+    for model in (plain, chunked):
+        model.train()
+        loss = model.loss(batch())
+        loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), grads))
+    items = len(torch.unique(torch.cat([batch().inputs.flatten(), batch().targets.flatten()])))
+    assert rows and max(rows) <= 2 and sum(rows) >= items  # many chunks, none over the budget
+    (loss_a, grad_a), (loss_b, grad_b) = results
+    assert torch.allclose(loss_a, loss_b, atol=1e-6)
+    assert grad_a.keys() == grad_b.keys()
+    for name, g in grad_a.items():
+        assert torch.allclose(g, grad_b[name], atol=1e-5), name
+    assert chunked._chunk_budget is None, "the bound belongs to one step"
+
+
 def test_auto_checkpointing_follows_the_activation_budget() -> None:
     model = make(checkpoint_activations="auto", activation_budget_mb=1)
     c = model.llm.config

@@ -393,7 +393,10 @@ class DarecConfig:
     activation_budget_mb: int = 0
     """With checkpoint_activations=auto: a step checkpoints when its activations in the
     trainable layers, estimated at (12 x hidden + 4 x MLP width) values per token and layer
-    (tokens: its distinct items' and its stream tokens), exceed this many MB. 0: derived from
+    (tokens: its distinct items' and its stream tokens), exceed this many MB; a checkpointed
+    step also runs its chunks small enough to stay under it (the backward pass holds one chunk's
+    activations in every trainable layer, so with adapters in all 30 layers of SmolLM2 a chunk
+    holds ~150 items rather than item_batch_size). 0: derived from
     the device: 4096 on the CPU; on a CUDA device, 60% of its memory not yet allocated when
     the step starts (the rest is for the cross-entropy over the catalog and the stream)."""
     compile: str = ""

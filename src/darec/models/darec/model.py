@@ -172,6 +172,7 @@ class DARecModel(SequentialRecommender):
         self.register_buffer("enter_scale", torch.ones(()))
         self.enter_scale.fill_(self._entry_rms())  # a restored model then loads its own
         self._checkpoint = False  # this training step checkpoints activations (loss())
+        self._chunk_budget: int | None = None  # bytes a checkpointed chunk may hold (loss())
 
     @property
     def dtype(self) -> torch.dtype:
@@ -258,10 +259,13 @@ class DARecModel(SequentialRecommender):
         When this training step checkpoints (``checkpoints``), the rows run in chunks of
         ``rows``, each under activation checkpointing: only a chunk's inputs are kept for the
         backward pass, which runs its layers again, so the activations held at once are one
-        chunk's.
+        chunk's. With a budget (``step_budget``) a chunk has fewer rows when its activations
+        in every trainable layer would exceed it (many trainable layers, long rows).
         ``items``: the rows are single items (short sequences; see _short_sequence_attention)."""
         if not (self._checkpoint and self.training and torch.is_grad_enabled()):
             return self._layer_stack(h, mask, rope, _Rows(update, None), items)
+        if self._chunk_budget is not None:  # the backward pass holds a whole chunk's layers
+            rows = min(rows, max(1, self._chunk_budget // self.activation_bytes(h.shape[1])))
         out = []
         for lo in range(0, h.shape[0], rows):
             part = slice(lo, lo + rows)
@@ -413,10 +417,11 @@ class DARecModel(SequentialRecommender):
         items = torch.unique(torch.cat([history.flatten(), targets.flatten()]))  # sorted
         cf_states = self._cf_states(history)  # one CF forward serves all three uses
         self._checkpoint = self.checkpoints(self._step_tokens(history, items))
+        self._chunk_budget = self.step_budget() if self._checkpoint else None
         try:
             seq, align = self.sequence_states(history, items, cf_states)
         finally:
-            self._checkpoint = False
+            self._checkpoint, self._chunk_budget = False, None
         user = self._user_vectors(seq, cf_states)  # (B, L, R)
         with torch.no_grad():
             self.text_bank[items] = align.detach()
@@ -447,6 +452,19 @@ class DARecModel(SequentialRecommender):
         if self.dcfg.context_masking and self.item_once:
             return len(items) * num_slots + history.numel() * self.per_step
         return history.numel() * (num_slots + self.per_step)
+
+    def activation_bytes(self, tokens: int) -> int:
+        """Estimated activations of ``tokens`` tokens in the trainable layers: (12 x hidden +
+        4 x MLP width) values per token and layer."""
+        c = self.llm.config
+        per_token = 12 * c.hidden_size + 4 * getattr(c, "intermediate_size", 4 * c.hidden_size)
+        layers = len(self.llm.layers) - self.enter
+        return max(1, tokens * layers * per_token * self.llm.embed_tokens.weight.element_size())
+
+    def step_budget(self) -> int | None:
+        """Bytes of trainable-layer activations a training step may hold at once; None: no
+        bound (the runtime derives it from ``darec.activation_budget_mb`` and the device)."""
+        return None
 
     def checkpoints(self, tokens: int) -> bool:
         """Whether a training step running ``tokens`` tokens through the trainable layers

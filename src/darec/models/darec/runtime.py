@@ -193,11 +193,12 @@ class DARec(DARecModel):
         mode = self.dcfg.checkpoint_activations
         if mode != "auto":
             return mode == "always"
-        c = self.llm.config
-        per_token = 12 * c.hidden_size + 4 * getattr(c, "intermediate_size", 4 * c.hidden_size)
-        layers = len(self.llm.layers) - self.enter
-        size = tokens * layers * per_token * self.llm.embed_tokens.weight.element_size()
-        return size > activation_budget(self.dcfg.activation_budget_mb, self.item_tokens.device)
+        return self.activation_bytes(tokens) > self.step_budget()
+
+    def step_budget(self) -> int:
+        """``darec.activation_budget_mb`` in bytes (0: derived from the device): over it a step
+        checkpoints (auto), and its checkpointed chunks stay under it."""
+        return activation_budget(self.dcfg.activation_budget_mb, self.item_tokens.device)
 
     # ------------------------------------------------------------------ scoring
 
