@@ -54,6 +54,7 @@ import torch
 from benchlib.machine import cpu_bf16_flags, cpu_model
 
 import darec
+from darec.run import RunFolder
 from darec.run.checkpoint import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,14 +199,13 @@ def bench_run(
     """Both endpoints at every level of CLIENTS for one run; ``per_client * clients`` requests
     per level (at least ``floor``), each level cut at ``max_seconds``; then the export of every
     user into the folder ``export`` (None: no export). ``quantize``: the server's option."""
-    rec = darec.load(run, device="cpu")
-    users = list(rec.dataset().user_ids[1:])
-    items = rec.item_ids[1:]
+    folder = RunFolder.open(run)  # the ids only: the server loads the model
+    users = list(folder.ids["user_ids"][1:])
+    items = folder.item_ids[1:]
     rng = random.Random(0)
-    record: dict = {"run": str(run), "model": rec.cfg.model.name, "server_threads": threads}
+    record: dict = {"run": str(run), "model": folder.config.model.name, "server_threads": threads}
     record |= {"quantize": quantize, "items": len(items)}
     record |= {"users": len(users), "recommend": [], "stream": []}
-    del rec  # the server holds its own copy
     log = Path(tempfile.gettempdir()) / f"darec-serve-{os.getpid()}.log"
     with Server(run, device, threads, log, quantize) as server:
         for clients in CLIENTS:
