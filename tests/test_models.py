@@ -13,7 +13,7 @@ from darec.data.batching import TrainBatch, make_batch, pad_left
 from darec.errors import ConfigError
 from darec.models.base import ModelContext, SequentialRecommender
 from darec.models.bert4rec import BERT4Rec
-from darec.models.layers import sample_negatives
+from darec.models.layers import catalog_span, item_rows, sample_negatives
 from darec.models.registry import MODELS, build_model
 
 NUM_ITEMS = 20
@@ -95,6 +95,37 @@ def test_shapes_padding_and_no_nan(name: str) -> None:
     assert (scores[:, 0] == float("-inf")).all()
     # scores are a fresh tensor the evaluator may write into
     scores[:, 1] = 0.0
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_catalog_chunks_score_like_any_item_list(name: str) -> None:
+    """A contiguous chunk (read as a view of the item table) and the same items in another
+    order or with a gap (gathered) give the same scores; neither writes into the table."""
+    model = tiny_model(name)
+    model.prepare([np.array(w) for w in tiny_windows()])
+    model.eval()
+    history = pad_left([np.array([3]), np.arange(1, 12)], L)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        state = model.encode_users(history)
+        chunk = model.score_items(state, torch.arange(0, 8))
+        shuffled = model.score_items(state, torch.tensor([7, 6, 5, 4, 3, 2, 1, 0]))
+        chunk[:, 1] = 123.0  # the evaluator writes into the scores
+    assert torch.equal(chunk[:, 2:], shuffled.flip(1)[:, 2:])
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_catalog_span_only_for_exact_ranges() -> None:
+    assert catalog_span(torch.arange(3, 9)) == slice(3, 9)
+    assert catalog_span(torch.tensor([5])) == slice(5, 6)
+    for items in ([1, 3, 2, 4], [1, 2, 2, 4], [4, 3, 2, 1], [1, 2, 4]):
+        assert catalog_span(torch.tensor(items)) is None, items
+    assert catalog_span(torch.tensor([], dtype=torch.long)) is None
+    table = torch.arange(20.0).reshape(10, 2)
+    view = item_rows(table, torch.arange(2, 5))
+    assert view.data_ptr() == table[2].data_ptr()  # no copy
+    assert torch.equal(item_rows(table, torch.tensor([4, 2])), table[[4, 2]])
 
 
 @pytest.mark.parametrize("name", TRAINABLE)

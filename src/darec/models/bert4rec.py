@@ -24,6 +24,7 @@ from darec.data.batching import TrainBatch
 from darec.models.base import SequentialRecommender
 from darec.models.layers import (
     TransformerEncoder,
+    item_rows,
     mask_padding_scores,
     next_item_loss,
     weight_init,
@@ -85,5 +86,6 @@ class BERT4Rec(SequentialRecommender):
         return self(inputs)[:, -1]  # (B, D)
 
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        scores = state @ self.item_embedding(items).T + self.output_bias[items]  # (B, C)
+        scores = state @ item_rows(self.item_embedding, items).T  # (B, C)
+        scores = scores + item_rows(self.output_bias, items)
         return mask_padding_scores(scores, items)

@@ -19,7 +19,7 @@ from darec.config import Config, ModelConfig
 from darec.data.batching import TrainBatch
 from darec.errors import CheckpointError
 from darec.models.base import ModelContext, SequentialRecommender
-from darec.models.layers import mask_padding_scores
+from darec.models.layers import item_rows, mask_padding_scores
 from darec.models.text_sasrec import features_for, new_item_text_features
 
 __all__ = ["ContentModel"]
@@ -60,7 +60,7 @@ class ContentModel(SequentialRecommender):
         return F.normalize(user, dim=-1)
 
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        scores = state @ self.feats[items].T  # (B, C) cosines (both sides unit or zero)
+        scores = state @ item_rows(self.feats, items).T  # (B, C) cosines (both sides unit or 0)
         return mask_padding_scores(scores, items)
 
     adds_items_from_text = True

@@ -21,7 +21,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from darec.config import ModelConfig
 from darec.data.batching import TrainBatch
 from darec.models.base import SequentialRecommender
-from darec.models.layers import mask_padding_scores, next_item_loss
+from darec.models.layers import item_rows, mask_padding_scores, next_item_loss
 
 __all__ = ["GRU4Rec"]
 
@@ -74,5 +74,5 @@ class GRU4Rec(SequentialRecommender):
         return self(history)[:, -1]  # (B, D)
 
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        scores = state @ self.item_embedding(items).T  # (B, C)
+        scores = state @ item_rows(self.item_embedding, items).T  # (B, C)
         return mask_padding_scores(scores, items)

@@ -8,7 +8,7 @@ import torch
 from darec.config import ModelConfig
 from darec.data.batching import TrainBatch
 from darec.models.base import SequentialRecommender
-from darec.models.layers import mask_padding_scores
+from darec.models.layers import item_rows, mask_padding_scores
 
 __all__ = ["Pop"]
 
@@ -49,6 +49,6 @@ class Pop(SequentialRecommender):
         return torch.zeros(history.shape[0], 1, device=history.device)
 
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        scores = self.counts[items].to(torch.float32)  # (C,)
+        scores = item_rows(self.counts, items).to(torch.float32)  # (C,)
         scores = scores.expand(state.shape[0], -1).clone()  # (B, C) writable, not a view
         return mask_padding_scores(scores, items)

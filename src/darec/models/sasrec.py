@@ -21,6 +21,7 @@ from darec.data.batching import TrainBatch
 from darec.models.base import SequentialRecommender
 from darec.models.layers import (
     TransformerEncoder,
+    item_rows,
     mask_padding_scores,
     next_item_loss,
     weight_init,
@@ -54,5 +55,5 @@ class SASRec(SequentialRecommender):
         return self(history[:, -self.cfg.max_seq_len :])[:, -1]  # (B, D)
 
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        scores = state @ self.item_embedding(items).T  # (B, C)
+        scores = state @ item_rows(self.item_embedding, items).T  # (B, C)
         return mask_padding_scores(scores, items)

@@ -33,7 +33,7 @@ from darec.models.darec.kv import StreamKV
 from darec.models.darec.layout import stream_positions
 from darec.models.darec.model import DARecModel
 from darec.models.item_text import mean_word_states, tokenize_catalog
-from darec.models.layers import mask_padding_scores
+from darec.models.layers import item_rows, mask_padding_scores
 from darec.models.text_sasrec import TextItemTable, fit_text_table
 from darec.paths import cache_dir
 
@@ -289,7 +289,7 @@ class DARec(DARecModel):
         return super().encode_users(history)
 
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        scores = state @ self.catalog_vectors()[items].T  # (B, C)
+        scores = state @ item_rows(self.catalog_vectors(), items).T  # (B, C)
         return mask_padding_scores(scores, items)
 
     def prepare_inference(self, cache_file: Path | None, fingerprint: str) -> str:
