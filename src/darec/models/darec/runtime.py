@@ -203,9 +203,15 @@ class DARec(DARecModel):
     # ------------------------------------------------------------------ scoring
 
     def _catalog_key(self) -> tuple[int, ...]:
-        """Versions of every parameter and of the item table: any in-place update bumps one."""
+        """Versions of the parameters that can change and of the item table: any in-place
+        update bumps one. Those are the trainable ones and the CF model's (its item table is
+        the ID table, even when frozen): training updates nothing else, and loading weights
+        updates those too. Read at every request, so the frozen LLM weights (~640 of SmolLM2's
+        ~740 tensors on the serving run) are left out."""
         if self._key_params is None:  # walking the module tree costs ~0.5 ms a call
-            self._key_params = list(self.parameters())
+            watched = {id(p): p for p in self.parameters() if p.requires_grad}
+            watched |= {id(p): p for p in self.cf.parameters()}
+            self._key_params = list(watched.values())
         versions = tuple(p._version for p in self._key_params)
         return (*versions, id(self.item_tokens), self.item_tokens._version)
 
