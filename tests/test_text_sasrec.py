@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from darec.config import Config
+from darec.config import Config, apply_overrides
 from darec.data.batching import TrainBatch
+from darec.data.split import leave_one_out
+from darec.errors import ConfigError
+from darec.evaluation.evaluator import evaluate
 from darec.experiment import run_experiment
 from darec.models.base import ModelContext
+from darec.models.content import ContentModel
 from darec.models.registry import build_model
 from darec.models.sasrec import SASRec
 from darec.models.text_sasrec import TextSASRec, item_text_features
@@ -99,3 +104,69 @@ def test_train_then_reload_gives_the_same_scores(
     assert isinstance(model, TextSASRec)
     assert (model.item_embedding.ids is None) == text_only  # text_only: no ID table
     assert ndcg_on_test(model, cfg) == pytest.approx(result.test["NDCG@10"], abs=1e-9)
+
+
+def test_content_prior_adds_the_content_models_scores(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+) -> None:
+    cfg = text_cfg(tiny_data, tmp_path / "cache", tiny_llm_dir, "model.content_decay=0.5")
+    ctx = context(cfg)
+    model = build_model(cfg, ctx)
+    assert isinstance(model, TextSASRec)
+    model.eval()
+    content = ContentModel(cfg.model, ctx.num_items, model.item_embedding.feats)
+    history = torch.tensor([[0, 0, 1, 2], [3, 4, 5, 6], [0, 0, 0, 0]])
+    items = torch.arange(ctx.num_items + 1)
+    plain = model.score_items(model.encode_users(history), items)
+    model.prior.weight = 2.5
+    blended = model.score_items(model.encode_users(history), items)
+    cosines = content.score_items(content.encode_users(history), items)
+    assert torch.allclose(blended[:, 1:], plain[:, 1:] + 2.5 * cosines[:, 1:], atol=1e-5)
+    assert torch.isinf(blended[:, 0]).all()  # padding stays out of every ranking
+    assert torch.equal(blended[2], plain[2])  # an empty history has no text vector
+    # a catalog chunk scores like the same items in any order
+    order = torch.randperm(ctx.num_items) + 1
+    state = model.encode_users(history)
+    assert torch.allclose(model.score_items(state, order), blended[:, order], atol=1e-6)
+
+
+def test_content_weight_is_chosen_on_validation_and_kept_by_the_run(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+) -> None:
+    weights = (0.0, 0.5, 3.0)
+    cfg = text_cfg(
+        tiny_data,
+        tmp_path / "cache",
+        tiny_llm_dir,
+        "train.epochs=2",
+        f"eval.content_weights={','.join(map(str, weights))}",
+    )
+    run = tmp_path / "run"
+    result, record = run_experiment(cfg, run)
+    chosen = result.content_weight
+    assert set(chosen["valid"]) == {"0", "0.5", "3"}
+    best = max(chosen["valid"].values())
+    assert result.valid["NDCG@10"] == pytest.approx(best)
+    # the smallest weight among the best ones
+    assert chosen["weight"] == min(w for w in weights if chosen["valid"][f"{w:g}"] == best)
+    assert json.loads((run / "content_weight.json").read_text()) == chosen
+    assert json.loads((run / "metrics.json").read_text())["content_weight"] == chosen
+    assert record.content_weight == chosen
+    _, model, _ = load_trained_model(run)
+    assert isinstance(model, TextSASRec)
+    assert model.prior.weight == chosen["weight"]
+    assert ndcg_on_test(model, cfg) == pytest.approx(result.test["NDCG@10"], abs=1e-9)
+    # each tried weight's validation is what the reloaded model gives with it
+    data = load_data(cfg)
+    split = leave_one_out(data)
+    for weight, value in chosen["valid"].items():
+        model.prior.weight = float(weight)
+        got = evaluate(model, split.valid, cfg.eval, cfg.model.max_seq_len, torch.device("cpu"))
+        assert got.metrics["NDCG@10"] == pytest.approx(value, abs=1e-9)
+
+
+def test_content_weights_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="content_weights"):
+        apply_overrides(Config(), ["eval.content_weights=0,-1"])
+    with pytest.raises(ConfigError, match="content_weight"):
+        apply_overrides(Config(), ["model.content_weight=-0.5"])

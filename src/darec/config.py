@@ -147,8 +147,14 @@ class ModelConfig:
     zero, the text branch alone represents them; from_text: their ID rows are predicted from
     their text features by a ridge regression fitted on the trained items' rows."""
     content_decay: float = 0.8
-    """content: weight of a history item is content_decay ** (steps before the newest), over the
-    last max_seq_len items; 1 is the plain mean."""
+    """content, and the content prior of sasrec-text: weight of a history item is
+    content_decay ** (steps before the newest), over the last max_seq_len items; 1 is the plain
+    mean."""
+    content_weight: float = 0.0
+    """sasrec-text: weight of the content prior, the content model's score (cosine between an
+    item's text features and the recency-weighted mean of the history's) added to the model's
+    scores; 0: off. With ``eval.content_weights`` the trainer chooses it on validation after
+    training and saves the choice in the best checkpoint."""
 
     def __post_init__(self) -> None:
         if self.max_seq_len < 1 or self.hidden_size < 1 or self.num_layers < 1:
@@ -174,6 +180,8 @@ class ModelConfig:
                 )
         if not 0.0 < self.content_decay <= 1.0:
             raise ConfigError(f"model.content_decay must be in (0, 1], got {self.content_decay}")
+        if self.content_weight < 0:
+            raise ConfigError(f"model.content_weight must be >= 0, got {self.content_weight}")
 
 
 @dataclass(frozen=True)
@@ -265,8 +273,15 @@ class EvalConfig:
     even when it is not in ``ks``)."""
     seed: int = 0
     """Seed of the random tie-breaking."""
+    content_weights: tuple[float, ...] = ()
+    """Models with a content prior (sasrec-text, ``model.content_weight``): after training, the
+    best checkpoint is validated with each of these weights too and the best (select_metric;
+    the smaller weight on a tie) is kept for testing and for every later use of the run (the
+    run folder's content_weight.json); empty: model.content_weight as set."""
 
     def __post_init__(self) -> None:
+        if any(w < 0 for w in self.content_weights):
+            raise ConfigError(f"eval.content_weights must be >= 0, got {self.content_weights}")
         if not self.ks or any(k < 1 for k in self.ks):
             raise ConfigError(f"eval.ks must be positive integers, got {self.ks}")
         if self.batch_size < 1 or self.max_scores < 1:

@@ -48,6 +48,8 @@ class RunRecord:
     """Test metrics under the other ``eval.exclude_history`` protocol (seen items kept)."""
     test_by_popularity: dict[str, dict[str, float]] | None = None
     """Test metrics by the popularity third (head/torso/tail) of the target."""
+    content_weight: dict[str, Any] | None = None
+    """The content prior's weight chosen on validation (``eval.content_weights``)."""
 
     def to_json(self) -> dict[str, Any]:
         # fields that are None are left out: the schema of the records written before them
@@ -89,6 +91,7 @@ def run_experiment(
         run_dir=str(run_dir),
         test_other_protocol=result.test_other_protocol or None,
         test_by_popularity=result.test_by_popularity or None,
+        content_weight=result.content_weight or None,
     )
     if trainer.device.type == "cuda":
         record.peak_gpu_mb = round(torch.cuda.max_memory_allocated(trainer.device) / 2**20, 1)

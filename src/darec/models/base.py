@@ -18,6 +18,7 @@ from darec.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     from darec.config import Config
+    from darec.models.content_prior import ContentPrior
 
 __all__ = [
     "ModelContext",
@@ -194,6 +195,11 @@ class SequentialRecommender(nn.Module):
         :meth:`item_rows_from_text` returned, possibly for several calls concatenated), so that
         they are scored with the rest. The default raises :class:`ConfigError`."""
         raise cannot_add_items(self.cfg.name)
+
+    def content_prior(self) -> ContentPrior | None:
+        """The content prior added to this model's scores (``model.content_weight``), for the
+        trainer to choose its weight on validation; None: the model has none (the default)."""
+        return None
 
     data_parallel: ClassVar[bool] = True
     """Whether the trainer may train the model on several processes, each on its share of the

@@ -4,21 +4,22 @@ recent history.
 Every item's vector is its frozen-LLM text feature (:func:`item_text_features`, the ``[text]``
 encoder, as ``sasrec-text`` reads it). A user's vector is the recency-weighted mean of the
 features of the last ``model.max_seq_len`` history items (weight ``model.content_decay ** age``,
-age 0 for the newest); an item's score is the cosine between the two. Nothing is trained (like
-Pop, ``trainable`` is False); the features are the checkpoint. Since it knows items by their
-text alone, it ranks items added after training (``darec catalog add``) exactly like the others:
-the reference point for cold-start items.
+age 0 for the newest); an item's score is the cosine between the two
+(:mod:`darec.models.content_prior`, which text models can add to their own scores). Nothing is
+trained (like Pop, ``trainable`` is False); the features are the checkpoint. Since it knows items
+by their text alone, it ranks items added after training (``darec catalog add``) exactly like the
+others: the reference point for cold-start items.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from darec.config import Config, ModelConfig
 from darec.data.batching import TrainBatch
 from darec.errors import CheckpointError
 from darec.models.base import ModelContext, SequentialRecommender
+from darec.models.content_prior import text_vectors
 from darec.models.layers import item_rows, mask_padding_scores
 from darec.models.text_sasrec import features_for, new_item_text_features
 
@@ -52,12 +53,7 @@ class ContentModel(SequentialRecommender):
     def encode_users(self, history: torch.Tensor) -> torch.Tensor:
         """(B, L) left-padded history -> (B, D) unit user vectors (0 for an empty history or
         one without text)."""
-        history = history[:, -self.cfg.max_seq_len :]  # (B, L)
-        age = torch.arange(history.shape[1] - 1, -1, -1, device=history.device)  # (L,) newest 0
-        weight = self.cfg.content_decay ** age.to(self.feats.dtype)  # (L,)
-        weight = weight[None] * (history > 0)  # (B, L), padding weighs nothing
-        user = torch.einsum("bl,bld->bd", weight, self.feats[history])  # (B, D)
-        return F.normalize(user, dim=-1)
+        return text_vectors(self.feats, history, self.cfg.content_decay, self.cfg.max_seq_len)
 
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         scores = state @ item_rows(self.feats, items).T  # (B, C) cosines (both sides unit or 0)

@@ -23,6 +23,7 @@ from darec.config import Config, ModelConfig
 from darec.data.batching import TrainBatch
 from darec.errors import CheckpointError
 from darec.models.base import ModelContext
+from darec.models.content_prior import ContentPrior
 from darec.models.sasrec import SASRec
 from darec.models.text_features import (
     features_for,
@@ -149,6 +150,8 @@ class TextSASRec(SASRec):
         super().__init__(cfg, num_items)
         table = TextItemTable(self.item_embedding, feats, with_ids=not cfg.text_only)
         self.item_embedding = table  # type: ignore[assignment]
+        # model.content_weight x the content score is added to the scores (0: off)
+        self.prior = ContentPrior(cfg.content_weight, cfg.content_decay, cfg.max_seq_len)
 
     @classmethod
     def from_config(cls, cfg: Config, ctx: ModelContext) -> TextSASRec:
@@ -157,6 +160,30 @@ class TextSASRec(SASRec):
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
         fit_text_table(self, state)  # a restored model's placeholder features have the wrong width
         super().load_trained_state(state)
+
+    def content_prior(self) -> ContentPrior:
+        return self.prior
+
+    def encode_users(self, history: torch.Tensor) -> torch.Tensor:
+        """SASRec's (B, H) user state, followed by the (B, D) text vector of the history when
+        the content prior is on."""
+        state = super().encode_users(history)
+        if not self.prior.active:
+            return state
+        text = self.prior.user_vectors(self._table().feats, history)
+        return torch.cat([state, text.to(state.dtype)], dim=-1)
+
+    def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        hidden = self.cfg.hidden_size
+        scores = super().score_items(state[:, :hidden], items)
+        if state.shape[1] == hidden:  # encoded with the content prior off
+            return scores
+        return scores + self.prior.scores(state[:, hidden:], self._table().feats, items)
+
+    def _table(self) -> TextItemTable:
+        table = self.item_embedding
+        assert isinstance(table, TextItemTable)  # set in __init__ (or by fit_text_table)
+        return table
 
     def loss(self, batch: TrainBatch) -> torch.Tensor:
         """SASRec's loss; with ``model.id_dropout`` a random share of the items has no ID row in

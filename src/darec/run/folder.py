@@ -28,6 +28,7 @@ from darec.run.fingerprint import check_data_unchanged
 from darec.run.state import TrainerState
 
 __all__ = [
+    "CONTENT_WEIGHT_FILE",
     "RunFolder",
     "load_trained_model",
     "load_data",
@@ -35,6 +36,11 @@ __all__ = [
     "check_run_data",
     "with_absolute_paths",
 ]
+
+
+CONTENT_WEIGHT_FILE = "content_weight.json"
+"""The content prior's weight chosen on validation after training (``eval.content_weights``):
+``{"weight": w, "select_metric": ..., "valid": {weight: metric}}``; applied at every load."""
 
 
 def with_absolute_paths(cfg: Config) -> Config:
@@ -178,6 +184,9 @@ class RunFolder:
         added = self.added_items if with_added_items else None
         if added is not None:
             model.extend_catalog(added.rows)
+        prior, chosen = model.content_prior(), self.path / CONTENT_WEIGHT_FILE
+        if prior is not None and chosen.exists():
+            prior.weight = float(read_json(chosen)["weight"])
         if device is not None:
             model.to(device)
         return model.eval()

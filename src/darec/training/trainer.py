@@ -36,6 +36,7 @@ from darec.run.checkpoint import (
     save_checkpoint,
 )
 from darec.run.fingerprint import check_data_unchanged, data_fingerprint, write_data_fingerprint
+from darec.run.folder import CONTENT_WEIGHT_FILE
 from darec.run.lock import run_lock
 from darec.run.state import TrainerState
 from darec.training.distributed import from_environment
@@ -75,6 +76,9 @@ class FitResult:
     """Test metrics with the other ``eval.exclude_history`` (seen items kept, by default)."""
     test_by_popularity: dict[str, dict[str, float]] = field(default_factory=dict)
     """Test metrics of the users whose target is in the head, torso or tail third of items."""
+    content_weight: dict[str, Any] = field(default_factory=dict)
+    """The content prior's weight chosen on validation (``eval.content_weights``): the run
+    folder's content_weight.json; empty when none was chosen."""
     notes: list[str] = field(default_factory=list)
     """What a user should know about how the run ended (e.g. a time limit that cut a run whose
     validation was still improving); the CLI prints them."""
@@ -548,6 +552,7 @@ class Trainer:
         best = load_checkpoint(checkpoint_path(self.run_dir, "best"), with_training_state=False)
         self.model.load_trained_state(best.model)
         valid = self.state.best_metrics()
+        chosen, valid = self._choose_content_weight(valid)
         # the only read of the test split: the selected checkpoint under both protocols (seen
         # items excluded or kept as candidates) and by the target's popularity
         test, test_other, by_popularity = self._test_report() if read_test else ({}, {}, {})
@@ -561,6 +566,7 @@ class Trainer:
             train_seconds=self.state.elapsed,
             stopped=stopped,
             history=self.state.history,
+            content_weight=chosen,
             notes=self._notes(stopped),
         )
         if not self.main:
@@ -582,11 +588,39 @@ class Trainer:
                 "test": test,
                 "test_other_protocol": test_other,
                 "test_by_popularity": by_popularity,
+                **({"content_weight": chosen} if chosen else {}),
                 "provenance": provenance(),
             },
         )
         self._barrier()
         return result
+
+    def _choose_content_weight(
+        self, valid: dict[str, float]
+    ) -> tuple[dict[str, Any], dict[str, float]]:
+        """With ``eval.content_weights`` and a model with a content prior: validate the loaded
+        best checkpoint with each weight (``valid``: its metrics at the current weight), keep the
+        best on ``eval.select_metric`` (the smaller weight on a tie) in the model and in the run
+        folder's content_weight.json. Returns that record ({} when there is nothing to choose)
+        and the validation metrics at the chosen weight."""
+        prior, weights = self.model.content_prior(), self.cfg.eval.content_weights
+        if prior is None or not weights or not valid:
+            return {}, valid
+        metric = self.cfg.eval.select_metric
+        tried = {prior.weight: valid}
+        for weight in sorted(set(weights) - {prior.weight}):
+            prior.weight = weight
+            tried[weight] = self.evaluate_split("valid").metrics
+        prior.weight = max(sorted(tried), key=lambda w: tried[w][metric])  # first best: smallest
+        record = {
+            "weight": prior.weight,
+            "select_metric": metric,
+            "valid": {f"{w:g}": tried[w][metric] for w in sorted(tried)},
+        }
+        if self.main:
+            atomic_write_json(self.run_dir / CONTENT_WEIGHT_FILE, record)
+        self._log({"event": "content_weight", **record})
+        return record, tried[prior.weight]
 
     def _notes(self, stopped: str) -> list[str]:
         """Warnings about how training ended, for the user (the CLI prints them)."""
