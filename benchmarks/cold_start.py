@@ -92,8 +92,13 @@ DOC = ROOT / "docs" / "results.md"
 CONTENT_DECAYS = (0.05, 0.2, 0.35, 0.5, 0.8, 1.0)  # 0.05: almost the newest item alone
 SHOWN = ("HR@10", "NDCG@10")
 
+# the content prior's weights tried on (warm) validation after training (eval.content_weights)
+PRIOR_WEIGHTS = "eval.content_weights=0,0.25,0.5,1,2,4,8,16"
 TEXT_MODELS: dict[str, list[str]] = {  # sasrec-text rows: settings on top of the headline ones
     "sasrec-text": [],
+    # plus the content model's score, weighted as chosen on warm validation
+    "sasrec-text prior": [PRIOR_WEIGHTS],
+    "sasrec-text id-dropout prior": ["model.id_dropout=0.5", PRIOR_WEIGHTS],
     # trained to score items by their text alone too, as added items must be
     "sasrec-text id-dropout": ["model.id_dropout=0.5"],
     "sasrec-text id-dropout 0.9": ["model.id_dropout=0.9"],
@@ -146,8 +151,10 @@ ORDER = [  # the table's rows
     "sasrec",
     "sasrec-text",
     "sasrec-text ids-from-text",
+    "sasrec-text prior",
     "sasrec-text id-dropout",
     "sasrec-text id-dropout ids-from-text",
+    "sasrec-text id-dropout prior",
     "sasrec-text id-dropout 0.9",
     "sasrec-text id-dropout 0.9 ids-from-text",
     "sasrec-text text-only",
@@ -208,6 +215,7 @@ def run_trained(cfg: Config, data: ColdSplit, variants: dict[str, list[str]]) ->
                 "best_epoch": fit.best_epoch,
                 "epochs": fit.epochs,
                 "stopped": fit.stopped,
+                **({"content_weight": fit.content_weight} if fit.content_weight else {}),
                 **cold_warm_metrics(model, apply_overrides(cfg, settings), data),
                 "seconds": round(fit.train_seconds, 1),
             }

@@ -170,3 +170,19 @@ def test_content_weights_must_not_be_negative() -> None:
         apply_overrides(Config(), ["eval.content_weights=0,-1"])
     with pytest.raises(ConfigError, match="content_weight"):
         apply_overrides(Config(), ["model.content_weight=-0.5"])
+
+
+def test_a_finished_run_resumed_with_content_weights_chooses_one(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+) -> None:
+    cfg = text_cfg(tiny_data, tmp_path / "cache", tiny_llm_dir, "train.epochs=2")
+    run = tmp_path / "run"
+    first, _ = run_experiment(cfg, run)
+    assert not first.content_weight and not (run / "content_weight.json").exists()
+    again, _ = run_experiment(apply_overrides(cfg, ["eval.content_weights=0,1"]), run, resume=True)
+    assert again.best_epoch == first.best_epoch  # nothing trained again
+    assert again.content_weight["valid"]["0"] == pytest.approx(first.valid["NDCG@10"])
+    _, model, _ = load_trained_model(run)
+    assert isinstance(model, TextSASRec)
+    assert model.prior.weight == again.content_weight["weight"]
+    assert ndcg_on_test(model, cfg) == pytest.approx(again.test["NDCG@10"], abs=1e-9)

@@ -84,9 +84,16 @@ class FitResult:
     validation was still improving); the CLI prints them."""
 
 
-RESUME_MAY_CHANGE = ("train.epochs", "train.max_minutes", "train.patience", "train.tensorboard")
-"""Config keys a resumed run may change: the budget and the logging, never what is trained or
-how."""
+RESUME_MAY_CHANGE = (
+    "train.epochs",
+    "train.max_minutes",
+    "train.patience",
+    "train.tensorboard",
+    "eval.content_weights",
+)
+"""Config keys a resumed run may change: the budget, the logging and the content-prior weights
+tried after training (a finished run resumed with new ones chooses among them), never what is
+trained or how."""
 
 
 def _schedule(cfg: Config, total_steps: int) -> Callable[[int], float]:
