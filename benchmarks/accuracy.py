@@ -19,6 +19,8 @@ not trained again) and the summary to ``benchmarks/results/accuracy.json``:
 - per dataset and model: the mean and standard deviation over seeds of valid and test
   NDCG@10/HR@10, the per-seed values, the other protocol (seen items kept) and the test NDCG@10
   by target popularity (head/torso/tail thirds of the items);
+- ``sasrec-text-prior``: sasrec-text with the content prior, its weight chosen per run on
+  validation after training (``eval.content_weights``; the chosen weights are in the entry);
 - ``beauty_sasrec_ndcg10`` (SASRec's test mean), ``beauty_best_model`` (the text-aware model
   with the best mean *validation* NDCG@10: chosen without reading test, among those with as
   many seeds as SASRec), ``beauty_best_ndcg10``,
@@ -48,7 +50,7 @@ from benchlib.records import (
     store_record,
     write_json,
 )
-from benchlib.settings import DATASETS, NO_LIMIT, SASREC_TEXT, SETTINGS
+from benchlib.settings import CONTENT_WEIGHTS, DATASETS, NO_LIMIT, SASREC_TEXT, SETTINGS
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
@@ -56,7 +58,7 @@ from darec.run.folder import RunFolder
 
 RUNS = RESULTS_DIR / "accuracy_runs.json"
 SUMMARY = RESULTS_DIR / "accuracy.json"
-TEXT_AWARE = ("sasrec-text", "darec")
+TEXT_AWARE = ("sasrec-text", "sasrec-text-prior", "darec")
 PUBLISHED = {
     "amazon-beauty": {
         "sasrec_ce_test_ndcg10": 0.0591,
@@ -74,9 +76,12 @@ SHORT = {"amazon-beauty": "beauty", "ml-100k": "ml100k"}
 
 
 def model_settings(dataset: str, model: str) -> list[str]:
-    """The recorded settings of ``model`` on ``dataset`` (sasrec-text: SASRec's plus text)."""
+    """The recorded settings of ``model`` on ``dataset`` (sasrec-text: SASRec's plus text;
+    sasrec-text-prior: sasrec-text's plus the content prior's weights chosen on validation)."""
     if model == "sasrec-text":
         return [*SETTINGS[dataset]["sasrec"], "model.name=sasrec-text", *SASREC_TEXT[dataset]]
+    if model == "sasrec-text-prior":
+        return [*model_settings(dataset, "sasrec-text"), CONTENT_WEIGHTS]
     return list(SETTINGS[dataset][model])
 
 
@@ -128,7 +133,7 @@ def adopt(run_dir: Path, dataset: str, model: str) -> dict[str, Any]:
         raise ValueError(f"{run_dir} was not trained with the settings of {model}: {wrong}")
     keep = ("seed", "valid", "test", "epochs", "best_epoch", "train_seconds", "stopped")
     row: dict[str, Any] = {k: metrics[k] for k in keep}
-    for optional in ("test_other_protocol", "test_by_popularity"):
+    for optional in ("test_other_protocol", "test_by_popularity", "content_weight"):
         if optional in metrics:
             row[optional] = metrics[optional]
     row["commit"] = metrics.get("provenance", {}).get("commit", "")
@@ -162,6 +167,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             if all(r.get("test_other_protocol") for r in runs):
                 kept = [r["test_other_protocol"]["NDCG@10"] for r in runs]
                 entry["test_ndcg10_seen_items_kept"] = _stats(kept)
+            if all(r.get("content_weight") for r in runs):  # the prior's weight, per seed
+                entry["content_weight"] = [r["content_weight"]["weight"] for r in runs]
             groups = [r.get("test_by_popularity") or {} for r in runs]
             for name in ("head", "torso", "tail"):
                 if all(name in g for g in groups):

@@ -162,6 +162,10 @@ SASREC_TEXT: dict[str, list[str]] = {
     "amazon-beauty": ["text.fields=title", "text.max_tokens=32", *MINILM, "text.whiten=true"],
 }
 
+# sasrec-text's content prior: the weights its trainer validates after training
+# (eval.content_weights; 0 is among them, so the prior is kept only when validation wants it)
+CONTENT_WEIGHTS = "eval.content_weights=0,0.5,1,2,3,4,6,8,12,16,24,32"
+
 BEAUTY_TEXT = TEXT["amazon-beauty"]  # the sasrec-text row's item text (text_signal.py)
 BEAUTY_VARIANTS: dict[str, list[str]] = {
     "sasrec-text": [*SETTINGS["amazon-beauty"]["sasrec"], "model.name=sasrec-text", *BEAUTY_TEXT],
