@@ -25,27 +25,30 @@ cases with the cold items left out of the histories (they do not know them) and 
 candidates. Text models rank the warm targets among the cold items too, as they would serve
 them, which can only lower their warm numbers.
 
-Models: ``content`` (cosine between item text features and the recency-weighted mean of the
-recent history; its text features, among ``CONTENT_TEXTS``: SmolLM2's, all-MiniLM-L6-v2's raw or
-whitened, and its ``model.content_decay`` among ``CONTENT_DECAYS``, chosen together on warm
-validation NDCG@10), ``pop``, ``sasrec``, ``sasrec-text`` (the headline settings of
-benchmarks/accuracy.py: SASRec's recipe, and on Beauty the whitened MiniLM title vectors), the last
-tested twice on the same trained model: cold items with zero ID rows (``sasrec-text``), and with
-ID rows predicted from their text by a ridge regression fitted on the warm items
-(``sasrec-text ids-from-text``, ``model.new_item_ids = "from_text"``). Optional
-(``--models ...,"sasrec-text id-dropout"``, not in the default list: on ML-100K it did not help
-cold targets): the same model trained with ``model.id_dropout = 0.5`` (half the items lose their
-ID rows at each step, so the text branch learns to carry an item alone), tested both ways too;
-``"sasrec-text id-dropout 0.9"`` the same at 0.9; ``"sasrec-text text-only"`` with no ID rows at
-all (``model.text_only``: warm and cold items alike are their text alone) and ``"sasrec-text
-text-only h256"`` the same at hidden size 256. DARec is not run (it can add items, but training
-it on Beauty takes hours on 2 cores). The trained models run without a time limit, to early
-stopping or the recipe's 200 epochs (like benchmarks/accuracy.py). Each model's row is merged
-into the results file as soon as it is done, beside the rows the file holds for the same split,
-so that models can train side by side in separate scripts (``--models sasrec`` and ``--models
-content,pop,sasrec-text``) without losing each other's rows. The summary keys ``cold_best_model`` /
-``cold_best_ndcg10`` (best cold NDCG@10 among the models other than ``content``),
-``cold_content_ndcg10`` and ``cold_ratio`` (best / content) sit at the top level of the JSON.
+Models: ``content`` (cosine between item text features and the recency-weighted mean of the recent
+history; its text features, among ``CONTENT_TEXTS``: SmolLM2's, all-MiniLM-L6-v2's raw or whitened,
+and its ``model.content_decay`` among ``CONTENT_DECAYS``, chosen together on warm validation
+NDCG@10), ``pop``, ``sasrec``, ``sasrec-text`` (the headline settings of benchmarks/accuracy.py:
+SASRec's recipe, and on Beauty the whitened MiniLM title vectors), the last tested twice on the
+same trained model: cold items with zero ID rows (``sasrec-text``), and with ID rows predicted from
+their text by a ridge regression fitted on the warm items (``sasrec-text ids-from-text``,
+``model.new_item_ids = "from_text"``). Optional (``--models ...,"sasrec-text id-dropout"``, not in
+the default list: on ML-100K it did not help cold targets): the same model trained with
+``model.id_dropout = 0.5`` (half the items lose their ID rows at each step, so the text branch
+learns to carry an item alone), tested both ways too; ``"sasrec-text id-dropout 0.9"`` the same at
+0.9; ``"sasrec-text text-only"`` with no ID rows at all (``model.text_only``: warm and cold items
+alike are their text alone) and ``"sasrec-text text-only h256"`` the same at hidden size 256;
+``"sasrec-text prior"`` and ``"sasrec-text id-dropout prior"``: those models with the content prior
+added to their scores (the content model's cosine times a weight the trainer chooses on warm
+validation among ``PRIOR_WEIGHTS``), which scores cold items by their text as it scores warm ones.
+DARec is not run (it can add items, but training it on Beauty takes hours on 2 cores). The trained
+models run without a time limit, to early stopping or the recipe's 200 epochs (like
+benchmarks/accuracy.py). Each model's row is merged into the results file as soon as it is done,
+beside the rows the file holds for the same split, so that models can train side by side in
+separate scripts (``--models sasrec`` and ``--models content,pop,sasrec-text``) without losing each
+other's rows. The summary keys ``cold_best_model`` / ``cold_best_ndcg10`` (best cold NDCG@10 among
+the models other than ``content``), ``cold_content_ndcg10`` and ``cold_ratio`` (best / content) sit
+at the top level of the JSON.
 
 Rows trained on another machine (a lent GPU: ``--set train.device=cuda --out FILE`` there) are
 merged with ``--merge FILE... --machine "what it was"``, which checks that the files hold the
