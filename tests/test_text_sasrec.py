@@ -186,3 +186,8 @@ def test_a_finished_run_resumed_with_content_weights_chooses_one(
     assert isinstance(model, TextSASRec)
     assert model.prior.weight == again.content_weight["weight"]
     assert ndcg_on_test(model, cfg) == pytest.approx(again.test["NDCG@10"], abs=1e-9)
+    # resumed without candidates: model.content_weight again, and the old choice is gone
+    last, _ = run_experiment(apply_overrides(cfg, ["eval.content_weights="]), run, resume=True)
+    assert not last.content_weight and not (run / "content_weight.json").exists()
+    assert last.test == first.test
+    assert load_trained_model(run)[1].content_prior().weight == 0.0

@@ -154,7 +154,7 @@ class ModelConfig:
     """sasrec-text: weight of the content prior, the content model's score (cosine between an
     item's text features and the recency-weighted mean of the history's) added to the model's
     scores; 0: off. With ``eval.content_weights`` the trainer chooses it on validation after
-    training and saves the choice in the best checkpoint."""
+    training and keeps the choice in the run folder (content_weight.json)."""
 
     def __post_init__(self) -> None:
         if self.max_seq_len < 1 or self.hidden_size < 1 or self.num_layers < 1:

@@ -612,6 +612,8 @@ class Trainer:
         and the validation metrics at the chosen weight."""
         prior, weights = self.model.content_prior(), self.cfg.eval.content_weights
         if prior is None or not weights or not valid:
+            if self.main:  # a choice made before this resume no longer says what was tested
+                (self.run_dir / CONTENT_WEIGHT_FILE).unlink(missing_ok=True)
             return {}, valid
         metric = self.cfg.eval.select_metric
         tried = {prior.weight: valid}
