@@ -208,8 +208,7 @@ class TextSASRec(SASRec):
         with ``model.new_item_ids = "from_text"`` also ``ids`` (M, H): their ID rows predicted
         from those features (:meth:`TextItemTable.ids_from_text`)."""
         feats = new_item_text_features(cfg, catalog, new)
-        table = self.item_embedding
-        assert isinstance(table, TextItemTable)  # set in __init__ (or by fit_text_table)
+        table = self._table()
         if cfg.model.new_item_ids == "zero" or table.ids is None:
             return {"feats": feats}
         # fitted on the trained rows only: the same rows whether or not items were added before
@@ -219,7 +218,5 @@ class TextSASRec(SASRec):
         """Append items with the text features ``rows["feats"]`` (M, D) and the ID rows
         ``rows["ids"]`` (M, H) if given, else zero ones (the text branch alone represents
         them)."""
-        table = self.item_embedding
-        assert isinstance(table, TextItemTable)  # set in __init__ (or by fit_text_table)
-        table.extend(rows["feats"], rows.get("ids"))
+        self._table().extend(rows["feats"], rows.get("ids"))
         self.num_items += rows["feats"].shape[0]
