@@ -164,6 +164,16 @@ CASES: dict[str, tuple[list[str], str, Callable[[Any], bool]]] = {
             and r["quick"]
         ),
     ),
+    "cold_probe": (
+        [],
+        "--out",
+        lambda r: (
+            r["quick"]
+            and {"metric", "metric logQ", "weights"} == set(r["learned"])
+            and all(len(curve) == 2 for curve in r["learned"].values())
+            and r["split"]["valid_cases"]["pseudo-cold"] > 0
+        ),
+    ),
     "serving": (
         [],
         "--results",
