@@ -48,6 +48,7 @@ from benchlib.settings import COMMON, DATASETS, SASREC_TEXT
 from torch import nn
 
 from darec.config import Config, apply_overrides
+from darec.data.batching import pad_left
 from darec.data.cold import hold_out_items
 from darec.evaluation.metrics import metrics_from_ranks
 from darec.models.base import ModelContext
@@ -91,14 +92,6 @@ class LearnedCosine(nn.Module):
         return self.scale * self._mapped(user, self.user_map) @ items.T
 
 
-def left_pad(histories: list[np.ndarray]) -> torch.Tensor:
-    out = np.zeros((len(histories), MAX_LEN), dtype=np.int64)
-    for row, h in enumerate(histories):
-        h = h[-MAX_LEN:]
-        out[row, MAX_LEN - len(h) :] = h
-    return torch.from_numpy(out)
-
-
 def target_ranks(
     scores: torch.Tensor, history: torch.Tensor, targets: torch.Tensor
 ) -> torch.Tensor:
@@ -127,13 +120,13 @@ class Probe:
         is_cold = self.pseudo_cold[valid.targets]
         self.groups = {
             name: (
-                left_pad([valid.histories[i] for i in np.flatnonzero(rows)]),
+                pad_left([valid.histories[i] for i in np.flatnonzero(rows)], MAX_LEN),
                 torch.from_numpy(valid.targets[rows]),
             )
             for name, rows in (("pseudo-cold", is_cold), ("warm", ~is_cold))
         }
         steps = [(s[:t], s[t]) for s in self.train for t in range(1, len(s))]
-        self.history = left_pad([h for h, _ in steps])
+        self.history = pad_left([h for h, _ in steps], MAX_LEN)
         self.targets = torch.tensor([t for _, t in steps])
         self.counts = torch.bincount(self.targets, minlength=warm + 1).float()
         self.known = torch.from_numpy(~self.pseudo_cold)
