@@ -418,6 +418,11 @@ class DarecConfig:
     """torch.compile backend for the decoder layers that train (dynamic shapes), e.g. "inductor";
     empty: eager. Measured on 2 CPU cores: 55 s to compile, then steps 13% faster, so it pays
     only after about 400 steps and is off by default (benchmarks/compile_bench.py)."""
+    lean_inference: bool = True
+    """At inference (evaluation, serving, the catalog cache) run the decoder layers through a
+    lean forward: fused q/k/v and gate/up products, adapters called directly, grouped-query
+    attention without repeated keys; the same scores up to float rounding. False: transformers'
+    own layers (benchmarks/serving.py compares both)."""
     catalog_cache_mb: int = 4096
     """Inference keeps every item's per-layer keys/values (the catalog cache, saved beside the
     checkpoint) when they fit in this many MB, so a user costs only its SEQ tokens; 0 or a

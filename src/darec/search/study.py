@@ -314,6 +314,7 @@ MACHINE_KEYS = frozenset(
         "darec.activation_budget_mb",
         "darec.compile",
         "darec.catalog_cache_mb",
+        "darec.lean_inference",
     }
 )
 """Keys that may differ between the workers of one study: where this machine keeps its files

@@ -22,7 +22,7 @@ the whole catalog can be scored in one matrix product.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
@@ -45,6 +45,7 @@ from darec.models.darec.layout import (
     stream_mask,
     stream_positions,
 )
+from darec.models.darec.lean import LeanLayer, lean_layer
 from darec.models.darec.losses import alignment_loss, hard_sample_loss
 from darec.models.layers import mask_padding_scores, next_item_loss
 from darec.models.sasrec import SASRec
@@ -173,6 +174,10 @@ class DARecModel(SequentialRecommender):
         self.enter_scale.fill_(self._entry_rms())  # a restored model then loads its own
         self._checkpoint = False  # this training step checkpoints activations (loss())
         self._chunk_budget: int | None = None  # bytes a checkpointed chunk may hold (loss())
+        # inference runs the layers through lean forwards (darec.lean_inference; lean.py), built
+        # on first use and kept per layer while its weights are unchanged
+        self.lean_inference = d.lean_inference
+        self._lean: dict[int, tuple[nn.Module, LeanLayer | None]] = {}
 
     @property
     def dtype(self) -> torch.dtype:
@@ -196,6 +201,24 @@ class DARecModel(SequentialRecommender):
             return float(h[valid].pow(2).mean().sqrt())
 
     # ------------------------------------------------------------------ the layers
+
+    def upper_layers(self) -> Sequence[Callable[..., torch.Tensor]]:
+        """The decoder layers from the entry up (those every request runs), each called as
+        ``layer(h, attention_mask=..., position_embeddings=..., cache=...)``: at inference (eval
+        mode, no grad, with ``darec.lean_inference``) their lean forwards where a layer has one
+        (lean.py), else the transformers layers themselves. The frozen layers below the entry
+        run once per item and run; they keep transformers' forward (and no weight copies)."""
+        chosen = self.llm.layers[self.enter :]
+        if self.training or torch.is_grad_enabled() or not self.lean_inference:
+            return list(chosen)
+        out: list[Callable[..., torch.Tensor]] = []
+        for layer in chosen:
+            known = self._lean.get(id(layer))
+            if known is None or known[0] is not layer or (known[1] and not known[1].current()):
+                known = (layer, lean_layer(layer))
+                self._lean[id(layer)] = known
+            out.append(known[1] or layer)
+        return out
 
     def _words(self, tokens: torch.Tensor, lengths: torch.Tensor, upto: int) -> torch.Tensor:
         """Word states (U, T, D) after the first ``upto`` layers, items encoded alone."""
@@ -291,7 +314,7 @@ class DARecModel(SequentialRecommender):
         items: bool,
     ) -> torch.Tensor:
         with _short_sequence_attention(h.device) if items else nullcontext():
-            for layer in self.llm.layers[self.enter :]:
+            for layer in self.upper_layers():
                 h = layer(h, attention_mask=mask, position_embeddings=rope, cache=cache)
         return h
 

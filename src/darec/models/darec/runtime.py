@@ -48,6 +48,9 @@ CPU_ACTIVATION_BUDGET_MB = 4096
 """darec.activation_budget_mb=0 on the CPU (benchmarks/memory.py: Beauty's heaviest steps, over
 it, run faster checkpointed; ML-100K's, under it, slower)."""
 GPU_ACTIVATION_SHARE = 0.6
+STREAM_ROOM_STEPS = 4
+"""A streamed user's key/value buffers start with room for this many more interactions, so
+its first events append in place; later ones grow the buffers by doubling."""
 """darec.activation_budget_mb=0 on a CUDA device: this share of its unallocated memory."""
 
 
@@ -331,7 +334,9 @@ class DARec(DARecModel):
         slots = self.slots_of(history[0])
         item_valid = (slots.valid & step_valid[:, None]).flatten()
         stream_valid = step_valid.repeat_interleave(self.per_step)
-        return StreamState(history, user, StreamKV.from_prefix(cache, item_valid, stream_valid))
+        room = STREAM_ROOM_STEPS * (slots.valid.shape[1] + self.per_step)
+        kv = StreamKV.from_prefix(cache, item_valid, stream_valid, room)
+        return StreamState(history, user, kv)
 
     def stream_step(self, state: StreamState, item: int) -> StreamState:
         """``state`` after one more interaction: runs only the new step's stream tokens
@@ -349,7 +354,7 @@ class DARec(DARecModel):
         slots = self.slots_of(history[0, -1:])
         kv = state.cache.extend(catalog.layer, history[0, -1], slots.valid[0])
         mask = kv.mask(self.per_step)
-        for layer in self.llm.layers[self.enter :]:
+        for layer in self.upper_layers():
             x = layer(x, attention_mask=mask, position_embeddings=rope, cache=kv)
         seq = self.llm.norm(x[:, -1:]).float()  # (1, 1, D)
         return StreamState(history, self._user_vectors(seq, cf_states)[0, -1], kv.advanced())
