@@ -17,7 +17,9 @@ status but 200, or a failed connection) are counted, never hidden.
 With ``--darec-int8`` the DARec run is served a second time with ``--quantize int8`` (small
 calls read int8 weights), and the two are compared in this process on the same streamed
 events: top-10 agreement, the largest score change, test NDCG@10 and each one's time per
-event; ``--agreement-run`` adds that comparison on other (trained) DARec runs.
+event; ``--agreement-run`` adds that comparison on other (trained) DARec runs. With
+``--lean-comparison`` the same comparison runs between DARec's lean inference forward (the
+default) and transformers' own decoder layers (``darec.lean_inference=false``).
 
     python benchmarks/serving.py --sasrec-run runs/beauty-sasrec --darec-run runs/beauty-darec \
         --darec-int8 --darec-export
@@ -25,10 +27,10 @@ event; ``--agreement-run`` adds that comparison on other (trained) DARec runs.
 
 Records go to ``benchmarks/results/serving.json`` (``--quick``: a temporary file, or
 ``--results``); top-level keys ``sasrec_p50_ms``, ``darec_p50_ms``, ``darec_stream_p50_ms``
-(one client; the int8 server's when measured, named by ``darec_stream_quantize``, the exact
-one's in ``darec_stream_p50_ms_exact``), ``errors`` (all levels, both endpoints) and
-``export_all_users_seconds`` (SASRec), then the machine (CPU model, bf16/AMX flags, cores) and
-the per-level details.
+(one client, the default exact server; the int8 server's in ``darec_stream_p50_ms_int8`` when
+measured), ``darec_event_lean_speedup`` (with ``--lean-comparison``), ``errors`` (all levels,
+both endpoints) and ``export_all_users_seconds`` (SASRec), then the machine (CPU model,
+bf16/AMX flags, cores) and the per-level details.
 """
 
 from __future__ import annotations
@@ -236,8 +238,25 @@ def bench_run(
     return record
 
 
-def int8_agreement(run: Path, users: int | None = None) -> dict[str, float | int | str]:
-    """Exact against ``--quantize int8`` in this process, on the same streamed events. Each
+VARIANTS = ("int8", "transformers")
+"""What :func:`agreement` compares the default DARec with: its int8 serving copies
+(``--quantize int8``), or transformers' own decoder layers instead of the lean inference forward
+(``darec.lean_inference=false``, the reference the lean forward must equal)."""
+
+
+def load_variant(run: Path, variant: str) -> darec.Recommender:
+    if variant == "int8":
+        return darec.load(run, device="cpu", quantize="int8")
+    rec = darec.load(run, device="cpu")
+    rec.model.lean_inference = False  # type: ignore[assignment]
+    return rec
+
+
+def agreement(
+    run: Path, users: int | None = None, variant: str = "int8"
+) -> dict[str, float | int | str]:
+    """The default (exact) DARec against ``variant`` (:data:`VARIANTS`) in this process, on the
+    same streamed events. Each
     user (``users`` of them, a fixed draw; None: all) starts from their history less its last
     three items; the two before the test target are streamed (2 events), and after each both
     give their top-10. Reports how many of the ten agree, how often the lists are identical,
@@ -245,9 +264,9 @@ def int8_agreement(run: Path, users: int | None = None) -> dict[str, float | int
     seen items excluded), and the p50 of one event (add + top-10) for each, timed alternately.
     A trained DARec may weigh its language-model term lightly, which hides the rounding in the
     scores; so the language model's own output state for each event (its final norm's output)
-    is compared too: relative L2 error and cosine, int8 against exact."""
+    is compared too: relative L2 error and cosine, the variant against exact."""
     exact = darec.load(run, device="cpu")
-    quantized = darec.load(run, device="cpu", quantize="int8")
+    other = load_variant(run, variant)
     states: dict[str, torch.Tensor] = {}
 
     def keep(name: str) -> Callable[..., None]:
@@ -256,7 +275,7 @@ def int8_agreement(run: Path, users: int | None = None) -> dict[str, float | int
 
         return hook
 
-    for name, rec in (("exact", exact), ("int8", quantized)):
+    for name, rec in (("exact", exact), (variant, other)):
         rec.model.llm.norm.register_forward_hook(keep(name))  # type: ignore[union-attr]
     errors, cosines = [], []
     ds = exact.dataset()
@@ -264,12 +283,12 @@ def int8_agreement(run: Path, users: int | None = None) -> dict[str, float | int
     if users is not None and users < len(chosen):
         chosen = random.Random(1).sample(chosen, users)
     overlap, same, moved = [], 0, 0.0
-    times: dict[str, list[float]] = {"exact": [], "int8": []}
-    gains: dict[str, list[float]] = {"exact": [], "int8": []}
+    times: dict[str, list[float]] = {"exact": [], variant: []}
+    gains: dict[str, list[float]] = {"exact": [], variant: []}
     for u in chosen:
         history = [exact.item_ids[i] for i in ds.sequence(ds.user_index(u))]
         start, events, target = history[:-3], history[-3:-1], history[-1]
-        sessions = {"exact": exact.session(items=start), "int8": quantized.session(items=start)}
+        sessions = {"exact": exact.session(items=start), variant: other.session(items=start)}
         for item in events:
             tops = {}
             for name, session in sessions.items():
@@ -277,10 +296,10 @@ def int8_agreement(run: Path, users: int | None = None) -> dict[str, float | int
                 session.add(item)
                 tops[name] = session.top(10)
                 times[name].append((time.perf_counter() - began) * 1000)
-            a, b = tops["exact"], tops["int8"]
-            diff = (states["int8"] - states["exact"]).norm() / states["exact"].norm()
+            a, b = tops["exact"], tops[variant]
+            diff = (states[variant] - states["exact"]).norm() / states["exact"].norm()
             errors.append(float(diff))
-            cosines.append(float(torch.cosine_similarity(states["int8"], states["exact"], 0)))
+            cosines.append(float(torch.cosine_similarity(states[variant], states["exact"], 0)))
             overlap.append(len({r.item for r in a} & {r.item for r in b}) / 10)
             same += [r.item for r in a] == [r.item for r in b]
             scores = {r.item: r.score for r in a}
@@ -290,6 +309,7 @@ def int8_agreement(run: Path, users: int | None = None) -> dict[str, float | int
             gains[name].append(0.0 if rank is None else 1 / float(np.log2(rank + 1)))
     return {
         "run": str(run),
+        "variant": variant,
         "users": len(chosen),
         "events": len(overlap),
         "top10_overlap_mean": float(np.mean(overlap)),
@@ -299,9 +319,9 @@ def int8_agreement(run: Path, users: int | None = None) -> dict[str, float | int
         "llm_state_relative_error_max": float(np.max(errors)),
         "llm_state_cosine_min": float(np.min(cosines)),
         "test_ndcg10_exact": float(np.mean(gains["exact"])),
-        "test_ndcg10_int8": float(np.mean(gains["int8"])),
+        f"test_ndcg10_{variant}": float(np.mean(gains[variant])),
         "exact_event_p50_ms": float(np.percentile(times["exact"], 50)),
-        "int8_event_p50_ms": float(np.percentile(times["int8"], 50)),
+        f"{variant}_event_p50_ms": float(np.percentile(times[variant], 50)),
     }
 
 
@@ -335,16 +355,23 @@ def summary(records: dict[str, dict]) -> dict:
         for level in record[endpoint]
     )
     sasrec = records.get("sasrec")
-    # DARec's streamed event as docs/serving.md recommends serving it on a CPU (int8, when
-    # measured); the exact server's figures beside it
-    stream = "darec-int8" if "darec-int8" in records else "darec"
+    lean = (records.get("darec") or {}).get("lean_comparison")
+    # DARec's streamed event as served by default (exact weights, the lean forward); the int8
+    # server's beside it when measured
     return {
         "sasrec_p50_ms": first("sasrec", "recommend"),
         "darec_p50_ms": first("darec", "recommend"),
-        "darec_stream_p50_ms": first(stream, "stream"),
-        "darec_stream_quantize": records[stream]["quantize"] if stream in records else None,
+        "darec_stream_p50_ms": first("darec", "stream"),
+        "darec_stream_quantize": "none",
         "darec_stream_p50_ms_exact": first("darec", "stream"),
+        "darec_stream_p50_ms_int8": first("darec-int8", "stream"),
         "darec_int8_p50_ms": first("darec-int8", "recommend"),
+        # in process, alternating on the same events: transformers' layers / the lean forward
+        "darec_event_lean_speedup": (
+            None
+            if lean is None
+            else round(lean["transformers_event_p50_ms"] / lean["exact_event_p50_ms"], 3)
+        ),
         "errors": errors,
         "export_all_users_seconds": None if sasrec is None else sasrec["export_all_users_seconds"],
     }
@@ -378,6 +405,12 @@ def main() -> None:
         action="append",
         default=[],
         help="with --darec-int8: also compare exact and int8 on this (trained) DARec run",
+    )
+    parser.add_argument(
+        "--lean-comparison",
+        action="store_true",
+        help="also compare the DARec run's lean inference forward with transformers' layers in "
+        "this process (time per event and agreement)",
     )
     parser.add_argument("--results", type=Path, help="where to write (default: see above)")
     args = parser.parse_args()
@@ -413,8 +446,10 @@ def main() -> None:
         }
         if args.darec_int8:
             records["darec-int8"]["agreement"] = [
-                int8_agreement(run, 500) for run in [args.darec_run, *args.agreement_run]
+                agreement(run, 500) for run in [args.darec_run, *args.agreement_run]
             ]
+        if args.lean_comparison and "darec" in records:
+            records["darec"]["lean_comparison"] = agreement(args.darec_run, 500, "transformers")
     out = summary(records) | {
         "machine": {
             "cpu_model": cpu_model(),
