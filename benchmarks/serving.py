@@ -74,7 +74,13 @@ class Server:
     """``darec serve RUN`` in a child process on a free loopback port, stopped on exit."""
 
     def __init__(
-        self, run: Path, device: str, threads: int, log: Path, quantize: str = "none"
+        self,
+        run: Path,
+        device: str,
+        threads: int,
+        log: Path,
+        quantize: str = "none",
+        event_threads: int = 1,
     ) -> None:
         self.port = free_port()
         self.log = log.open("wb")
@@ -82,7 +88,7 @@ class Server:
         command = [
             sys.executable, "-c", "from darec.cli import main; main()", "serve", str(run),
             "--port", str(self.port), "--device", device, "--threads", str(threads),
-            "--quantize", quantize,
+            "--quantize", quantize, "--event-threads", str(event_threads),
         ]  # fmt: skip
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=self.log)
 
@@ -206,6 +212,7 @@ def bench_run(
     items = folder.item_ids[1:]
     rng = random.Random(0)
     record: dict = {"run": str(run), "model": folder.config.model.name, "server_threads": threads}
+    record["server_event_threads"] = 1  # darec serve's default, as Server starts it
     record |= {"quantize": quantize, "items": len(items)}
     record |= {"users": len(users), "recommend": [], "stream": []}
     log = Path(tempfile.gettempdir()) / f"darec-serve-{os.getpid()}.log"

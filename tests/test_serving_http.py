@@ -367,3 +367,34 @@ def test_darec_streamed_events_over_http(tmp_path: Path, tiny_llm_dir: Path) -> 
         abs(r["score"] - scores[r["item"]]) for r in body["recommendations"] if r["item"] in scores
     ]
     assert len(moved) >= 4 and 0 < max(moved) <= 0.1 * spread + 1e-3
+
+
+def test_streamed_events_run_on_event_threads(
+    rec: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A streamed event runs on ``event_threads`` torch threads; other requests and the
+    thread count afterwards are untouched (0: the event keeps the server's)."""
+    import torch
+
+    from darec.serving.recommend import Session
+
+    seen: list[int] = []
+    add = Session.add
+
+    def recording_add(self: Session, item: str) -> None:
+        seen.append(torch.get_num_threads())
+        add(self, item)
+
+    monkeypatch.setattr(Session, "add", recording_add)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        item = rec.item_ids[1]
+        for threads, expected in ((1, 1), (0, 2)):
+            with TestClient(create_app(rec, event_threads=threads)) as client:
+                answer = client.post("/users/new-user/events", json={"item": item, "k": 5})
+                assert answer.status_code == 200
+                assert seen[-1] == expected
+                assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -588,6 +588,13 @@ def serve(
             "the ID models (SASRec, ...) on a small or busy machine."
         ),
     ] = 0,
+    event_threads: Annotated[
+        int,
+        typer.Option(
+            help="torch threads for one streamed event (POST /users/{user}/events); 0: as "
+            "--threads. One was fastest for DARec's one-token steps on 2 CPU cores."
+        ),
+    ] = 1,
     data: DataOpt = None,
     allow_changed_data: AllowChangedOpt = False,
     device: DeviceOpt = "auto",
@@ -629,7 +636,7 @@ def serve(
             torch.set_num_threads(threads)
         on = pick_device(device, "--device")
         rec = Recommender(run, data, on, allow_changed_data=allow_changed_data, quantize=quantize)
-        server_app = create_app(rec, api_key=api_key)
+        server_app = create_app(rec, api_key=api_key, event_threads=event_threads)
     except DarecError as exc:
         _fail(exc)
     import uvicorn
