@@ -126,3 +126,25 @@ def test_unknown_hooks_keep_transformers_forward() -> None:
     handle.remove()
     layer.self_attn.extra = nn.Identity()  # a sublayer it does not know
     assert lean_layer(layer) is None
+
+
+def test_bf16_layer_matches_transformers() -> None:
+    """In bf16 (the CPU default with AVX512-BF16) the packed products give the same bits as
+    transformers' Linear layers; what remains is rounding order in the norms and attention."""
+    model = make(adapters="serial:4/lora:4")
+    perturb(model)
+    layer = model.llm.layers[1].to(torch.bfloat16)
+    for adapter in model.adapters.modules():  # bottlenecks stay fp32, as attach_adapters makes them
+        if hasattr(adapter, "down"):
+            adapter.float()
+    lean = lean_layer(layer)
+    assert lean is not None
+    torch.manual_seed(0)
+    h = torch.randn(2, 4, 64).to(torch.bfloat16)
+    rope = model.llm.rotary_emb(h, torch.arange(4)[None].expand(2, -1))
+    mask = torch.ones(2, 1, 4, 4, dtype=torch.bool).tril()
+    with torch.no_grad():
+        got = lean(h, attention_mask=mask, position_embeddings=rope).float()
+        want = layer(h, attention_mask=mask, position_embeddings=rope).float()
+    assert (want - h.float()).abs().max() > 0.1  # the layer does change its input
+    assert torch.allclose(got, want, atol=0.02, rtol=0.01), (got - want).abs().max()
