@@ -148,3 +148,18 @@ def test_bf16_layer_matches_transformers() -> None:
         want = layer(h, attention_mask=mask, position_embeddings=rope).float()
     assert (want - h.float()).abs().max() > 0.1  # the layer does change its input
     assert torch.allclose(got, want, atol=0.02, rtol=0.01), (got - want).abs().max()
+
+
+def test_copies_and_pickles_rebuild_the_lean_forwards() -> None:
+    """The packed weights are opaque oneDNN tensors: a copy or pickle leaves them out and
+    builds its own on first use, with the same scores."""
+    import copy
+    import pickle
+
+    model = make()
+    perturb(model)
+    with torch.no_grad():
+        users = model.encode_users(HISTORY)
+        for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+            assert torch.allclose(other.encode_users(HISTORY), users, atol=ATOL)
+            assert all(isinstance(x, LeanLayer) for x in other.upper_layers())

@@ -179,6 +179,13 @@ class DARecModel(SequentialRecommender):
         self.lean_inference = d.lean_inference
         self._lean: dict[int, tuple[nn.Module, LeanLayer | None]] = {}
 
+    def __getstate__(self) -> dict[str, object]:
+        """Copies and pickles leave the lean forwards out (their packed weights are opaque
+        oneDNN tensors); they are rebuilt on first use."""
+        state = dict(super().__getstate__())
+        state["_lean"] = {}
+        return state
+
     @property
     def dtype(self) -> torch.dtype:
         return self.llm.embed_tokens.weight.dtype
@@ -207,7 +214,7 @@ class DARecModel(SequentialRecommender):
         ``layer(h, attention_mask=..., position_embeddings=..., cache=...)``: at inference (eval
         mode, no grad, with ``darec.lean_inference``) their lean forwards where a layer has one
         (lean.py), else the transformers layers themselves. The frozen layers below the entry
-        run once per item and run; they keep transformers' forward (and no weight copies)."""
+        run once per item per run; they keep transformers' forward (and no weight copies)."""
         chosen = self.llm.layers[self.enter :]
         if self.training or torch.is_grad_enabled() or not self.lean_inference:
             return list(chosen)
