@@ -410,3 +410,21 @@ def _rising_metric(evaluate_split):
         return result
 
     return fake
+
+
+def test_optimizer_choice_adam_couples_weight_decay(tiny_cfg, tmp_path):
+    """train.optimizer: adamw (decoupled decay, the default) or adam (decay as an L2 term in
+    the gradient, as published runs use); both resume from their own state."""
+    kinds = {}
+    for name in ("adamw", "adam"):
+        cfg = apply_overrides(
+            tiny_cfg, [f"train.optimizer={name}", "train.weight_decay=0.01", "train.epochs=1"]
+        )
+        trainer = _trainer(cfg, tmp_path / name)
+        kinds[name] = type(trainer.optimizer)
+        assert trainer.optimizer.param_groups[0]["weight_decay"] == 0.01
+        trainer.fit()
+        resumed = _trainer(apply_overrides(cfg, ["train.epochs=2"]), tmp_path / name)
+        resumed.fit(resume=True)
+        assert type(resumed.optimizer) is kinds[name]
+    assert kinds == {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}

@@ -193,9 +193,14 @@ class TrainConfig:
     batch_size: int = 256
     """Training windows per step."""
     lr: float = 1e-3
-    """AdamW learning rate."""
+    """Learning rate."""
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    """adamw: weight decay decoupled from the gradient (AdamW); adam: Adam with weight decay as
+    an L2 term added to the gradient (torch.optim.Adam), as many published recommender runs
+    train (e.g. the cross-entropy BERT4Rec on Beauty, whose 1e-4 L2 regularises far more than
+    1e-4 decoupled decay)."""
     weight_decay: float = 0.0
-    """AdamW decoupled weight decay."""
+    """Weight decay: decoupled (adamw) or an L2 term (adam)."""
     grad_clip: float = 1.0
     """Clip the gradient norm to this value; 0 disables clipping."""
     warmup_steps: int = 0

@@ -1,5 +1,6 @@
-"""One training loop for every model: AdamW, warm-up + schedule, gradient clipping, validation
-on full ranking, early stopping, resumable checkpoints, and a single read of the test split."""
+"""One training loop for every model: AdamW (or Adam), warm-up + schedule, gradient clipping,
+validation on full ranking, early stopping, resumable checkpoints, and a single read of the test
+split."""
 
 from __future__ import annotations
 
@@ -218,7 +219,8 @@ class Trainer:
                     "no training windows: every user's training sequence has fewer than 2 "
                     "items (check data.user_min and the split)"
                 )
-            self.optimizer = torch.optim.AdamW(
+            optimizer = torch.optim.Adam if cfg.train.optimizer == "adam" else torch.optim.AdamW
+            self.optimizer = optimizer(
                 [p for p in self.model.parameters() if p.requires_grad],
                 lr=cfg.train.lr,
                 weight_decay=cfg.train.weight_decay,
