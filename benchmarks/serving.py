@@ -61,6 +61,8 @@ from darec.run.checkpoint import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "serving.json"
+EVENT_THREADS = 1
+"""The DARec and SASRec servers' ``--event-threads`` (darec serve's default)."""
 CLIENTS = (1, 8, 32)
 
 
@@ -212,11 +214,11 @@ def bench_run(
     items = folder.item_ids[1:]
     rng = random.Random(0)
     record: dict = {"run": str(run), "model": folder.config.model.name, "server_threads": threads}
-    record["server_event_threads"] = 1  # darec serve's default, as Server starts it
+    record["server_event_threads"] = EVENT_THREADS
     record |= {"quantize": quantize, "items": len(items)}
     record |= {"users": len(users), "recommend": [], "stream": []}
     log = Path(tempfile.gettempdir()) / f"darec-serve-{os.getpid()}.log"
-    with Server(run, device, threads, log, quantize) as server:
+    with Server(run, device, threads, log, quantize, EVENT_THREADS) as server:
         for clients in CLIENTS:
             count = max(floor, per_client * clients)
             chosen = [rng.choice(users) for _ in range(count)]
@@ -252,6 +254,8 @@ VARIANTS = ("int8", "transformers")
 
 
 def load_variant(run: Path, variant: str) -> darec.Recommender:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if variant == "int8":
         return darec.load(run, device="cpu", quantize="int8")
     rec = darec.load(run, device="cpu")

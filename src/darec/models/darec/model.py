@@ -221,8 +221,9 @@ class DARecModel(SequentialRecommender):
         out: list[Callable[..., torch.Tensor]] = []
         for layer in chosen:
             known = self._lean.get(id(layer))
-            if known is None or known[0] is not layer or (known[1] and not known[1].current()):
-                known = (layer, lean_layer(layer))
+            if known is None or known[0] is not layer or known[1] is not None:
+                # lean_layer keeps a lean forward whose layer and weights are unchanged
+                known = (layer, lean_layer(layer, None if known is None else known[1]))
                 self._lean[id(layer)] = known
             out.append(known[1] or layer)
         return out
