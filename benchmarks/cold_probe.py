@@ -25,6 +25,14 @@ vector (:func:`darec.models.content_prior.text_vectors`, decay ``CONTENT_DECAY``
 - ``content + transitions``: the cosine plus ``w`` x log of a transition score (how often the
   history's items were followed by each item in training, recency-weighted), pseudo-cold items
   at the score of an item never followed; ``w`` swept.
+- ``content-cf``: the product's model of the same two terms (:mod:`darec.models.content_cf`,
+  its ``transition_weight`` is ``w`` / 10 here), where each pseudo-cold item borrows the
+  transitions into its text neighbours (:mod:`darec.models.text_neighbours`), as items added
+  after training do; swept over ``CONTENT_CF_GRID`` (neighbours, temperature, weight). The
+  benchmarks' content-cf settings (``benchlib.settings.CONTENT_CF``) are the best of it.
+
+``--reuse`` keeps the learned scorers' curves and the transition sweep of the existing record
+(same split) and measures the content-cf grid only (minutes instead of half an hour).
 
 What it measured (docs/results.md, "Cold start: the pseudo-cold probe") is why the cold-start
 rows keep plain text similarity as the bar that the trained models do not reach.
@@ -33,6 +41,8 @@ rows keep plain text similarity as the bar that the trained models do not reach.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import sys
 import time
@@ -52,6 +62,7 @@ from darec.data.batching import pad_left
 from darec.data.cold import hold_out_items
 from darec.evaluation.metrics import metrics_from_ranks
 from darec.models.base import ModelContext
+from darec.models.content_cf import ContentCF
 from darec.models.content_prior import text_vectors
 from darec.models.text_features import features_for
 from darec.run import load_data, provenance
@@ -63,6 +74,16 @@ CONTENT_DECAY = 0.5  # the content baseline's, chosen on validation in cold_star
 MAX_LEN = 50
 TRANSITION_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 TRANSITION_GAPS = {1: 1.0, 2: 0.5, 3: 0.25}  # next item, one after, two after
+CONTENT_CF_GRID = (  # (neighbours, neighbour_temperature, transition_weight)
+    (10, 0.05, 0.05),
+    (20, 0.1, 0.05),
+    (20, 0.2, 0.025),
+    (20, 0.2, 0.05),
+    (20, 0.2, 0.075),
+    (40, 0.2, 0.05),
+    (20, 0.5, 0.05),
+    (40, 0.5, 0.05),
+)
 
 
 class LearnedCosine(nn.Module):
@@ -131,6 +152,7 @@ class Probe:
         self.counts = torch.bincount(self.targets, minlength=warm + 1).float()
         self.known = torch.from_numpy(~self.pseudo_cold)
         self.known[0] = False
+        self.model_cfg = cfg.model
         self.summary = {
             "items": int(ds.num_items),
             "warm_items": warm,
@@ -167,6 +189,27 @@ class Probe:
                     src, dst = torch.from_numpy(s[:-gap]), torch.from_numpy(s[gap:])
                     table.index_put_((src, dst), torch.full((len(s) - gap,), weight), True)
         return table / table.sum(1, keepdim=True).clamp_min(1e-9)
+
+
+def content_cf(probe: Probe, neighbours: int, temperature: float, weight: float) -> dict:
+    """The content-cf model counted on the probe's training sequences, every pseudo-cold item
+    borrowing the transitions into its text neighbours among the other items."""
+    cfg = dataclasses.replace(
+        probe.model_cfg,
+        name="content-cf",
+        max_seq_len=MAX_LEN,
+        content_decay=CONTENT_DECAY,
+        neighbours=neighbours,
+        neighbour_temperature=temperature,
+        transition_weight=weight,
+    )
+    model = ContentCF(cfg, probe.feats.shape[0] - 1, probe.feats)
+    model.prepare(probe.train)
+    model.borrow_transitions(
+        torch.nonzero(~probe.known[1:]).squeeze(1) + 1, torch.nonzero(probe.known).squeeze(1)
+    )
+    items = torch.arange(probe.feats.shape[0])
+    return probe.measure(lambda history: model.score_items(model.encode_users(history), items))
 
 
 def train_cosine(probe: Probe, diagonal: bool, log_q: bool, epochs: int, lr: float) -> list:
@@ -219,6 +262,11 @@ def markdown(record: dict) -> str:
             f"| content + transitions, w {weight} | {row['pseudo-cold']['NDCG@10']:.4f} | "
             f"{row['warm']['NDCG@10']:.4f} | nothing trained |"
         )
+    for name, row in record.get("content_cf", {}).items():
+        lines.append(
+            f"| content-cf, {name} | {row['pseudo-cold']['NDCG@10']:.4f} | "
+            f"{row['warm']['NDCG@10']:.4f} | counted; pseudo-cold items borrow |"
+        )
     s = record["split"]
     lines += [
         "",
@@ -238,6 +286,12 @@ def main() -> None:
     parser.add_argument("--probe-fraction", type=float, default=0.1)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None, help="results file (default per mode)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the learned curves and transition sweep of the existing record (same split); "
+        "measure the content-cf grid only",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     dataset = "ml-100k" if args.quick else "amazon-beauty"
@@ -252,6 +306,44 @@ def main() -> None:
     probe = Probe(cfg, args.seed, args.cold_fraction, args.probe_fraction)
     content = probe.measure(probe.content)
     print(f"content: {short(content)}", file=sys.stderr, flush=True)
+    out = results_path(args.out, RESULTS, args.quick)
+    old = json.loads(out.read_text()) if args.reuse and out.exists() else None
+    if old is not None and (old["split"] != probe.summary or old["seed"] != args.seed):
+        raise SystemExit(f"--reuse: {out} holds another split; run without --reuse")
+    cf_rows = {}
+    for neighbours, temperature, weight in CONTENT_CF_GRID[:1] if args.quick else CONTENT_CF_GRID:
+        name = f"{neighbours} neighbours, temperature {temperature}, weight {weight}"
+        cf_rows[name] = content_cf(probe, neighbours, temperature, weight)
+        print(f"content-cf {name}: {short(cf_rows[name])}", file=sys.stderr, flush=True)
+    record = {
+        "dataset": dataset,
+        "quick": args.quick,
+        "seed": args.seed,
+        "cold_fraction": args.cold_fraction,
+        "probe_fraction": args.probe_fraction,
+        "split": probe.summary,
+        "content": content,
+    }
+    if old is not None:
+        record.update({k: old[k] for k in ("learned", "content_plus_transitions")})
+        record["reused_from_commit"] = old["commit"]
+    else:
+        record.update(learned_and_transitions(probe, epochs))
+    record.update(
+        {
+            "content_cf": cf_rows,
+            "machine": {"cpu_model": cpu_model(), "cpu_bf16_amx_flags": cpu_bf16_flags()},
+            "commit": provenance()["commit"],
+        }
+    )
+    write_json(out, record)
+    print(f"wrote {out}", file=sys.stderr)
+    if out == RESULTS:  # the measurement of record: its table goes into the docs
+        replace_block(DOC, "cold-probe", markdown(record), "## Cold start: the pseudo-cold probe")
+
+
+def learned_and_transitions(probe: Probe, epochs: int) -> dict:
+    """The learned scorers' curves and the content + transitions sweep."""
     learned = {}
     for name, diagonal, log_q, lr in (
         ("metric", False, False, 1e-3),
@@ -274,24 +366,10 @@ def main() -> None:
 
         return score
 
-    record = {
-        "dataset": dataset,
-        "quick": args.quick,
-        "seed": args.seed,
-        "cold_fraction": args.cold_fraction,
-        "probe_fraction": args.probe_fraction,
-        "split": probe.summary,
-        "content": content,
+    return {
         "learned": learned,
         "content_plus_transitions": {str(w): probe.measure(mixed(w)) for w in TRANSITION_WEIGHTS},
-        "machine": {"cpu_model": cpu_model(), "cpu_bf16_amx_flags": cpu_bf16_flags()},
-        "commit": provenance()["commit"],
     }
-    out = results_path(args.out, RESULTS, args.quick)
-    write_json(out, record)
-    print(f"wrote {out}", file=sys.stderr)
-    if out == RESULTS:  # the measurement of record: its table goes into the docs
-        replace_block(DOC, "cold-probe", markdown(record), "## Cold start: the pseudo-cold probe")
 
 
 if __name__ == "__main__":

@@ -172,6 +172,7 @@ CASES: dict[str, tuple[list[str], str, Callable[[Any], bool]]] = {
             and {"metric", "metric logQ", "weights"} == set(r["learned"])
             and all(len(curve) == 2 for curve in r["learned"].values())
             and r["split"]["valid_cases"]["pseudo-cold"] > 0
+            and len(r["content_cf"]) == 1
         ),
     ),
     "serving": (

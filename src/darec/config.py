@@ -97,8 +97,9 @@ class ModelConfig:
 
     name: str = "sasrec"
     """Model name from the registry: pop, content (text similarity to the recent history, nothing
-    to train), gru4rec, sasrec, sasrec-text (SASRec + frozen-LLM item text features, read as set
-    in [text]), bert4rec, darec."""
+    to train), content-cf (that plus item-to-item transitions counted in training; items added
+    later borrow their text neighbours' transitions), gru4rec, sasrec, sasrec-text (SASRec +
+    frozen-LLM item text features, read as set in [text]), bert4rec, darec."""
     max_seq_len: int = 50
     """Longest history the model reads (the most recent items)."""
     hidden_size: int = 64
@@ -142,10 +143,23 @@ class ModelConfig:
     """sasrec-text: share of the items whose ID rows are dropped at each training step (the same
     items in the inputs and in the softmax), so that the text branch learns to carry an item on
     its own, as it must for items added after training (cold start); 0: off."""
-    new_item_ids: Literal["zero", "from_text"] = "zero"
+    new_item_ids: Literal["zero", "from_text", "neighbours"] = "zero"
     """sasrec-text, items added after training (``darec catalog add``): zero: their ID rows are
     zero, the text branch alone represents them; from_text: their ID rows are predicted from
-    their text features by a ridge regression fitted on the trained items' rows."""
+    their text features by a ridge regression fitted on the trained items' rows; neighbours:
+    each is the weighted mean of the ID rows of its ``model.neighbours`` trained items with the
+    most similar text."""
+    neighbours: int = 10
+    """Items added after training borrow what was learned about their ``neighbours`` trained
+    items with the most similar text (cosine of the text features): content-cf their
+    transitions, sasrec-text with ``new_item_ids = "neighbours"`` their ID rows."""
+    neighbour_temperature: float = 0.05
+    """Weights of those neighbours: softmax of cosine / neighbour_temperature (small: the
+    closest dominates; large: a plain mean)."""
+    transition_weight: float = 0.05
+    """content-cf: weight of the log transition probability (how often the history's items
+    were followed by an item in training, recency-weighted, floored at 1e-4) added to the
+    content score."""
     content_decay: float = 0.8
     """content, and the content prior of sasrec-text: weight of a history item is
     content_decay ** (steps before the newest), over the last max_seq_len items; 1 is the plain
@@ -182,6 +196,16 @@ class ModelConfig:
             raise ConfigError(f"model.content_decay must be in (0, 1], got {self.content_decay}")
         if self.content_weight < 0:
             raise ConfigError(f"model.content_weight must be >= 0, got {self.content_weight}")
+        if self.neighbours < 1:
+            raise ConfigError(f"model.neighbours must be >= 1, got {self.neighbours}")
+        if self.neighbour_temperature <= 0:
+            raise ConfigError(
+                f"model.neighbour_temperature must be > 0, got {self.neighbour_temperature}"
+            )
+        if self.transition_weight < 0:
+            raise ConfigError(
+                f"model.transition_weight must be >= 0, got {self.transition_weight}"
+            )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from darec.errors import ConfigError
 from darec.models.base import ModelContext, SequentialRecommender
 from darec.models.bert4rec import BERT4Rec
 from darec.models.content import ContentModel
+from darec.models.content_cf import ContentCF
 from darec.models.darec import DARec
 from darec.models.gru4rec import GRU4Rec
 from darec.models.pop import Pop
@@ -20,6 +21,7 @@ __all__ = ["MODELS", "build_model", "check_model_name"]
 MODELS: dict[str, type[SequentialRecommender]] = {
     "pop": Pop,
     "content": ContentModel,
+    "content-cf": ContentCF,
     "gru4rec": GRU4Rec,
     "sasrec": SASRec,
     "sasrec-text": TextSASRec,

@@ -30,6 +30,7 @@ from darec.models.text_features import (
     item_text_features,
     new_item_text_features,
 )
+from darec.models.text_neighbours import text_neighbours
 
 __all__ = [
     "features_for",
@@ -89,6 +90,17 @@ class TextItemTable(nn.Module):
         gram = x.T @ x + ridge * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
         weights = torch.linalg.solve(gram, x.T @ y)  # (D, H)
         return (feats.to(x) @ weights).to(self.ids.weight.dtype)
+
+    def ids_from_neighbours(
+        self, feats: torch.Tensor, k: int, temperature: float, trained: int | None = None
+    ) -> torch.Tensor:
+        """(M, H) ID rows for text features ``feats`` (M, D): each the weighted mean of the ID
+        rows of its ``k`` text neighbours among the first ``trained`` rows (None: all), weighted
+        by a softmax of cosine / ``temperature`` (:func:`text_neighbours`)."""
+        assert self.ids is not None
+        ids_known = self.ids.weight.detach()[:trained]
+        idx, w = text_neighbours(feats.to(self.feats), self.feats[:trained], k, temperature)
+        return torch.einsum("mk,mkh->mh", w.to(ids_known), ids_known[idx])
 
     def extend(self, feats: torch.Tensor, ids: torch.Tensor | None = None) -> None:
         """Append M items with text features ``feats`` (M, D) and ID rows ``ids`` (M, H), zero
@@ -206,13 +218,23 @@ class TextSASRec(SASRec):
     ) -> dict[str, torch.Tensor]:
         """``feats`` (M, D): the new items' text features (see :func:`new_item_text_features`);
         with ``model.new_item_ids = "from_text"`` also ``ids`` (M, H): their ID rows predicted
-        from those features (:meth:`TextItemTable.ids_from_text`)."""
+        from those features (:meth:`TextItemTable.ids_from_text`), with ``"neighbours"`` the
+        weighted mean of their text neighbours' ID rows (:meth:`TextItemTable.ids_from_neighbours`,
+        ``model.neighbours``, ``model.neighbour_temperature``)."""
         feats = new_item_text_features(cfg, catalog, new)
         table = self._table()
-        if cfg.model.new_item_ids == "zero" or table.ids is None:
+        m = cfg.model
+        if m.new_item_ids == "zero" or table.ids is None:
             return {"feats": feats}
-        # fitted on the trained rows only: the same rows whether or not items were added before
-        return {"feats": feats, "ids": table.ids_from_text(feats, trained=len(catalog))}
+        # from the trained rows only (catalog[0] is padding): the same rows whether or not items
+        # were added before
+        if m.new_item_ids == "neighbours":
+            ids = table.ids_from_neighbours(
+                feats, m.neighbours, m.neighbour_temperature, trained=len(catalog)
+            )
+        else:
+            ids = table.ids_from_text(feats, trained=len(catalog))
+        return {"feats": feats, "ids": ids}
 
     def extend_catalog(self, rows: dict[str, torch.Tensor]) -> None:
         """Append items with the text features ``rows["feats"]`` (M, D) and the ID rows
