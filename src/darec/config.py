@@ -149,11 +149,11 @@ class ModelConfig:
     their text features by a ridge regression fitted on the trained items' rows; neighbours:
     each is the weighted mean of the ID rows of its ``model.neighbours`` trained items with the
     most similar text."""
-    neighbours: int = 10
+    neighbours: int = 20
     """Items added after training borrow what was learned about their ``neighbours`` trained
     items with the most similar text (cosine of the text features): content-cf their
     transitions, sasrec-text with ``new_item_ids = "neighbours"`` their ID rows."""
-    neighbour_temperature: float = 0.05
+    neighbour_temperature: float = 0.2
     """Weights of those neighbours: softmax of cosine / neighbour_temperature (small: the
     closest dominates; large: a plain mean)."""
     transition_weight: float = 0.05
