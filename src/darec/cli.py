@@ -891,8 +891,8 @@ def demo(
         float,
         typer.Option(
             help="Hold this share of the items (e.g. 0.1) out of training and show how each "
-            "model ranks them: content, sasrec-text and darec add them from their titles and "
-            "genres, ID models cannot."
+            "model ranks them: content, content-cf, sasrec-text and darec add them from their "
+            "titles and genres, ID models cannot."
         ),
     ] = 0.0,
     sets: SetOpt = None,

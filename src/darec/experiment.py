@@ -131,6 +131,13 @@ DEMO_MODELS: dict[str, list[str]] = {
         "text.fields=title,genres",
         "text.max_tokens=24",
     ],
+    # content plus counted transitions; held-out items borrow their text neighbours' (defaults)
+    "content-cf": [
+        "model.name=content-cf",
+        "text.encoder_layers=8",
+        "text.fields=title,genres",
+        "text.max_tokens=24",
+    ],
     "sasrec-text": [
         "model.name=sasrec-text",
         "model.dropout=0.2",
