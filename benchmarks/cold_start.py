@@ -29,15 +29,15 @@ Models: ``content`` (cosine between item text features and the recency-weighted 
 history; its text features, among ``CONTENT_TEXTS``: SmolLM2's, all-MiniLM-L6-v2's raw or whitened,
 and its ``model.content_decay`` among ``CONTENT_DECAYS``, chosen together on warm validation
 NDCG@10), ``pop``, ``sasrec``, ``sasrec-text`` (the headline settings of benchmarks/accuracy.py:
-SASRec's recipe, and on Beauty the whitened MiniLM title vectors), the last tested three times on the
-same trained model: cold items with zero ID rows (``sasrec-text``), with ID rows predicted from
+SASRec's recipe, and on Beauty the whitened MiniLM title vectors), the last tested three times on
+the same trained model: cold items with zero ID rows (``sasrec-text``), with ID rows predicted from
 their text by a ridge regression fitted on the warm items (``sasrec-text ids-from-text``,
-``model.new_item_ids = "from_text"``), and with the weighted mean of their text neighbours' ID
-rows (``sasrec-text neighbours``, ``model.new_item_ids = "neighbours"``); ``content-cf`` (the
-content score plus counted item-to-item transitions, cold items borrowing the transitions into
-their text neighbours; its settings ``benchlib.settings.CONTENT_CF``, chosen on the pseudo-cold
-validation items of benchmarks/cold_probe.py). Optional (``--models ...,"sasrec-text id-dropout"``, not in
-the default list: on ML-100K it did not help cold targets): the same model trained with
+``model.new_item_ids = "from_text"``), and with the weighted mean of their text neighbours' ID rows
+(``sasrec-text neighbours``, ``model.new_item_ids = "neighbours"``); ``content-cf`` (the content
+score plus counted item-to-item transitions, cold items borrowing the transitions into their text
+neighbours; its settings ``benchlib.settings.CONTENT_CF``, chosen on the pseudo-cold validation
+items of benchmarks/cold_probe.py). Optional (``--models ...,"sasrec-text id-dropout"``, not in the
+default list: on ML-100K it did not help cold targets): the same model trained with
 ``model.id_dropout = 0.5`` (half the items lose their ID rows at each step, so the text branch
 learns to carry an item alone), tested both ways too; ``"sasrec-text id-dropout 0.9"`` the same at
 0.9; ``"sasrec-text text-only"`` with no ID rows at all (``model.text_only``: warm and cold items

@@ -203,9 +203,7 @@ class ModelConfig:
                 f"model.neighbour_temperature must be > 0, got {self.neighbour_temperature}"
             )
         if self.transition_weight < 0:
-            raise ConfigError(
-                f"model.transition_weight must be >= 0, got {self.transition_weight}"
-            )
+            raise ConfigError(f"model.transition_weight must be >= 0, got {self.transition_weight}")
 
 
 @dataclass(frozen=True)
