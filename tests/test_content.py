@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from darec.config import ModelConfig
+from darec.config import Config, ModelConfig
 from darec.errors import ConfigError
 from darec.experiment import run_experiment
 from darec.models.content import ContentModel
@@ -57,17 +57,22 @@ def test_extend_catalog_ranks_new_items_by_their_text() -> None:
     assert scores[0].argmax() == 2 and scores[0, 5] == pytest.approx(0.8)
 
 
-def test_content_runs_reload_and_score_the_same(
-    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
-) -> None:
-    cfg = tiny_config(
-        tiny_data,
+def content_config(data: Path, tmp_path: Path, llm: Path, model: str = "content") -> Config:
+    """A tiny run of a content model (``content``, ``content-cf``) on the tiny LLM's text."""
+    return tiny_config(
+        data,
         tmp_path / "cache",
-        "model.name=content",
-        f"text.encoder={tiny_llm_dir}",
+        f"model.name={model}",
+        f"text.encoder={llm}",
         "text.dtype=fp32",
         "text.max_tokens=6",
     )
+
+
+def test_content_runs_reload_and_score_the_same(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+) -> None:
+    cfg = content_config(tiny_data, tmp_path, tiny_llm_dir)
     result, record = run_experiment(cfg, tmp_path / "run")
     assert result.stopped == "untrainable"
     _, model, _ = load_trained_model(tmp_path / "run")

@@ -21,7 +21,8 @@ from darec.models.text_neighbours import text_neighbours
 from darec.models.text_sasrec import TextItemTable
 from darec.run import RunFolder, load_trained_model
 from darec.serving.catalog import add_items
-from tests.conftest import ndcg_on_test, tiny_config
+from tests.conftest import ndcg_on_test
+from tests.test_content import content_config
 
 SEQUENCES = [np.array([1, 2, 3]), np.array([2, 3, 4, 5])]
 
@@ -133,14 +134,7 @@ def test_invalid_neighbour_settings_are_refused() -> None:
 def test_content_cf_runs_reload_score_the_same_and_add_items(
     tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
 ) -> None:
-    cfg = tiny_config(
-        tiny_data,
-        tmp_path / "cache",
-        "model.name=content-cf",
-        f"text.encoder={tiny_llm_dir}",
-        "text.dtype=fp32",
-        "text.max_tokens=6",
-    )
+    cfg = content_config(tiny_data, tmp_path, tiny_llm_dir, "content-cf")
     run = tmp_path / "run"
     result, _ = run_experiment(cfg, run)
     assert result.stopped == "untrainable"
