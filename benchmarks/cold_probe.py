@@ -34,8 +34,9 @@ vector (:func:`darec.models.content_prior.text_vectors`, decay ``CONTENT_DECAY``
 ``--reuse`` keeps the learned scorers' curves and the transition sweep of the existing record
 (same split) and measures the content-cf grid only (minutes instead of half an hour).
 
-What it measured (docs/results.md, "Cold start: the pseudo-cold probe") is why the cold-start
-rows keep plain text similarity as the bar that the trained models do not reach.
+What it measured (docs/results.md, "Cold start: the pseudo-cold probe"): why every learned map
+and every blend of warm-only signal loses on unseen items, and that borrowing the neighbours'
+transitions (content-cf) is what beats plain text similarity on them.
 """
 
 from __future__ import annotations
