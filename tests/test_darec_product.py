@@ -195,3 +195,54 @@ def test_cf_checkpoint_of_another_model_is_refused(
     sets = [*darec_sets(tiny_llm_dir), f"darec.cf_checkpoint={tmp_path / 'gru'}"]
     with pytest.raises(ConfigError, match="sasrec or sasrec-text run"):
         run_experiment(tiny_config(tiny_data, cache, *sets), tmp_path / "darec")
+
+
+def test_content_prior_over_a_text_cf_model(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+) -> None:
+    """With a sasrec-text CF start DARec has the content prior over that model's text features:
+    its weight is chosen on validation like sasrec-text's, kept in the run folder, added to the
+    scores and carried by streamed users."""
+    from darec.models.content_prior import text_vectors
+
+    cache = tmp_path / "cache"
+    text_sets = [
+        "model.name=sasrec-text",
+        f"text.encoder={tiny_llm_dir}",
+        "text.dtype=fp32",
+        "text.max_tokens=6",
+        "train.epochs=1",
+    ]
+    run_experiment(tiny_config(tiny_data, cache, *text_sets), tmp_path / "cf")
+    sets = [
+        *darec_sets(tiny_llm_dir),
+        f"darec.cf_checkpoint={tmp_path / 'cf'}",
+        "darec.cf_frozen=true",
+        "train.epochs=1",
+        "eval.content_weights=0,0.5,4",
+    ]
+    cfg = tiny_config(tiny_data, cache, *sets)
+    result, _ = run_experiment(cfg, tmp_path / "darec")
+    chosen = json.loads((tmp_path / "darec" / "content_weight.json").read_text())
+    assert set(chosen["valid"]) == {"0", "0.5", "4"}
+    _, model, _ = load_trained_model(tmp_path / "darec")
+    prior = model.content_prior()
+    assert prior is not None and prior.weight == chosen["weight"]
+    assert ndcg_on_test(model, cfg) == pytest.approx(result.test["NDCG@10"], abs=1e-6)
+
+    prior.weight = 2.0
+    history = torch.tensor([[0, 3, 5, 7]])
+    items = torch.arange(model.num_items + 1)
+    with torch.no_grad():
+        state = model.encode_users(history)
+        rec = model.cfg.hidden_size
+        feats = model.cf.item_embedding.feats
+        assert state.shape[1] == rec + feats.shape[1]
+        text = text_vectors(feats, history, model.cfg.content_decay, model.cfg.max_seq_len)
+        want = model.score_items(state[:, :rec], items)[0, 1:] + 2.0 * (text @ feats.T)[0, 1:]
+        assert torch.allclose(model.score_items(state, items)[0, 1:], want, atol=1e-5)
+        streamed = model.stream_step(model.stream_start(torch.tensor([3, 5])), 7)
+        assert torch.allclose(streamed.user, state[0], atol=1e-4)
+    prior.weight = 0.0  # off: the plain user vectors
+    with torch.no_grad():
+        assert model.encode_users(history).shape[1] == rec

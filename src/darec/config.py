@@ -165,9 +165,9 @@ class ModelConfig:
     content_decay ** (steps before the newest), over the last max_seq_len items; 1 is the plain
     mean."""
     content_weight: float = 0.0
-    """sasrec-text: weight of the content prior, the content model's score (cosine between an
-    item's text features and the recency-weighted mean of the history's) added to the model's
-    scores; 0: off. With ``eval.content_weights`` the trainer chooses it on validation after
+    """sasrec-text, and darec started from a sasrec-text run: weight of the content prior, the
+    content model's score (cosine between an item's text features and the recency-weighted mean
+    of the history's) added to the model's scores; 0: off. With ``eval.content_weights`` the trainer chooses it on validation after
     training and keeps the choice in the run folder (content_weight.json)."""
 
     def __post_init__(self) -> None:

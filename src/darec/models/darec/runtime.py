@@ -28,6 +28,7 @@ from darec.devices import pick_device
 from darec.errors import CheckpointError, ConfigError
 from darec.models.backbone import Backbone, load_backbone, resolve_dtype
 from darec.models.base import ModelContext, StreamState
+from darec.models.content_prior import ContentPrior
 from darec.models.darec.catalog import CatalogKV
 from darec.models.darec.kv import StreamKV
 from darec.models.darec.layout import stream_positions
@@ -94,6 +95,8 @@ class DARec(DARecModel):
         self._catalog: tuple[tuple[int, ...], CatalogKV] | None = None
         self._key_params: list[nn.Parameter] | None = None  # the parameters, once listed
         self._entry_words: torch.Tensor | None = None  # (N + 1, T, D) see entry_words()
+        m = cfg.model  # the content prior, when the CF model reads text (content_prior())
+        self.prior = ContentPrior(m.content_weight, m.content_decay, m.max_seq_len)
 
     @classmethod
     def from_config(cls, cfg: Config, ctx: ModelContext) -> DARec:
@@ -288,18 +291,47 @@ class DARec(DARecModel):
         return self.catalog().vectors
 
     def encode_users(self, history: torch.Tensor) -> torch.Tensor:
+        """(B, R) user vectors, followed by the (B, D) text vectors of the histories when the
+        content prior is on."""
         history = history[:, -self.cfg.max_seq_len :]
         cf_states = self._cf_states(history)
         catalog = None if self.training or not self.dcfg.context_masking else self.catalog()
         if catalog is not None and catalog.has_kv:
             # a user costs only its stream tokens: item keys/values come from the catalog cache
             seq, _ = self._run_stream(history, history, catalog.layer, cf_states)
-            return self._user_vectors(seq, cf_states)[:, -1]  # (B, R)
-        return super().encode_users(history)
+            users = self._user_vectors(seq, cf_states)[:, -1]  # (B, R)
+        else:
+            users = super().encode_users(history)
+        return self._with_prior(users, history)
 
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        scores = state @ item_rows(self.catalog_vectors(), items).T  # (B, C)
+        rec = self.cfg.hidden_size
+        scores = state[:, :rec] @ item_rows(self.catalog_vectors(), items).T  # (B, C)
+        if state.shape[1] > rec:  # encoded with the content prior on
+            scores = scores + self.prior.scores(state[:, rec:], self._text_feats(), items)
         return mask_padding_scores(scores, items)
+
+    # ------------------------------------------------------------------ the content prior
+
+    def content_prior(self) -> ContentPrior | None:
+        """The content prior over the text features of the CF model's item table
+        (``model.content_weight``, or chosen on validation with ``eval.content_weights``), when
+        the CF start is a ``sasrec-text`` run; None otherwise: there is no text vector to take
+        the cosine of."""
+        return self.prior if isinstance(self.cf.item_embedding, TextItemTable) else None
+
+    def _text_feats(self) -> torch.Tensor:
+        table = self.cf.item_embedding
+        assert isinstance(table, TextItemTable)  # content_prior() is not None
+        return table.feats
+
+    def _with_prior(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """``users`` (B, R), followed by the histories' text vectors when the prior is on."""
+        prior = self.content_prior()
+        if prior is None or not prior.active:
+            return users
+        text = prior.user_vectors(self._text_feats(), history[:, -self.cfg.max_seq_len :])
+        return torch.cat([users, text.to(users.dtype)], dim=-1)
 
     def prepare_inference(self, cache_file: Path | None, fingerprint: str) -> str:
         """The catalog cache of these weights: read from ``cache_file`` when it holds this
@@ -329,7 +361,7 @@ class DARec(DARecModel):
         history = history[-self.cfg.max_seq_len :].reshape(1, -1)
         cf_states = self._cf_states(history)
         seq, cache = self._run_stream(history, history, catalog.layer, cf_states, keep=True)
-        user = self._user_vectors(seq, cf_states)[0, -1]
+        user = self._with_prior(self._user_vectors(seq, cf_states)[:, -1], history)[0]
         step_valid = history[0] > 0
         slots = self.slots_of(history[0])
         item_valid = (slots.valid & step_valid[:, None]).flatten()
@@ -357,7 +389,8 @@ class DARec(DARecModel):
         for layer in self.upper_layers():
             x = layer(x, attention_mask=mask, position_embeddings=rope, cache=kv)
         seq = self.llm.norm(x[:, -1:]).float()  # (1, 1, D)
-        return StreamState(history, self._user_vectors(seq, cf_states)[0, -1], kv.advanced())
+        user = self._with_prior(self._user_vectors(seq, cf_states)[:, -1], history)[0]
+        return StreamState(history, user, kv.advanced())
 
     # ------------------------------------------------------------------ new items from text
 
