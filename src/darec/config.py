@@ -167,8 +167,9 @@ class ModelConfig:
     content_weight: float = 0.0
     """sasrec-text, and darec started from a sasrec-text run: weight of the content prior, the
     content model's score (cosine between an item's text features and the recency-weighted mean
-    of the history's) added to the model's scores; 0: off. With ``eval.content_weights`` the trainer chooses it on validation after
-    training and keeps the choice in the run folder (content_weight.json)."""
+    of the history's) added to the model's scores; 0: off. With ``eval.content_weights`` the
+    trainer chooses it on validation after training and keeps the choice in the run folder
+    (content_weight.json)."""
 
     def __post_init__(self) -> None:
         if self.max_seq_len < 1 or self.hidden_size < 1 or self.num_layers < 1:
