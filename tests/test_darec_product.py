@@ -147,6 +147,24 @@ def test_pretrained_frozen_cf_model(tiny_data: Path, tmp_path: Path, tiny_llm_di
         assert torch.equal(darec.cf.state_dict()[name], value), name
 
 
+def text_cf_run(data: Path, tmp_path: Path, llm: Path, epochs: int) -> Path:
+    """A tiny sasrec-text run (the tiny LLM's text features) in ``tmp_path / "cf"``."""
+    sets = [
+        "model.name=sasrec-text",
+        f"text.encoder={llm}",
+        "text.dtype=fp32",
+        "text.max_tokens=6",
+        f"train.epochs={epochs}",
+    ]
+    run_experiment(tiny_config(data, tmp_path / "cache", *sets), tmp_path / "cf")
+    return tmp_path / "cf"
+
+
+def on_text_cf(llm: Path, cf: Path) -> list[str]:
+    """A tiny DARec started from the run ``cf``, frozen, trained one epoch."""
+    return [*darec_sets(llm), f"darec.cf_checkpoint={cf}", "darec.cf_frozen=true", "train.epochs=1"]
+
+
 def test_cf_model_from_a_text_feature_sasrec(
     tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
 ) -> None:
@@ -157,22 +175,8 @@ def test_cf_model_from_a_text_feature_sasrec(
     from darec.models.text_sasrec import TextItemTable
 
     cache = tmp_path / "cache"
-    text_sets = [
-        "model.name=sasrec-text",
-        f"text.encoder={tiny_llm_dir}",
-        "text.dtype=fp32",
-        "text.max_tokens=6",
-        "train.epochs=2",
-    ]
-    run_experiment(tiny_config(tiny_data, cache, *text_sets), tmp_path / "cf")
-    _, cf, _ = load_trained_model(tmp_path / "cf")
-    sets = [
-        *darec_sets(tiny_llm_dir),
-        f"darec.cf_checkpoint={tmp_path / 'cf'}",
-        "darec.cf_frozen=true",
-        "train.epochs=1",
-    ]
-    cfg = tiny_config(tiny_data, cache, *sets)
+    _, cf, _ = load_trained_model(text_cf_run(tiny_data, tmp_path, tiny_llm_dir, epochs=2))
+    cfg = tiny_config(tiny_data, cache, *on_text_cf(tiny_llm_dir, tmp_path / "cf"))
     result, _ = run_experiment(cfg, tmp_path / "darec")
     shutil.rmtree(tmp_path / "cf")  # the DARec run carries its CF model
     _, darec, _ = load_trained_model(tmp_path / "darec")
@@ -205,23 +209,9 @@ def test_content_prior_over_a_text_cf_model(
     scores and carried by streamed users."""
     from darec.models.content_prior import text_vectors
 
-    cache = tmp_path / "cache"
-    text_sets = [
-        "model.name=sasrec-text",
-        f"text.encoder={tiny_llm_dir}",
-        "text.dtype=fp32",
-        "text.max_tokens=6",
-        "train.epochs=1",
-    ]
-    run_experiment(tiny_config(tiny_data, cache, *text_sets), tmp_path / "cf")
-    sets = [
-        *darec_sets(tiny_llm_dir),
-        f"darec.cf_checkpoint={tmp_path / 'cf'}",
-        "darec.cf_frozen=true",
-        "train.epochs=1",
-        "eval.content_weights=0,0.5,4",
-    ]
-    cfg = tiny_config(tiny_data, cache, *sets)
+    cf = text_cf_run(tiny_data, tmp_path, tiny_llm_dir, epochs=1)
+    sets = [*on_text_cf(tiny_llm_dir, cf), "eval.content_weights=0,0.5,4"]
+    cfg = tiny_config(tiny_data, tmp_path / "cache", *sets)
     result, _ = run_experiment(cfg, tmp_path / "darec")
     chosen = json.loads((tmp_path / "darec" / "content_weight.json").read_text())
     assert set(chosen["valid"]) == {"0", "0.5", "4"}
