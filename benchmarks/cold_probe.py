@@ -63,7 +63,7 @@ from darec.data.batching import pad_left
 from darec.data.cold import hold_out_items
 from darec.evaluation.metrics import metrics_from_ranks
 from darec.models.base import ModelContext
-from darec.models.content_cf import ContentCF
+from darec.models.content_cf import ContentCF, transition_matrix
 from darec.models.content_prior import text_vectors
 from darec.models.text_features import features_for
 from darec.run import load_data, provenance
@@ -74,7 +74,6 @@ DOC = ROOT / "docs" / "results.md"
 CONTENT_DECAY = 0.5  # the content baseline's, chosen on validation in cold_start.py
 MAX_LEN = 50
 TRANSITION_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
-TRANSITION_GAPS = {1: 1.0, 2: 0.5, 3: 0.25}  # next item, one after, two after
 CONTENT_CF_GRID = (  # (neighbours, neighbour_temperature, transition_weight)
     (10, 0.05, 0.05),
     (20, 0.1, 0.05),
@@ -181,15 +180,9 @@ class Probe:
         return out
 
     def transitions(self) -> torch.Tensor:
-        """(W + 1, W + 1) row-normalised counts of item j followed by item k in training."""
-        n = self.feats.shape[0]
-        table = torch.zeros(n, n)
-        for gap, weight in TRANSITION_GAPS.items():
-            for s in self.train:
-                if len(s) > gap:
-                    src, dst = torch.from_numpy(s[:-gap]), torch.from_numpy(s[gap:])
-                    table.index_put_((src, dst), torch.full((len(s) - gap,), weight), True)
-        return table / table.sum(1, keepdim=True).clamp_min(1e-9)
+        """(W + 1, W + 1) row-normalised counts of item j followed by item k in training
+        (content-cf's matrix, :func:`darec.models.content_cf.transition_matrix`, dense)."""
+        return transition_matrix(self.train, self.feats.shape[0]).to_dense()
 
 
 def content_cf(probe: Probe, neighbours: int, temperature: float, weight: float) -> dict:
