@@ -53,7 +53,15 @@ from benchlib.records import (
     store_record,
     write_json,
 )
-from benchlib.settings import CONTENT_WEIGHTS, DATASETS, NO_LIMIT, SASREC_TEXT, SETTINGS
+from benchlib.settings import (
+    CONTENT_WEIGHTS,
+    DAREC_CF,
+    DATASETS,
+    FROM_CF,
+    NO_LIMIT,
+    SASREC_TEXT,
+    SETTINGS,
+)
 
 from darec.config import Config, apply_overrides
 from darec.experiment import run_experiment
@@ -96,12 +104,26 @@ def model_settings(dataset: str, model: str) -> list[str]:
     return list(SETTINGS[dataset][model])
 
 
+def run_sets(dataset: str, model: str, seed: int, cf_run: Path | None = None) -> list[str]:
+    """Every ``--set`` of ``model``'s run on ``dataset`` with ``seed`` (DARec: started from the
+    run folder ``cf_run``, frozen)."""
+    sets = [*DATASETS[dataset], *NO_LIMIT, *model_settings(dataset, model), f"train.seed={seed}"]
+    if model == "darec":
+        sets += [s.format(cf_run=cf_run) for s in FROM_CF]
+    return sets
+
+
 def run_one(dataset: str, model: str, seed: int, out: Path, extra: list[str]) -> None:
-    """Child process: one training run, its record written to ``out``."""
+    """Child process: one training run, its record written to ``out``. DARec first trains the
+    run it starts from (``DAREC_CF``, same seed) in the same temporary folder."""
     settings = model_settings(dataset, model)
-    sets = [*DATASETS[dataset], *NO_LIMIT, *settings, f"train.seed={seed}", *extra]
-    with tempfile.TemporaryDirectory() as run_dir:
-        _, record = run_experiment(apply_overrides(Config(), sets), Path(run_dir) / "run")
+    with tempfile.TemporaryDirectory() as tmp:
+        cf_run = Path(tmp) / "cf"
+        if model == "darec":
+            cf_sets = [*run_sets(dataset, DAREC_CF[dataset], seed), *extra]
+            run_experiment(apply_overrides(Config(), cf_sets), cf_run)
+        sets = [*run_sets(dataset, model, seed, cf_run), *extra]
+        _, record = run_experiment(apply_overrides(Config(), sets), Path(tmp) / "run")
     row = record.to_json()
     row.pop("run_dir")
     row["dataset"], row["model"], row["settings"] = dataset, model, settings + extra
@@ -123,9 +145,8 @@ def adopt(run_dir: Path, dataset: str, model: str) -> dict[str, Any]:
     metrics = json.loads(metrics_path.read_text())
     saved = RunFolder.open(run_dir).config
     settings = model_settings(dataset, model)
-    expected = apply_overrides(
-        Config(), [*DATASETS[dataset], *NO_LIMIT, *settings, f"train.seed={metrics['seed']}"]
-    )
+    cf_run = Path(saved.darec.cf_checkpoint)
+    expected = apply_overrides(Config(), run_sets(dataset, model, metrics["seed"], cf_run))
     wanted, got = dataclasses.asdict(expected), dataclasses.asdict(saved)
     for cfg in (wanted, got):
         for name in RUNTIME_ONLY:
@@ -133,12 +154,17 @@ def adopt(run_dir: Path, dataset: str, model: str) -> dict[str, Any]:
         # the same files, however their path and format were written
         cfg["data"]["path"] = str(Path(cfg["data"]["path"]).resolve())
         cfg["data"].pop("format")
+        cfg["darec"].pop("cf_checkpoint")  # checked below
     diffs = [
         f"{section}.{name}: {got[section].get(name)!r} (expected {value!r})"
-        for section in ("data", "model", "train", "eval")
+        for section in ("data", "model", "train", "eval", "text", "darec")
         for name, value in wanted[section].items()
         if got[section].get(name) != value
     ]
+    if model == "darec":  # its start: a run of DAREC_CF's model, same seed
+        cf_metrics = json.loads((cf_run / "metrics.json").read_text())
+        if cf_metrics["seed"] != metrics["seed"]:
+            diffs.append(f"darec.cf_checkpoint: {cf_run} has seed {cf_metrics['seed']}")
     if diffs:
         wrong = "; ".join(diffs)
         raise ValueError(f"{run_dir} was not trained with the settings of {model}: {wrong}")
@@ -150,6 +176,8 @@ def adopt(run_dir: Path, dataset: str, model: str) -> dict[str, Any]:
     row["commit"] = metrics.get("provenance", {}).get("commit", "")
     row["dataset"], row["model"], row["settings"] = dataset, model, settings
     row["adopted_from"] = str(run_dir)
+    if model == "darec":
+        row["cf_run"] = saved.darec.cf_checkpoint
     return row
 
 
@@ -255,7 +283,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="42,43,44", help="comma-separated")
     parser.add_argument("--summary", action="store_true", help="only rewrite the summary")
     parser.add_argument("--adopt", type=Path, help="record this finished run folder (one model)")
-    add_quick_args(parser, SUMMARY, "tiny data and LLM, sasrec and sasrec-text, 2 seeds")
+    add_quick_args(parser, SUMMARY, "tiny data and LLM, sasrec, sasrec-text and darec, 2 seeds")
     add_child_args(parser, nargs=4)
     args = parser.parse_args()
     if args.one:
@@ -266,7 +294,8 @@ def main() -> None:
     runs_path = summary_path.with_name(RUNS.name) if args.quick else RUNS
     if args.quick:
         with quick_setup() as quick:
-            records = train(args, runs_path, quick.sets(), seeds=[1, 2], models=TEXT_AWARE[:1])
+            models = ("sasrec-text", "darec")
+            records = train(args, runs_path, quick.sets(), seeds=[1, 2], models=models)
     elif args.adopt:
         records = read_records(runs_path)
         store_record(adopt(args.adopt, args.dataset, args.models), records, runs_path)

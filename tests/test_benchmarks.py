@@ -63,7 +63,8 @@ CASES: dict[str, tuple[list[str], str, Callable[[Any], bool]]] = {
             {"beauty_sasrec_ndcg10", "beauty_best_model", "beauty_best_ndcg10", "beauty_ratio"}
             <= r.keys()
             and len(r["beauty_sasrec_ndcg10_seeds"]) == 2
-            and r["beauty_best_model"] == "sasrec-text"
+            and r["beauty_best_model"] in {"sasrec-text", "darec"}
+            and len(r["datasets"]["amazon-beauty"]["models"]["darec"]["seeds"]) == 2
             and "test_ndcg10_seen_items_kept" in r["datasets"]["amazon-beauty"]["models"]["sasrec"]
         ),
     ),

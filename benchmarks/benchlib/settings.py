@@ -203,21 +203,36 @@ SASREC_TEXT: dict[str, list[str]] = {
 # (eval.content_weights; 0 is among them, so the prior is kept only when validation wants it)
 CONTENT_WEIGHTS = "eval.content_weights=0,0.5,1,2,3,4,6,8,12,16,24,32"
 
+# DARec on Beauty (benchmarks/accuracy.py's darec row; darec_bench.py). The demo's layout over
+# titles: SmolLM2's first 8 layers as backbone, serial:16 adapters in the top two. Its CF model is
+# the sasrec-text-prior run of the same seed (DAREC_CF), frozen: that run's item table carries the
+# whitened MiniLM title features, and DARec's content prior reads them. From the recipe, only
+# what shapes that CF model (its architecture) and one window per user; DARec's own training keeps
+# the defaults (AdamW, lr 1e-3, clipping at 1), validates its start (an untrained DARec scores
+# like its CF model) and stops after 2 epochs without a better validation NDCG@10.
+BEAUTY_DAREC = [
+    *(s for s in SASREC_RECIPE if s.startswith("model.")),
+    "train.windows=last",
+    "train.bucket_by_length=false",
+    "model.name=darec",
+    *TEXT["amazon-beauty"],
+    "darec.adapters=none/none*6,serial:16*2",
+    "train.batch_size=256",
+    "train.patience=2",
+    "train.validate_first=true",
+    "train.checkpoint_every_steps=10",
+    CONTENT_WEIGHTS,
+    "train.threads=2",
+]
+SETTINGS["amazon-beauty"]["darec"] = BEAUTY_DAREC
+DAREC_CF = {"amazon-beauty": "sasrec-text-prior", "ml-100k": "sasrec"}
+"""The headline model whose run (same seed) DARec starts from, frozen (FROM_CF below), per dataset
+(benchmarks/accuracy.py); on ML-100K the demo's SASRec, as ``darec demo`` does."""
+
 BEAUTY_TEXT = TEXT["amazon-beauty"]  # the sasrec-text row's item text (text_signal.py)
 BEAUTY_VARIANTS: dict[str, list[str]] = {
     "sasrec-text": [*SETTINGS["amazon-beauty"]["sasrec"], "model.name=sasrec-text", *BEAUTY_TEXT],
-    "darec": [
-        *SETTINGS["amazon-beauty"]["sasrec"],  # the CF model's size and dropout
-        "model.name=darec",
-        *BEAUTY_TEXT,
-        "darec.adapters=none/none*6,serial:16*2",
-        "train.batch_size=256",
-        "train.patience=3",
-        "train.validate_first=true",
-        "train.checkpoint_every_steps=10",
-        "train.max_minutes=95",
-        *FROM_CF,
-    ],
+    "darec": [*BEAUTY_DAREC, "train.max_minutes=95", *FROM_CF],
 }
 # DARec_base over the whole backbone, from the same start (for a GPU, like ML-100K's "full")
 BEAUTY_VARIANTS["full"] = [*BEAUTY_VARIANTS["darec"], *FULL]
