@@ -130,15 +130,19 @@ def test_content_prior_adds_the_content_models_scores(
     assert torch.allclose(model.score_items(state, order), blended[:, order], atol=1e-6)
 
 
+@pytest.mark.parametrize("start", [0.0, 3.0])
 def test_content_weight_is_chosen_on_validation_and_kept_by_the_run(
-    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path, start: float
 ) -> None:
+    """The choice among the weights, whatever the weight trained with (``start``: with 3 the
+    sweep scores weight 0 with the users it encoded for the others, text part included)."""
     weights = (0.0, 0.5, 3.0)
     cfg = text_cfg(
         tiny_data,
         tmp_path / "cache",
         tiny_llm_dir,
         "train.epochs=2",
+        f"model.content_weight={start}",
         f"eval.content_weights={','.join(map(str, weights))}",
     )
     run = tmp_path / "run"

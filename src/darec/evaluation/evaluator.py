@@ -110,6 +110,7 @@ def evaluate(
     list_k: int = 10,
     other_protocol: bool = False,
     shard: Shard | None = None,
+    user_states: dict[int, torch.Tensor] | None = None,
 ) -> EvalResult:
     """Rank each target against all items and average HR/NDCG/MRR at ``cfg.ks``; with
     ``item_counts`` (N + 1,) training counts, also describe each user's top-``list_k`` list
@@ -117,7 +118,10 @@ def evaluate(
     ``other_protocol``, also rank under the other ``exclude_history``.
 
     With ``shard`` each process scores its share of the batches and every process gets the
-    whole result, equal to a single process's (same batches, ties broken in the same order)."""
+    whole result, equal to a single process's (same batches, ties broken in the same order).
+    ``user_states`` keeps each batch's encoded users (``model.encode_users``) by the batch's
+    first row: a batch found there is scored without encoding it again (for evaluations that
+    change only how states are scored, such as the content prior's weight)."""
     was_training = model.training
     model.eval()
     starts = range(0, len(data.targets), cfg.batch_size)
@@ -127,7 +131,15 @@ def evaluate(
     try:
         for start in mine:
             scored[start] = _score_batch(
-                model, data, cfg, start, max_seq_len, device, protocols, item_counts, list_k
+                model,
+                data,
+                cfg,
+                start,
+                max_seq_len,
+                device,
+                protocols,
+                (item_counts, list_k),
+                user_states,
             )
     finally:
         model.train(was_training)
@@ -177,10 +189,12 @@ def _score_batch(
     max_seq_len: int,
     device: torch.device | str,
     protocols: list[bool],
-    item_counts: np.ndarray | None,
-    list_k: int,
+    lists: tuple[np.ndarray | None, int],
+    user_states: dict[int, torch.Tensor] | None,
 ) -> _BatchCounts:
-    """Score the evaluation batch of users ``start .. start + cfg.batch_size``."""
+    """Score the evaluation batch of users ``start .. start + cfg.batch_size`` (``lists``:
+    the training counts and list length of :func:`evaluate`'s top-k lists)."""
+    item_counts, list_k = lists
     stop = start + cfg.batch_size
     longest = max(1, *(len(h) for h in data.histories[start:stop]))
     # the model reads the most recent max_seq_len items (no wider than needed) ...
@@ -188,7 +202,11 @@ def _score_batch(
     # ... while exclusion uses the whole history
     full_history = pad_left(data.histories[start:stop], longest).to(device)
     targets = torch.as_tensor(data.targets[start:stop], dtype=torch.long, device=device)
-    state = model.encode_users(history)
+    state = user_states.get(start) if user_states is not None else None
+    if state is None:
+        state = model.encode_users(history)
+        if user_states is not None:
+            user_states[start] = state
     chunk = chunk_size_for(len(targets), model.num_items + 1, cfg.max_scores)
     counts = _rank_batch(model, state, full_history, targets, protocols, chunk)
     top = None

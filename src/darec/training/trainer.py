@@ -619,9 +619,13 @@ class Trainer:
             return {}, valid
         metric = self.cfg.eval.select_metric
         tried = {prior.weight: valid}
-        for weight in sorted(set(weights) - {prior.weight}):
+        # the users are encoded once: a user's state (model and text parts) does not depend on
+        # the weight, only its score does. The nonzero weights go first, so that the states kept
+        # have the text part; weight 0 scores them as the model alone (+ 0 x cosine)
+        states: dict[int, torch.Tensor] = {}
+        for weight in sorted(set(weights) - {prior.weight}, key=lambda w: (w == 0, w)):
             prior.weight = weight
-            tried[weight] = self.evaluate_split("valid").metrics
+            tried[weight] = self.evaluate_split("valid", states).metrics
         prior.weight = max(sorted(tried), key=lambda w: tried[w][metric])  # first best: smallest
         record = {
             "weight": prior.weight,
@@ -666,10 +670,13 @@ class Trainer:
         by_group = metrics_by_group(result.ranks, self.split.test.targets, groups, ks)
         return result.metrics | result.lists, result.other_protocol, by_group
 
-    def evaluate_split(self, which: str) -> EvalResult:
+    def evaluate_split(
+        self, which: str, user_states: dict[int, torch.Tensor] | None = None
+    ) -> EvalResult:
         """Full-ranking metrics on ``valid`` or ``test``; the test read (once, at the end) also
         ranks under the other protocol and describes the top-10 lists (catalog coverage and
-        mean popularity of the recommended items)."""
+        mean popularity of the recommended items). ``user_states``: see
+        :func:`~darec.evaluation.evaluator.evaluate`."""
         data, counts = self.split.valid, None
         if which == "test":
             data, counts = self.split.test, item_counts(self.split.train, self.dataset.num_items)
@@ -682,4 +689,5 @@ class Trainer:
             counts,
             other_protocol=which == "test",
             shard=self.group,
+            user_states=user_states,
         )
