@@ -21,6 +21,10 @@ not trained again) and the summary to ``benchmarks/results/accuracy.json``:
   by target popularity (head/torso/tail thirds of the items);
 - ``sasrec-text-prior``: sasrec-text with the content prior, its weight chosen per run on
   validation after training (``eval.content_weights``; the chosen weights are in the entry);
+- ``darec``: DARec started from the run of ``benchlib.settings.DAREC_CF`` with the same seed
+  (Beauty: ``sasrec-text-prior``; ML-100K: ``sasrec``), frozen, its start validated first;
+  trained here after that run, or recorded with ``--adopt`` (which checks that its start has
+  the same seed);
 - ``content`` and ``content-cf``: nothing trained (text similarity, and that plus counted
   transitions), settings chosen on validation by benchmarks/cold_start.py and
   benchmarks/cold_probe.py; baselines, not candidates for the best text-aware model below;
@@ -106,11 +110,12 @@ def model_settings(dataset: str, model: str) -> list[str]:
 
 def run_sets(dataset: str, model: str, seed: int, cf_run: Path | None = None) -> list[str]:
     """Every ``--set`` of ``model``'s run on ``dataset`` with ``seed`` (DARec: started from the
-    run folder ``cf_run``, frozen)."""
+    run folder ``cf_run``, frozen). No time limit, even where the model's settings have one
+    (the demo's DARec on ML-100K)."""
     sets = [*DATASETS[dataset], *NO_LIMIT, *model_settings(dataset, model), f"train.seed={seed}"]
     if model == "darec":
         sets += [s.format(cf_run=cf_run) for s in FROM_CF]
-    return sets
+    return [*sets, "train.max_minutes=0"]
 
 
 def run_one(dataset: str, model: str, seed: int, out: Path, extra: list[str]) -> None:
