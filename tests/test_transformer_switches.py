@@ -224,3 +224,60 @@ def test_bert4rec_with_original_switches_learns() -> None:
     first, last = overfit(model, tiny_batch(), steps=200)
     assert first > 2.5
     assert last < 0.3 * first
+
+
+# ------------------------------------------------------------------------------ BERT4Rec's own
+
+PUBLISHED_BERT4REC = {
+    "positions": "from_newest",
+    "init": "xavier-clamped",
+    "mask_fallback": False,
+    "output_bias": False,
+}
+"""The published cross-entropy BERT4Rec code's choices (MTandHJ/CE-SCE-LLMRec)."""
+
+
+def test_xavier_clamped_init_stays_within_0_02() -> None:
+    model = tiny_model("bert4rec", init="xavier-clamped")
+    xavier = tiny_model("bert4rec", init="xavier")
+    for (name, w), (_, x) in zip(model.named_parameters(), xavier.named_parameters(), strict=True):
+        if name.endswith("weight") and w.dim() == 2:  # Linear and Embedding weights
+            assert w.abs().max() <= 0.02 + 1e-9, name
+            assert x.abs().max() > 0.02, name  # plain Xavier goes beyond: the clip did something
+            assert w.std() > 0.005, name  # still random, not flattened to zero
+
+
+def test_bert4rec_without_output_bias_scores_by_embeddings_alone() -> None:
+    model = tiny_model("bert4rec", output_bias=False).eval()
+    assert not any("output_bias" in n for n, _ in model.named_parameters())
+    history = pad_left([w[:-1] for w in tiny_windows()], L)
+    items = torch.arange(model.num_items + 1)
+    with torch.no_grad():
+        state = model.encode_users(history)
+        scores = model.score_items(state, items)
+    expected = state @ model.item_embedding.weight[: model.num_items + 1].T
+    torch.testing.assert_close(scores[:, 1:], expected[:, 1:])
+    assert torch.isinf(scores[:, 0]).all()
+
+
+def test_bert4rec_without_mask_fallback_skips_unmasked_windows() -> None:
+    """With nothing drawn for masking, the fallback trains on each window's last item; without
+    it the loss is an empty zero that still backpropagates."""
+    with_fallback = tiny_model("bert4rec", mask_prob=1e-9)
+    without = tiny_model("bert4rec", mask_prob=1e-9, mask_fallback=False)
+    assert with_fallback.loss(tiny_batch()).item() > 0
+    loss = without.loss(tiny_batch())
+    assert loss.item() == 0.0
+    loss.backward()  # a zero with a graph: the trainer's step stays valid
+
+
+def test_bert4rec_with_the_published_code_choices_learns() -> None:
+    model = tiny_model("bert4rec", **PUBLISHED_BERT4REC)
+    first, last = overfit(model, tiny_batch(), steps=200)
+    assert first > 2.5
+    assert last < 0.3 * first
+
+
+def test_unknown_init_is_refused() -> None:
+    with pytest.raises(ConfigError, match="xavier-clamped"):
+        ModelConfig(init="kaiming")  # type: ignore[arg-type]

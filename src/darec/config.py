@@ -130,12 +130,21 @@ class ModelConfig:
     embedding_scale: bool = False
     """Transformer: multiply item embeddings by sqrt(hidden_size) before adding positions (the
     original SASRec)."""
-    init: Literal["normal", "xavier"] = "normal"
+    init: Literal["normal", "xavier", "xavier-clamped"] = "normal"
     """Transformer weight initialisation. normal: RecBole's normal(0, 0.02); xavier: Xavier
-    (Glorot) normal for Linear and Embedding weights (the original SASRec code). Biases start
+    (Glorot) normal for Linear and Embedding weights (the original SASRec code); xavier-clamped:
+    that, clipped to [-0.02, 0.02] (the published cross-entropy BERT4Rec code). Biases start
     at 0, LayerNorms at 1/0 and the padding row of an embedding at 0 either way."""
     mask_prob: float = 0.2
     """BERT4Rec: share of items masked in training."""
+    mask_fallback: bool = True
+    """BERT4Rec: a training window in which no item was drawn for masking gets its last item
+    masked (so every window trains, on the inference situation); false: such a window adds
+    nothing to the loss (the published cross-entropy BERT4Rec code)."""
+    output_bias: bool = True
+    """BERT4Rec: a learned per-item bias added to the scores (RecBole's); false: scores are the
+    dot products with the tied item embeddings alone (the published cross-entropy BERT4Rec
+    code)."""
     text_only: bool = False
     """sasrec-text: item vectors are the projected text features alone, without ID embeddings
     (an ablation: what the text predicts by itself)."""
@@ -187,7 +196,7 @@ class ModelConfig:
             ("norm", ("post", "pre")),
             ("activation", ("gelu", "relu")),
             ("positions", ("from_oldest", "from_newest")),
-            ("init", ("normal", "xavier")),
+            ("init", ("normal", "xavier", "xavier-clamped")),
         ):
             if getattr(self, key) not in allowed:
                 raise ConfigError(

@@ -2,13 +2,14 @@
 
 It shares the encoder of SASRec (:class:`darec.models.layers.TransformerEncoder`), without the
 causal mask. The vocabulary is the N items, padding (0) and a mask token (N + 1). Outputs are
-scored against the tied item embeddings plus a per-item bias; the mask token is never a candidate.
+scored against the tied item embeddings plus a per-item bias (``model.output_bias``); the mask
+token is never a candidate.
 
 Training (cloze task): each batch window is rebuilt as one item sequence, every real item is
 replaced by the mask token with probability ``cfg.mask_prob``, and cross-entropy over the catalog
-is taken at the masked positions. A sequence in which nothing was drawn gets its last item masked,
-so every sequence contributes and the model also sees the exact inference situation (the mask at
-the end, after the whole history).
+is taken at the masked positions. A sequence in which nothing was drawn gets its last item masked
+(``model.mask_fallback``), so every sequence contributes and the model also sees the exact
+inference situation (the mask at the end, after the whole history).
 
 Inference: the mask token is appended after the history (dropping the oldest item when the
 history already fills ``max_seq_len``) and its state scores the catalog.
@@ -42,8 +43,8 @@ class BERT4Rec(SequentialRecommender):
         self.item_embedding = nn.Embedding(num_items + 2, cfg.hidden_size, padding_idx=0)
         self.encoder = TransformerEncoder(cfg, causal=False)
         self.apply(weight_init(cfg.init))
-        # output bias per item id (row 0, padding, is never scored)
-        self.output_bias = nn.Parameter(torch.zeros(num_items + 1))
+        # output bias per item id (row 0, padding, is never scored); model.output_bias=false: none
+        self.output_bias = nn.Parameter(torch.zeros(num_items + 1)) if cfg.output_bias else None
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """States (B, L, D) of left-padded ids ``inputs`` (B, L), mask tokens allowed."""
@@ -63,10 +64,11 @@ class BERT4Rec(SequentialRecommender):
         items = self._window_items(batch)  # (B, L)
         real = items != 0  # (B, L)
         masked = (torch.rand(items.shape, device=items.device) < self.cfg.mask_prob) & real
-        # sequences with nothing masked: mask their last item (rows are left-padded, so it is
-        # in the last column)
-        empty = ~masked.any(dim=1) & real[:, -1]  # (B,)
-        masked[empty, -1] = True
+        if self.cfg.mask_fallback:
+            # sequences with nothing masked: mask their last item (rows are left-padded, so it
+            # is in the last column)
+            empty = ~masked.any(dim=1) & real[:, -1]  # (B,)
+            masked[empty, -1] = True
         inputs = items.masked_fill(masked, self.mask_token)  # (B, L)
         targets = items * masked  # (B, L) item ids at masked positions, 0 elsewhere
         states = self(inputs)  # (B, L, D)
@@ -87,5 +89,6 @@ class BERT4Rec(SequentialRecommender):
 
     def score_items(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         scores = state @ item_rows(self.item_embedding, items).T  # (B, C)
-        scores = scores + item_rows(self.output_bias, items)
+        if self.output_bias is not None:
+            scores = scores + item_rows(self.output_bias, items)
         return mask_padding_scores(scores, items)

@@ -65,18 +65,24 @@ def init_weights(module: nn.Module, scheme: str = "normal") -> None:
     """Initialise one module: Linear and Embedding weights by ``scheme``, zero biases,
     LayerNorm 1/0.
 
-    ``scheme`` is ``"normal"`` (RecBole's normal(0, 0.02)) or ``"xavier"`` (Xavier normal, std
-    sqrt(2 / (fan_in + fan_out))). Use with ``model.apply(weight_init(scheme))``. The padding
+    ``scheme`` is ``"normal"`` (RecBole's normal(0, 0.02)), ``"xavier"`` (Xavier normal, std
+    sqrt(2 / (fan_in + fan_out))) or ``"xavier-clamped"`` (that, clipped to [-0.02, 0.02]). Use
+    with ``model.apply(weight_init(scheme))``. The padding
     row (``padding_idx``) of an embedding is reset to zero, so padding contributes nothing
     before it is masked out.
     """
     if isinstance(module, (nn.Linear, nn.Embedding)):
         if scheme == "normal":
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        elif scheme == "xavier":
+        elif scheme in ("xavier", "xavier-clamped"):
             nn.init.xavier_normal_(module.weight)
+            if scheme == "xavier-clamped":
+                with torch.no_grad():
+                    module.weight.clamp_(-0.02, 0.02)
         else:
-            raise ValueError(f"unknown init scheme {scheme!r}; expected 'normal' or 'xavier'")
+            raise ValueError(
+                f"unknown init scheme {scheme!r}; expected 'normal', 'xavier' or 'xavier-clamped'"
+            )
         if isinstance(module, nn.Embedding) and module.padding_idx is not None:
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()
