@@ -209,7 +209,7 @@ CONTENT_WEIGHTS = "eval.content_weights=0,0.5,1,2,3,4,6,8,12,16,24,32"
 # whitened MiniLM title features, and DARec's content prior reads them. From the recipe, only
 # what shapes that CF model (its architecture) and one window per user; DARec's own training keeps
 # the defaults (AdamW, lr 1e-3, clipping at 1, batches bucketed by length: with uniform batches of
-# windows padded to 50 a step took 30 s instead of about 13), validates its start (an untrained
+# windows padded to 50 a step took 30 s instead of about 9), validates its start (an untrained
 # DARec scores like its CF model) and stops after 2 epochs without a better validation NDCG@10.
 BEAUTY_DAREC = [
     *(s for s in SASREC_RECIPE if s.startswith("model.")),
