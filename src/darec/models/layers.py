@@ -67,9 +67,8 @@ def init_weights(module: nn.Module, scheme: str = "normal") -> None:
 
     ``scheme`` is ``"normal"`` (RecBole's normal(0, 0.02)), ``"xavier"`` (Xavier normal, std
     sqrt(2 / (fan_in + fan_out))) or ``"xavier-clamped"`` (that, clipped to [-0.02, 0.02]). Use
-    with ``model.apply(weight_init(scheme))``. The padding
-    row (``padding_idx``) of an embedding is reset to zero, so padding contributes nothing
-    before it is masked out.
+    with ``model.apply(weight_init(scheme))``. The padding row (``padding_idx``) of an embedding
+    is reset to zero, so padding contributes nothing before it is masked out.
     """
     if isinstance(module, (nn.Linear, nn.Embedding)):
         if scheme == "normal":
