@@ -150,7 +150,7 @@ def adopt(run_dir: Path, dataset: str, model: str) -> dict[str, Any]:
     metrics = json.loads(metrics_path.read_text())
     saved = RunFolder.open(run_dir).config
     settings = model_settings(dataset, model)
-    cf_run = Path(saved.darec.cf_checkpoint)
+    cf_run = Path(saved.darec.cf_checkpoint) if model == "darec" else None
     expected = apply_overrides(Config(), run_sets(dataset, model, metrics["seed"], cf_run))
     wanted, got = dataclasses.asdict(expected), dataclasses.asdict(saved)
     for cfg in (wanted, got):
@@ -166,7 +166,9 @@ def adopt(run_dir: Path, dataset: str, model: str) -> dict[str, Any]:
         for name, value in wanted[section].items()
         if got[section].get(name) != value
     ]
-    if model == "darec":  # its start: a run of DAREC_CF's model, same seed
+    if cf_run is not None:  # DARec's start: a finished run of DAREC_CF's model, same seed
+        if not (cf_run / "metrics.json").exists():
+            raise ValueError(f"{run_dir} starts from {cf_run}, which has no metrics.json")
         cf_metrics = json.loads((cf_run / "metrics.json").read_text())
         if cf_metrics["seed"] != metrics["seed"]:
             diffs.append(f"darec.cf_checkpoint: {cf_run} has seed {cf_metrics['seed']}")
