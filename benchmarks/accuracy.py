@@ -139,15 +139,20 @@ RUNTIME_ONLY = {"threads", "device", "max_minutes", "checkpoint_every_steps"}
 """Train settings that change how long a run takes, not what it learns."""
 
 
+def _finished(run_dir: Path) -> dict[str, Any]:
+    """The metrics.json of a finished run folder; ValueError when it has none."""
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        raise ValueError(f"{run_dir} has no metrics.json: the run has not finished")
+    return dict(json.loads(path.read_text()))
+
+
 def adopt(run_dir: Path, dataset: str, model: str) -> dict[str, Any]:
     """The record of a finished run folder, as ``run_one`` would have written it.
 
     ValueError when its saved settings differ from ``model``'s on ``dataset`` (naming each
     difference) or when it has not finished (no metrics.json)."""
-    metrics_path = run_dir / "metrics.json"
-    if not metrics_path.exists():
-        raise ValueError(f"{run_dir} has no metrics.json: the run has not finished")
-    metrics = json.loads(metrics_path.read_text())
+    metrics = _finished(run_dir)
     saved = RunFolder.open(run_dir).config
     settings = model_settings(dataset, model)
     cf_run = Path(saved.darec.cf_checkpoint) if model == "darec" else None
@@ -167,9 +172,7 @@ def adopt(run_dir: Path, dataset: str, model: str) -> dict[str, Any]:
         if got[section].get(name) != value
     ]
     if cf_run is not None:  # DARec's start: a finished run of DAREC_CF's model, same seed
-        if not (cf_run / "metrics.json").exists():
-            raise ValueError(f"{run_dir} starts from {cf_run}, which has no metrics.json")
-        cf_metrics = json.loads((cf_run / "metrics.json").read_text())
+        cf_metrics = _finished(cf_run)
         if cf_metrics["seed"] != metrics["seed"]:
             diffs.append(f"darec.cf_checkpoint: {cf_run} has seed {cf_metrics['seed']}")
     if diffs:
