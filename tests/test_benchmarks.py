@@ -192,6 +192,15 @@ CASES: dict[str, tuple[list[str], str, Callable[[Any], bool]]] = {
             and set(r["speedup"]) == {"1", "2"}
         ),
     ),
+    "bert4rec_switches": (
+        [],
+        "--out",
+        lambda r: (
+            [x["left_out"] for x in r["runs"]][0] is None
+            and len({x["left_out"] for x in r["runs"]}) == 5
+            and all(x["valid_ndcg10_by_epoch"] and x["epochs"] == 2 for x in r["runs"])
+        ),
+    ),
     # RecBole lives in its own virtualenv; without it the quick run records why it skipped
     "recbole_compare": ([], "--out", lambda r: "skipped" in r or len(r["runs"]) == 1),
 }
