@@ -42,13 +42,19 @@ VARIANTS = ["all", *(f"-{s}" for s in BERT4REC_CODE)]
 """``all``: the four switches; ``-SWITCH``: all but that one (back at the model's default)."""
 
 
+def left_out(variant: str) -> str | None:
+    """The switch ``variant`` leaves out; None for ``all``."""
+    switch = variant[1:] if variant.startswith("-") else None
+    if (switch is None and variant != "all") or (switch and switch not in BERT4REC_CODE):
+        raise ValueError(f"unknown variant {variant!r}: expected one of {VARIANTS}")
+    return switch
+
+
 def variant_sets(variant: str, seed: int) -> list[str]:
     """The run settings of ``variant``: the recorded Beauty settings, less the switch it leaves
     out."""
-    left_out = variant[1:] if variant.startswith("-") else None
-    if left_out is not None and left_out not in BERT4REC_CODE:
-        raise ValueError(f"unknown variant {variant!r}: expected one of {VARIANTS}")
-    return [s for s in run_sets(DATASET, "bert4rec", seed) if s != left_out]
+    switch = left_out(variant)
+    return [s for s in run_sets(DATASET, "bert4rec", seed) if s != switch]
 
 
 def run_variant(variant: str, seed: int, epochs: int, quick_sets: list[str]) -> dict[str, Any]:
@@ -64,7 +70,7 @@ def run_variant(variant: str, seed: int, epochs: int, quick_sets: list[str]) -> 
     valid = {h["epoch"]: h["NDCG@10"] for h in result.history}
     return {
         "variant": variant,
-        "left_out": variant[1:] if variant.startswith("-") else None,
+        "left_out": left_out(variant),
         "seed": seed,
         "epochs": result.epochs,
         "valid_ndcg10_by_epoch": {str(e): round(v, 4) for e, v in valid.items()},
