@@ -120,12 +120,13 @@ def test_temporary_folders_of_a_killed_write_are_removed(tmp_path):
 def test_resume_reads_the_runs_config_and_names_what_differs(trained, tmp_path):
     run = _copy(trained, tmp_path)
     env = trained[1]
-    # nothing repeated but what changes: the run's own config is the base
-    out = runner.invoke(
-        app, ["train", "-o", str(run), "--resume", "--set", "train.epochs=3"], env=env
-    )
+    # nothing repeated but what changes: the run's own config is the base; the threads may
+    # change with the budget (a run moved to a machine with other cores)
+    args = ["train", "-o", str(run), "--resume", "--set", "train.epochs=3"]
+    out = runner.invoke(app, [*args, "--set", "train.threads=1"], env=env)
     assert out.exit_code == 0, out.output
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
+    assert json.loads((run / "config.json").read_text())["train"]["threads"] == 1
     out = runner.invoke(
         app, ["train", "-o", str(run), "--resume", "--set", "model.dropout=0.3"], env=env
     )

@@ -90,11 +90,12 @@ RESUME_MAY_CHANGE = (
     "train.max_minutes",
     "train.patience",
     "train.tensorboard",
+    "train.threads",
     "eval.content_weights",
 )
-"""Config keys a resumed run may change: the budget, the logging and the content-prior weights
-tried after training (a finished run resumed with new ones chooses among them), never what is
-trained or how."""
+"""Config keys a resumed run may change: the budget, the logging, the CPU threads (a run moved
+to a machine with other cores) and the content-prior weights tried after training (a finished
+run resumed with new ones chooses among them), never what is trained or how."""
 
 
 def _schedule(cfg: Config, total_steps: int) -> Callable[[int], float]:
