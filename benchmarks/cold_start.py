@@ -45,14 +45,20 @@ alike are their text alone) and ``"sasrec-text text-only h256"`` the same at hid
 ``"sasrec-text prior"`` and ``"sasrec-text id-dropout prior"``: those models with the content prior
 added to their scores (the content model's cosine times a weight the trainer chooses on warm
 validation among ``PRIOR_WEIGHTS``), which scores cold items by their text as it scores warm ones.
-DARec is not run (it can add items, but training it on Beauty takes hours on 2 cores). The trained
-models run without a time limit, to early stopping or the recipe's 200 epochs (like
-benchmarks/accuracy.py). Each model's row is merged into the results file as soon as it is done,
-beside the rows the file holds for the same split, so that models can train side by side in
-separate scripts (``--models sasrec`` and ``--models content,pop,sasrec-text``) without losing each
-other's rows. The summary keys ``cold_best_model`` / ``cold_best_ndcg10`` (best cold NDCG@10 among
-the models other than ``content``), ``cold_content_ndcg10`` and ``cold_ratio`` (best / content) sit
-at the top level of the JSON.
+``darec`` (the headline DARec settings of benchmarks/accuracy.py, started frozen from the run of
+``COLD_DAREC_CF``: on Beauty the ``sasrec-text prior`` row, which this script trains first into the
+same runs folder when that folder does not hold it yet) adds cold items through its item encoder,
+which reads their titles, and the catalog cache; its frozen CF model gives them zero ID rows, and
+its content prior scores them by their text. The trained models run without a time limit, to early
+stopping or the recipe's 200 epochs (like benchmarks/accuracy.py). Each model's row is merged into
+the results file as soon as it is done, beside the rows the file holds for the same split, so that
+models can train side by side in separate scripts (``--models sasrec`` and ``--models
+content,pop,sasrec-text``) without losing each other's rows. ``--run-dir DIR`` keeps each trained
+model's run folder (``DIR/MODEL``, spaces as dashes): run the same command again after an
+interruption and each model resumes from its last checkpoint (a finished one is only tested again);
+without it the runs live in a temporary folder. The summary keys ``cold_best_model`` /
+``cold_best_ndcg10`` (best cold NDCG@10 among the models other than ``content``),
+``cold_content_ndcg10`` and ``cold_ratio`` (best / content) sit at the top level of the JSON.
 
 Rows trained on another machine (a lent GPU: ``--set train.device=cuda --out FILE`` there) are
 merged with ``--merge FILE... --machine "what it was"``, which checks that the files hold the
@@ -62,6 +68,7 @@ same split and records the machine in each row (the docs table shows it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -75,6 +82,7 @@ from benchlib.settings import (
     COMMON,
     CONTENT_CF,
     DATASETS,
+    FROM_CF,
     MINILM,
     NO_LIMIT,
     SASREC_TEXT,
@@ -129,9 +137,13 @@ MODELS: dict[str, dict[str, list[str]]] = {  # dataset -> model -> settings
             + more
             for name, more in TEXT_MODELS.items()
         },
+        # the CF run it starts from: COLD_DAREC_CF's, in the same runs folder ({cf_run})
+        "darec": [*SETTINGS[dataset]["darec"], "train.max_minutes=0", *FROM_CF],
     }
     for dataset in ("ml-100k", "amazon-beauty")
 }
+COLD_DAREC_CF = {"ml-100k": "sasrec", "amazon-beauty": "sasrec-text prior"}
+"""The row whose trained run DARec starts from, frozen (benchmarks/accuracy.py's DAREC_CF)."""
 CONTENT_TEXTS: dict[str, dict[str, list[str]]] = {  # dataset -> candidate item text features
     dataset: {
         "smollm2": TEXT[dataset],  # DARec's backbone, 8 layers, mean of the final word states
@@ -181,6 +193,7 @@ ORDER = [  # the table's rows
     "sasrec-text id-dropout 0.9 ids-from-text",
     "sasrec-text text-only",
     "sasrec-text text-only h256",
+    "darec",
 ]
 QUICK = [  # --quick: a smoke run of the whole protocol, not a measurement
     "train.epochs=1",
@@ -188,6 +201,7 @@ QUICK = [  # --quick: a smoke run of the whole protocol, not a measurement
     "model.max_seq_len=20",
     "model.hidden_size=32",
     "text.encoder_layers=1",
+    "darec.adapters=serial:16",  # one entry for the one layer
     "text.max_tokens=8",
     "train.threads=2",
 ]
@@ -224,24 +238,44 @@ def run_content(cfg: Config, data: ColdSplit, texts: dict[str, list[str]]) -> di
     }
 
 
-def run_trained(cfg: Config, data: ColdSplit, variants: dict[str, list[str]]) -> dict[str, dict]:
-    """Train on the warm data (selection on warm validation), then test the best checkpoint once
-    per variant (settings that change only how cold items are added)."""
+def run_folder(runs: Path, name: str) -> Path:
+    """Where model ``name`` trains inside the runs folder."""
+    return runs / name.replace(" ", "-")
+
+
+def run_trained(
+    cfg: Config, data: ColdSplit, variants: dict[str, list[str]], run_dir: Path
+) -> dict[str, dict]:
+    """Train on the warm data into ``run_dir`` (selection on warm validation; resumed when the
+    folder holds a checkpoint), then test the best checkpoint once per variant (settings that
+    change only how cold items are added)."""
+    resume = (run_dir / "checkpoints" / "pointers.json").exists()
+    fit = Trainer(cfg, data.warm, data.train, run_dir).fit(resume=resume, test=False)
     rows = {}
-    with tempfile.TemporaryDirectory() as run_dir:
-        fit = Trainer(cfg, data.warm, data.train, run_dir).fit(test=False)
-        for name, settings in variants.items():
-            model = RunFolder.open(run_dir).load_model("best", with_added_items=False)
-            rows[name] = {
-                "valid": fit.valid,
-                "best_epoch": fit.best_epoch,
-                "epochs": fit.epochs,
-                "stopped": fit.stopped,
-                **({"content_weight": fit.content_weight} if fit.content_weight else {}),
-                **cold_warm_metrics(model, apply_overrides(cfg, settings), data),
-                "seconds": round(fit.train_seconds, 1),
-            }
+    for name, settings in variants.items():
+        model = RunFolder.open(run_dir).load_model("best", with_added_items=False)
+        rows[name] = {
+            "valid": fit.valid,
+            "best_epoch": fit.best_epoch,
+            "epochs": fit.epochs,
+            "stopped": fit.stopped,
+            **({"content_weight": fit.content_weight} if fit.content_weight else {}),
+            **cold_warm_metrics(model, apply_overrides(cfg, settings), data),
+            "seconds": round(fit.train_seconds, 1),
+        }
     return rows
+
+
+def with_cf_runs(names: list[str], dataset: str, runs: Path) -> list[str]:
+    """``names`` with DARec's CF row trained before it where the runs folder does not hold that
+    run finished (``metrics.json``) and the list does not train it first."""
+    cf = COLD_DAREC_CF[dataset]
+    if "darec" not in names:
+        return names
+    at = names.index("darec")
+    if cf in names[:at] or (run_folder(runs, cf) / "metrics.json").exists():
+        return names
+    return [*names[:at], cf, *[n for n in names[at:] if n != cf]]
 
 
 def summary(models: dict[str, dict]) -> dict:
@@ -293,6 +327,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="results file (default per mode)")
     parser.add_argument("--set", action="append", default=[], help="extra setting, every model")
     parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="keep the trained runs here (RUN_DIR/MODEL) and resume them when run again "
+        "(default: a temporary folder)",
+    )
+    parser.add_argument(
         "--merge",
         nargs="+",
         type=Path,
@@ -328,26 +369,30 @@ def main() -> None:
         return
     texts = {text: [*sets, *extra] for text, sets in CONTENT_TEXTS[dataset].items()}
     results: dict[str, dict] = {}
-    for name in args.models.split(","):
-        limit = [] if name == "content" else NO_LIMIT  # trained to early stopping, no clock
-        cfg = apply_overrides(base, limit + MODELS[dataset][name] + extra)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        torch.manual_seed(cfg.train.seed)
-        variants = TEST_VARIANTS.get(name, {name: []})
-        rows = (
-            {name: run_content(cfg, data, texts)}
-            if name == "content"
-            else run_trained(cfg, data, variants)
-        )
-        for label, row in rows.items():
-            row["can_rank_cold"] = REGISTRY[cfg.model.name].adds_items_from_text
-            row["settings"] = MODELS[dataset][name] + extra + variants.get(label, [])
-            row["commit"] = provenance()["commit"]
-            results[label] = row
-            shown = {p: round(row[p]["NDCG@10"], 4) for p in ("cold", "warm")}
-            print(json.dumps({"model": label, "NDCG@10": shown, "seconds": row["seconds"]}))
-        record = store(out, split, results)
+    with contextlib.ExitStack() as stack:
+        runs = args.run_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        for name in with_cf_runs(args.models.split(","), dataset, runs):
+            limit = [] if name == "content" else NO_LIMIT  # trained to early stopping, no clock
+            cf_run = run_folder(runs, COLD_DAREC_CF[dataset])
+            settings = [s.format(cf_run=cf_run) for s in MODELS[dataset][name]]
+            cfg = apply_overrides(base, limit + settings + extra)
+            if cfg.train.threads:
+                torch.set_num_threads(cfg.train.threads)
+            torch.manual_seed(cfg.train.seed)
+            variants = TEST_VARIANTS.get(name, {name: []})
+            rows = (
+                {name: run_content(cfg, data, texts)}
+                if name == "content"
+                else run_trained(cfg, data, variants, run_folder(runs, name))
+            )
+            for label, row in rows.items():
+                row["can_rank_cold"] = REGISTRY[cfg.model.name].adds_items_from_text
+                row["settings"] = MODELS[dataset][name] + extra + variants.get(label, [])
+                row["commit"] = provenance()["commit"]
+                results[label] = row
+                shown = {p: round(row[p]["NDCG@10"], 4) for p in ("cold", "warm")}
+                print(json.dumps({"model": label, "NDCG@10": shown, "seconds": row["seconds"]}))
+            record = store(out, split, results)
     publish(out, record)
 
 

@@ -226,6 +226,26 @@ def test_quick_mode_refuses_to_write_the_recorded_results():
         run_quick("epoch_speed", target)
 
 
+def test_cold_start_trains_darecs_cf_run_first_and_resumes_from_the_runs_folder(tmp_path: Path):
+    out, runs = tmp_path / "cold.json", tmp_path / "runs"
+    first = run_quick("cold_start", out, "--models", "darec", "--run-dir", str(runs))
+    # DARec starts from the sasrec run (ML-100K's COLD_DAREC_CF), trained first into the folder
+    assert list(first["models"]) == ["sasrec", "darec"]
+    assert first["models"]["darec"]["can_rank_cold"]
+    assert all((runs / m / "metrics.json").exists() for m in ("sasrec", "darec"))
+
+    def steps() -> list[int]:
+        lines = (runs / "darec" / "log.jsonl").read_text().splitlines()
+        return [r["step"] for r in map(json.loads, lines) if r["event"] == "epoch"]
+
+    trained = steps()
+    again = run_quick("cold_start", out, "--models", "darec", "--run-dir", str(runs))
+    # the finished run is tested again, not retrained: no new epoch, the same metrics
+    assert trained and steps() == trained
+    assert again["models"]["darec"]["epochs"] == first["models"]["darec"]["epochs"]
+    assert again["models"]["darec"]["warm"] == first["models"]["darec"]["warm"]
+
+
 def test_cold_start_merges_rows_trained_elsewhere(tmp_path: Path):
     out = tmp_path / "cold.json"
     first = run_quick("cold_start", out, "--models", "content")
