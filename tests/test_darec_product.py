@@ -236,3 +236,51 @@ def test_content_prior_over_a_text_cf_model(
     prior.weight = 0.0  # off: the plain user vectors
     with torch.no_grad():
         assert model.encode_users(history).shape[1] == rec
+
+
+def test_items_added_to_a_darec_on_a_text_cf_model_get_that_models_text_rows(
+    tiny_data: Path, tmp_path: Path, tiny_llm_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An item added from its text gets the CF start's text features (read with that run's text
+    settings), so the CF model's text branch and the content prior know it: an added item with a
+    trained item's text gets that item's features; with ``model.new_item_ids=neighbours`` ID rows
+    too. When the CF run is gone the features are zero, with a warning."""
+    import shutil
+
+    from darec.config import Config, apply_overrides
+    from darec.models.darec import DARec
+    from darec.models.text_sasrec import TextItemTable
+    from darec.run import RunFolder
+
+    cf = text_cf_run(tiny_data, tmp_path, tiny_llm_dir, epochs=1)
+    cfg = tiny_config(tiny_data, tmp_path / "cache", *on_text_cf(tiny_llm_dir, cf))
+    run_experiment(cfg, tmp_path / "darec")
+    folder = RunFolder.open(tmp_path / "darec")
+    catalog = folder.load_data().catalog
+    i3 = folder.item_ids.index("i3")
+    new = [{"title": "Item number 3"}, {"title": "Something else"}]
+
+    def added(run_cfg: Config) -> tuple[DARec, TextItemTable]:  # the two new items appended
+        model = folder.load_model()
+        assert isinstance(model, DARec)
+        model.extend_catalog(model.item_rows_from_text(run_cfg, catalog, new))
+        table = model.cf.item_embedding
+        assert isinstance(table, TextItemTable)
+        return model, table
+
+    model, table = added(cfg)
+    n3 = model.num_items - 1
+    assert torch.allclose(table.feats[n3], table.feats[i3], atol=1e-5)
+    assert table.feats[n3 + 1].abs().sum() > 0
+    assert table.ids is not None and torch.all(table.ids.weight[n3:] == 0)  # zero ID rows
+    with torch.no_grad():
+        state = model.encode_users(torch.tensor([[0, 1, 2, i3]]))
+        assert model.score_items(state, torch.tensor([n3, n3 + 1])).isfinite().all()
+
+    _, table = added(apply_overrides(cfg, ["model.new_item_ids=neighbours"]))
+    assert table.ids is not None and table.ids.weight[n3:].abs().sum() > 0
+
+    shutil.rmtree(cf)
+    with caplog.at_level("WARNING"):
+        _, table = added(cfg)
+    assert torch.all(table.feats[n3:] == 0) and "zero text features" in caplog.text

@@ -153,11 +153,11 @@ class ModelConfig:
     items in the inputs and in the softmax), so that the text branch learns to carry an item on
     its own, as it must for items added after training (cold start); 0: off."""
     new_item_ids: Literal["zero", "from_text", "neighbours"] = "zero"
-    """sasrec-text, items added after training (``darec catalog add``): zero: their ID rows are
-    zero, the text branch alone represents them; from_text: their ID rows are predicted from
-    their text features by a ridge regression fitted on the trained items' rows; neighbours:
-    each is the weighted mean of the ID rows of its ``model.neighbours`` trained items with the
-    most similar text."""
+    """sasrec-text (and DARec on a sasrec-text CF start), items added after training (``darec
+    catalog add``): zero: their ID rows are zero, the text branch alone represents them;
+    from_text: their ID rows are predicted from their text features by a ridge regression fitted
+    on the trained items' rows; neighbours: each is the weighted mean of the ID rows of its
+    ``model.neighbours`` trained items with the most similar text."""
     neighbours: int = 20
     """Items added after training borrow what was learned about their ``neighbours`` trained
     items with the most similar text (cosine of the text features): content-cf their

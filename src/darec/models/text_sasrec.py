@@ -39,6 +39,7 @@ __all__ = [
     "fit_text_table",
     "item_text_features",
     "new_item_text_features",
+    "new_text_table_rows",
 ]
 
 
@@ -216,25 +217,8 @@ class TextSASRec(SASRec):
     def item_rows_from_text(
         self, cfg: Config, catalog: list[dict[str, str]], new: list[dict[str, str]]
     ) -> dict[str, torch.Tensor]:
-        """``feats`` (M, D): the new items' text features (see :func:`new_item_text_features`);
-        with ``model.new_item_ids = "from_text"`` also ``ids`` (M, H): their ID rows predicted
-        from those features (:meth:`TextItemTable.ids_from_text`), with ``"neighbours"`` the
-        weighted mean of their text neighbours' ID rows (:meth:`TextItemTable.ids_from_neighbours`,
-        ``model.neighbours``, ``model.neighbour_temperature``)."""
-        feats = new_item_text_features(cfg, catalog, new)
-        table = self._table()
-        m = cfg.model
-        if m.new_item_ids == "zero" or table.ids is None:
-            return {"feats": feats}
-        # from the trained rows only (catalog[0] is padding): the same rows whether or not items
-        # were added before
-        if m.new_item_ids == "neighbours":
-            ids = table.ids_from_neighbours(
-                feats, m.neighbours, m.neighbour_temperature, trained=len(catalog)
-            )
-        else:
-            ids = table.ids_from_text(feats, trained=len(catalog))
-        return {"feats": feats, "ids": ids}
+        """The new items' rows of its text table (:func:`new_text_table_rows`)."""
+        return new_text_table_rows(self._table(), cfg, catalog, new)
 
     def extend_catalog(self, rows: dict[str, torch.Tensor]) -> None:
         """Append items with the text features ``rows["feats"]`` (M, D) and the ID rows
@@ -242,3 +226,28 @@ class TextSASRec(SASRec):
         them)."""
         self._table().extend(rows["feats"], rows.get("ids"))
         self.num_items += rows["feats"].shape[0]
+
+
+def new_text_table_rows(
+    table: TextItemTable, cfg: Config, catalog: list[dict[str, str]], new: list[dict[str, str]]
+) -> dict[str, torch.Tensor]:
+    """Rows of ``table`` (trained on ``catalog``) for the items ``new``, for
+    :meth:`TextItemTable.extend`: ``feats`` (M, D), their text features as ``cfg.text`` computes
+    them (see :func:`new_item_text_features`); with ``model.new_item_ids = "from_text"`` also
+    ``ids`` (M, H): their ID rows predicted from those features
+    (:meth:`TextItemTable.ids_from_text`), with ``"neighbours"`` the weighted mean of their text
+    neighbours' ID rows (:meth:`TextItemTable.ids_from_neighbours`, ``model.neighbours``,
+    ``model.neighbour_temperature``)."""
+    feats = new_item_text_features(cfg, catalog, new)
+    m = cfg.model
+    if m.new_item_ids == "zero" or table.ids is None:
+        return {"feats": feats}
+    # from the trained rows only (catalog[0] is padding): the same rows whether or not items
+    # were added before
+    if m.new_item_ids == "neighbours":
+        ids = table.ids_from_neighbours(
+            feats, m.neighbours, m.neighbour_temperature, trained=len(catalog)
+        )
+    else:
+        ids = table.ids_from_text(feats, trained=len(catalog))
+    return {"feats": feats, "ids": ids}

@@ -13,6 +13,7 @@ trains and serves, none of which changes a score.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ from darec.models.darec.layout import stream_positions
 from darec.models.darec.model import DARecModel
 from darec.models.item_text import mean_word_states, tokenize_catalog
 from darec.models.layers import item_rows, mask_padding_scores
-from darec.models.text_sasrec import TextItemTable, fit_text_table
+from darec.models.text_sasrec import TextItemTable, fit_text_table, new_text_table_rows
 from darec.paths import cache_dir
 
 __all__ = ["DARec", "activation_budget", "CPU_ACTIVATION_BUDGET_MB", "GPU_ACTIVATION_SHARE"]
@@ -400,7 +401,9 @@ class DARec(DARecModel):
         self, cfg: Config, catalog: list[dict[str, str]], new: list[dict[str, str]]
     ) -> dict[str, torch.Tensor]:
         """``tokens`` (M, T) and ``lengths`` (M,): the new items' sentences, cut to the width T
-        of the trained item table (its longest sentence, at most ``text.max_tokens``)."""
+        of the trained item table (its longest sentence, at most ``text.max_tokens``); when the
+        CF model is a ``sasrec-text`` start, also its text table's rows for them
+        (:meth:`_cf_text_rows`)."""
         t = cfg.text
         tokens, lengths = tokenize_catalog([{}, *new], self.tokenizer, t.fields, t.max_tokens)
         tokens, lengths = tokens[1:], lengths[1:]  # row 0 was padding
@@ -414,14 +417,40 @@ class DARec(DARecModel):
         width = self.item_tokens.shape[1]
         fitted = torch.zeros(len(new), width, dtype=torch.long)
         fitted[:, : min(width, tokens.shape[1])] = tokens[:, :width]
-        return {"tokens": fitted, "lengths": lengths.clamp(max=width)}
+        rows = {"tokens": fitted, "lengths": lengths.clamp(max=width)}
+        return {**rows, **self._cf_text_rows(cfg, catalog, new)}
+
+    def _cf_text_rows(
+        self, cfg: Config, catalog: list[dict[str, str]], new: list[dict[str, str]]
+    ) -> dict[str, torch.Tensor]:
+        """The CF model's text-table rows for the new items (``feats``, and ``ids`` as
+        ``model.new_item_ids`` says), their text read with the settings of the run it started
+        from (``darec.cf_checkpoint``: its encoder, fields, whitening), so that the CF model's
+        text branch and the content prior know them as they know trained items. Empty for a
+        plain SASRec CF model; zero features, with a warning, when that run is gone."""
+        table = self.cf.item_embedding
+        if not isinstance(table, TextItemTable):
+            return {}
+        source = Path(cfg.darec.cf_checkpoint) if cfg.darec.cf_checkpoint else None
+        if source is None or not (source / "config.json").exists():
+            log.warning(
+                "darec.cf_checkpoint %r is not a run folder here: the new items get zero text "
+                "features in the CF model (its text branch and the content prior ignore them)",
+                cfg.darec.cf_checkpoint,
+            )
+            return {"feats": table.feats.new_zeros(len(new), table.feats.shape[1])}
+        from darec.run.folder import RunFolder
+
+        cf_text = RunFolder.open(source).config.text
+        return new_text_table_rows(table, dataclasses.replace(cfg, text=cf_text), catalog, new)
 
     def extend_catalog(self, rows: dict[str, torch.Tensor]) -> None:
-        """Append items with the sentences ``rows["tokens"]`` / ``rows["lengths"]`` and zero CF
-        rows (ID embedding, and text features when the CF model is sasrec-text): the LLM's ALIGN
-        state alone represents them. A catalog cache that is current is extended by encoding the
-        new items alone (a server adding items keeps its cache); otherwise it is rebuilt on next
-        use."""
+        """Append items with the sentences ``rows["tokens"]`` / ``rows["lengths"]`` and the CF
+        rows ``rows["feats"]`` / ``rows["ids"]`` of a sasrec-text CF model (zero where absent;
+        a plain SASRec CF model gets zero ID rows): the LLM's ALIGN state, and the CF model's text
+        branch when it has one, represent them. A catalog cache that is current is extended by
+        encoding the new items alone (a server adding items keeps its cache); otherwise it is
+        rebuilt on next use."""
         tokens, lengths = rows["tokens"], rows["lengths"]
         m, width = tokens.shape
         if width != self.item_tokens.shape[1] or lengths.shape != (m,):
@@ -446,7 +475,8 @@ class DARec(DARecModel):
         )
         table = self.cf.item_embedding
         if isinstance(table, TextItemTable):
-            table.extend(table.feats.new_zeros(m, table.feats.shape[1]))
+            feats = rows.get("feats", table.feats.new_zeros(m, table.feats.shape[1]))
+            table.extend(feats.to(table.feats), rows.get("ids"))
         else:
             grown = nn.Embedding(table.num_embeddings + m, table.embedding_dim, padding_idx=0)
             grown.to(table.weight.device, table.weight.dtype)
