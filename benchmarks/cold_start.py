@@ -48,16 +48,17 @@ validation among ``PRIOR_WEIGHTS``), which scores cold items by their text as it
 ``darec`` (the headline DARec settings of benchmarks/accuracy.py, started frozen from the run of
 ``COLD_DAREC_CF``: on Beauty the ``sasrec-text prior`` row, which this script trains first into the
 same runs folder when that folder does not hold it yet) adds cold items through its item encoder,
-which reads their titles, and the catalog cache; its frozen CF model gives them zero ID rows, and
-its content prior scores them by their text. The trained models run without a time limit, to early
-stopping or the recipe's 200 epochs (like benchmarks/accuracy.py). Each model's row is merged into
-the results file as soon as it is done, beside the rows the file holds for the same split, so that
-models can train side by side in separate scripts (``--models sasrec`` and ``--models
-content,pop,sasrec-text``) without losing each other's rows. ``--run-dir DIR`` keeps each trained
-model's run folder (``DIR/MODEL``, spaces as dashes): run the same command again after an
-interruption and each model resumes from its last checkpoint (a finished one is only tested again);
-without it the runs live in a temporary folder. The summary keys ``cold_best_model`` /
-``cold_best_ndcg10`` (best cold NDCG@10 among the models other than ``content``),
+which reads their titles, and the catalog cache, and its frozen CF model gives them the rows
+``sasrec-text`` would (text features, so that its text branch and the content prior know them; zero
+ID rows for ``darec``, their text neighbours' for ``darec neighbours``). The trained models run
+without a time limit, to early stopping or the recipe's 200 epochs (like benchmarks/accuracy.py).
+Each model's row is merged into the results file as soon as it is done, beside the rows the file
+holds for the same split, so that models can train side by side in separate scripts (``--models
+sasrec`` and ``--models content,pop,sasrec-text``) without losing each other's rows. ``--run-dir
+DIR`` keeps each trained model's run folder (``DIR/MODEL``, spaces as dashes): run the same command
+again after an interruption and each model resumes from its last checkpoint (a finished one is only
+tested again); without it the runs live in a temporary folder. The summary keys ``cold_best_model``
+/ ``cold_best_ndcg10`` (best cold NDCG@10 among the models other than ``content``),
 ``cold_content_ndcg10`` and ``cold_ratio`` (best / content) sit at the top level of the JSON.
 
 Rows trained on another machine (a lent GPU: ``--set train.device=cuda --out FILE`` there) are
@@ -171,6 +172,10 @@ TEST_VARIANTS: dict[str, dict[str, list[str]]] = {  # one trained model, tested 
         "sasrec-text id-dropout": [],
         "sasrec-text id-dropout ids-from-text": ["model.new_item_ids=from_text"],
     },
+    "darec": {  # its CF start's text rows for cold items: zero ID rows, or borrowed ones
+        "darec": [],
+        "darec neighbours": NEIGHBOUR_IDS,
+    },
     "sasrec-text id-dropout 0.9": {
         "sasrec-text id-dropout 0.9": [],
         "sasrec-text id-dropout 0.9 ids-from-text": ["model.new_item_ids=from_text"],
@@ -194,6 +199,7 @@ ORDER = [  # the table's rows
     "sasrec-text text-only",
     "sasrec-text text-only h256",
     "darec",
+    "darec neighbours",
 ]
 QUICK = [  # --quick: a smoke run of the whole protocol, not a measurement
     "train.epochs=1",

@@ -230,7 +230,7 @@ def test_cold_start_trains_darecs_cf_run_first_and_resumes_from_the_runs_folder(
     out, runs = tmp_path / "cold.json", tmp_path / "runs"
     first = run_quick("cold_start", out, "--models", "darec", "--run-dir", str(runs))
     # DARec starts from the sasrec run (ML-100K's COLD_DAREC_CF), trained first into the folder
-    assert list(first["models"]) == ["sasrec", "darec"]
+    assert list(first["models"]) == ["sasrec", "darec", "darec neighbours"]
     assert first["models"]["darec"]["can_rank_cold"]
     assert all((runs / m / "metrics.json").exists() for m in ("sasrec", "darec"))
 
