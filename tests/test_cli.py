@@ -66,6 +66,16 @@ def test_train_evaluate_recommend_end_to_end(tiny_data, tmp_path):
     with_history = json.loads(out.output)
     assert with_history["exclude_history"] is False
     assert with_history["NDCG@10"] <= test_metrics["NDCG@10"]
+    # by the target's popularity third: the trainer's own split of the test users
+    out = runner.invoke(app, ["evaluate", str(run), "--json", "--by-popularity"], env=env)
+    assert out.exit_code == 0, out.output
+    groups = json.loads(out.output)["by_popularity"]
+    recorded = json.loads((run / "metrics.json").read_text())["test_by_popularity"]
+    assert groups.keys() == recorded.keys()
+    assert all(groups[g]["NDCG@10"] == recorded[g]["NDCG@10"] for g in groups)
+    assert sum(g["users"] for g in groups.values()) == json.loads(out.output)["users"]
+    out = runner.invoke(app, ["evaluate", str(run), "--by-popularity", "--split", "valid"], env=env)
+    assert out.exit_code == 0 and "head (" in out.output, out.output
 
     out = runner.invoke(app, ["recommend", str(run), "--user", "u1", "-k", "3", "--json"], env=env)
     assert out.exit_code == 0, out.output

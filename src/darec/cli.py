@@ -412,11 +412,20 @@ def evaluate(
     allow_changed_data: AllowChangedOpt = False,
     device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+    by_popularity: Annotated[
+        bool,
+        typer.Option(
+            "--by-popularity",
+            help="Also the metrics of the users whose target is in the head, torso or tail "
+            "third of the items by training count.",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate a trained run on the valid or test split with full ranking."""
     from darec.data.split import leave_one_out
     from darec.devices import pick_device
     from darec.evaluation.evaluator import evaluate as run_eval
+    from darec.evaluation.popularity import item_counts, metrics_by_group, popularity_groups
     from darec.run import RunFolder
     from darec.serving.inference_cache import load_for_inference
 
@@ -428,22 +437,30 @@ def evaluate(
         dataset = RunFolder.open(run).load_data(data, item_file, allow_changed_data)
         eval_cfg = dataclasses.replace(cfg.eval, exclude_history=not include_history)
         parts = leave_one_out(dataset)
-        result = run_eval(model, getattr(parts, split), eval_cfg, cfg.model.max_seq_len, on)
+        cases = getattr(parts, split)
+        result = run_eval(model, cases, eval_cfg, cfg.model.max_seq_len, on)
     except DarecError as exc:
         _fail(exc)
+    groups: dict[str, dict[str, float]] = {}
+    if by_popularity:
+        counts = item_counts(parts.train, dataset.num_items)
+        ks = tuple(sorted({*cfg.eval.ks, 10}))
+        groups = metrics_by_group(result.ranks, cases.targets, popularity_groups(counts), ks)
     if as_json:
         record = {
             "split": split,
             "users": result.num_users,
             "exclude_history": result.exclude_history,
         }
-        print(json.dumps(record | result.metrics))
+        print(json.dumps(record | result.metrics | ({"by_popularity": groups} if groups else {})))
         return
     title = (
         f"{split}: {result.num_users} users, full ranking, history "
         f"{'excluded' if result.exclude_history else 'included'}"
     )
-    console.print(_metrics_table(title, [(cfg.model.name, result.metrics)]))
+    rows = [(cfg.model.name, result.metrics)]
+    rows += [(f"  {name} ({int(m['users'])} users)", m) for name, m in groups.items()]
+    console.print(_metrics_table(title, rows))
 
 
 @app.command()
