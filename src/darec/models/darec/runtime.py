@@ -439,9 +439,9 @@ class DARec(DARecModel):
                 cfg.darec.cf_checkpoint,
             )
             return {"feats": table.feats.new_zeros(len(new), table.feats.shape[1])}
-        from darec.run.folder import RunFolder
+        from darec.config import config_from_run
 
-        cf_text = RunFolder.open(source).config.text
+        cf_text = config_from_run(json.loads((source / "config.json").read_text())).text
         return new_text_table_rows(table, dataclasses.replace(cfg, text=cf_text), catalog, new)
 
     def extend_catalog(self, rows: dict[str, torch.Tensor]) -> None:
