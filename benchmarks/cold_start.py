@@ -377,9 +377,9 @@ def main() -> None:
     results: dict[str, dict] = {}
     with contextlib.ExitStack() as stack:
         runs = args.run_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        cf_run = run_folder(runs, COLD_DAREC_CF[dataset])
         for name in with_cf_runs(args.models.split(","), dataset, runs):
             limit = [] if name == "content" else NO_LIMIT  # trained to early stopping, no clock
-            cf_run = run_folder(runs, COLD_DAREC_CF[dataset])
             settings = [s.format(cf_run=cf_run) for s in MODELS[dataset][name]]
             cfg = apply_overrides(base, limit + settings + extra)
             if cfg.train.threads:

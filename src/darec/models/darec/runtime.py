@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from darec.config import Config
+from darec.config import Config, config_from_run
 from darec.data.hard_negatives import cached_hard_negatives, hard_negatives
 from darec.devices import pick_device
 from darec.errors import CheckpointError, ConfigError
@@ -439,8 +439,6 @@ class DARec(DARecModel):
                 cfg.darec.cf_checkpoint,
             )
             return {"feats": table.feats.new_zeros(len(new), table.feats.shape[1])}
-        from darec.config import config_from_run
-
         cf_text = config_from_run(json.loads((source / "config.json").read_text())).text
         return new_text_table_rows(table, dataclasses.replace(cfg, text=cf_text), catalog, new)
 
